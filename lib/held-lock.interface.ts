@@ -1,0 +1,100 @@
+import type { LockMode, LockRecord, ReleaseOutcome } from './lock-backend.interface';
+import type { LockLostReason } from './lock.errors';
+
+/** A lease this process holds. */
+export interface HeldLock {
+  /** The key as the caller named it (without `keyPrefix`). */
+  readonly key: string;
+  /** Unguessable per-grant token; the store only honours release/extend with it. */
+  readonly token: string;
+  /**
+   * Strictly increasing per key across all grants. Pass it to the resource you write and let
+   * the resource reject writes carrying a smaller token than one it has seen.
+   */
+  readonly fencingToken: number;
+  readonly mode: LockMode;
+  /** Aborted (with a `LockLostError` reason) as soon as this lease is known or feared lost. */
+  readonly signal: AbortSignal;
+  /** Extend the lease now (compare-and-extend). Resolves `false` when it is no longer ours. */
+  extend(ttlMs?: number): Promise<boolean>;
+  /** Compare-and-release. Idempotent; never rejects for an expired lease. */
+  release(): Promise<ReleaseOutcome>;
+}
+
+/** Per-call options of `withSpaceLock`, `tryAcquire` and `acquire`. */
+export interface LockCallOptions {
+  /** Lease length for this call. Default: the module's `ttlMs`. */
+  ttlMs?: number;
+  /** Wait up to this long for the lock instead of giving up at once. Default 0. */
+  waitMs?: number;
+  /** `exclusive` (default) or `shared` (backends that support it: file). */
+  mode?: LockMode;
+  /** Owner recorded for this grant. Default: the module's `ownerId`. */
+  ownerId?: string;
+}
+
+export type SkipReason = 'in-progress' | 'lock-held';
+
+/** What `withSpaceLock` returns instead of running `fn` when the lock is taken. */
+export interface Skipped {
+  skipped: SkipReason;
+}
+
+export function isSkipped(value: unknown): value is Skipped {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    ((value as Skipped).skipped === 'in-progress' || (value as Skipped).skipped === 'lock-held') &&
+    Object.keys(value).length === 1
+  );
+}
+
+/** A holder as the service reports it. */
+export interface LockInfo extends LockRecord {
+  /** The key without `keyPrefix`. */
+  key: string;
+  /** Milliseconds since `acquiredAt`. */
+  ageMs: number;
+  /** Held by this module instance. */
+  local: boolean;
+  /** How many holders the key has (more than one only in shared mode). */
+  holderCount: number;
+}
+
+/** A lease held by this process, as `held()` lists it. */
+export interface HeldLockSummary {
+  key: string;
+  token: string;
+  fencingToken: number;
+  mode: LockMode;
+  ownerId: string;
+  acquiredAt: number;
+}
+
+export interface LockLostEvent {
+  key: string;
+  fencingToken: number;
+  reason: LockLostReason;
+}
+
+export interface ListLocksOptions {
+  /** Only keys starting with this (without `keyPrefix`). Default: all. */
+  prefix?: string;
+  /** At most this many records. Default 1 000. */
+  limit?: number;
+}
+
+export interface ForceReleaseOptions {
+  /** Why; logged at warn with the caller. Required. */
+  reason: string;
+  /** Only reap if the holder still has this fencing token. */
+  expectFencingToken?: number;
+  /** Who asks; default the module's `ownerId`. */
+  caller?: string;
+}
+
+export interface AcquireManyResult {
+  acquired: HeldLock[];
+  /** Keys we could not take, with their holder when known. */
+  unavailable: { key: string; reason: SkipReason; holder: LockInfo | null }[];
+}

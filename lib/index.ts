@@ -1,0 +1,59 @@
+export { LockModule, InjectLockOptions, InjectLockBackend } from './lock.module';
+export { SpaceLockService } from './space-lock.service';
+export { WithLock, type WithLockOptions } from './with-lock.decorator';
+export { CurrentLock } from './current-lock.decorator';
+export { LockInterceptor } from './lock.interceptor';
+export type { LockKeyTemplate } from './lock-key.template';
+export { MissingLockKeyValueError } from './lock-key.template';
+export { isSkipped } from './held-lock.interface';
+export type {
+  AcquireManyResult,
+  ForceReleaseOptions,
+  HeldLock,
+  HeldLockSummary,
+  ListLocksOptions,
+  LockCallOptions,
+  LockInfo,
+  LockLostEvent,
+  Skipped,
+  SkipReason,
+} from './held-lock.interface';
+export {
+  LockError,
+  LockHeldError,
+  LockTimeoutError,
+  LockBackendError,
+  InvalidLockKeyError,
+  LockOptionsError,
+  LockNotSupportedError,
+  LockLostError,
+  type LockLostReason,
+} from './lock.errors';
+export { LockBackend } from './lock-backend.interface';
+export type {
+  AcquireOutcome,
+  ExtendRequest,
+  ForceReleaseOutcome,
+  ForceReleaseRequest,
+  LeaseRef,
+  ListOptions,
+  LockBackendCapabilities,
+  LockMode,
+  LockOwner,
+  LockRecord,
+  LockRequest,
+  ReleaseOutcome,
+} from './lock-backend.interface';
+export type {
+  BuiltInBackendName,
+  LockModuleAsyncOptions,
+  LockModuleOptions,
+  LockOptionsFactory,
+  ResolvedLockModuleOptions,
+} from './lock-module-options.interface';
+export { LOCK_OPTIONS, LOCK_MODULE_OPTIONS } from './lock.constants';
+export { MemoryLockBackend } from './backends/memory/memory-lock.backend';
+export { MemoryLockStore } from './backends/memory/memory-lock.store';
+export type { MemoryBackendOptions } from './backends/memory/memory-backend-options.interface';
+export type { FileBackendOptions } from './backends/file/file-backend-options.interface';
+export type { RedisBackendOptions } from './backends/redis/redis-backend-options.interface';

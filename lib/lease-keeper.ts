@@ -1,0 +1,107 @@
+import { performance } from 'node:perf_hooks';
+import type { ExtendRequest } from './lock-backend.interface';
+
+/** What the keeper needs to know about a lease it keeps alive. */
+export interface KeptLease extends ExtendRequest {
+  heartbeatMs: number;
+  /** Monotonic time of the next heartbeat. */
+  nextBeatAt: number;
+  /** Monotonic time after which the store may already have expired the lease. */
+  deadline: number;
+}
+
+export interface LeaseKeeperHooks {
+  /** Compare-and-extend a batch; rejects when the store is unreachable. */
+  extend(batch: readonly KeptLease[]): Promise<boolean[]>;
+  lost(lease: KeptLease, reason: 'taken-over' | 'lease-timed-out'): void;
+  extendFailed(error: unknown, batchSize: number): void;
+}
+
+/**
+ * One timer for every lease of the process. Each tick extends, in a single backend call,
+ * all leases whose heartbeat is due or nearly due (so leases taken at slightly different
+ * times share round trips), and gives up leases whose locally measured time ran out.
+ */
+export class LeaseKeeper {
+  private readonly leases = new Set<KeptLease>();
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
+
+  constructor(private readonly hooks: LeaseKeeperHooks) {}
+
+  /** Safety margin subtracted from the lease: covers clock-rate drift between us and the store. */
+  static deadlineFrom(sentAt: number, ttlMs: number): number {
+    return sentAt + ttlMs - Math.min(1_000, Math.max(1, Math.floor(ttlMs / 10)));
+  }
+
+  add(lease: KeptLease): void {
+    this.leases.add(lease);
+    this.scheduleAt(Math.min(lease.nextBeatAt, lease.deadline));
+  }
+
+  delete(lease: KeptLease): void {
+    this.leases.delete(lease);
+    if (this.leases.size === 0) this.stop();
+  }
+
+  /** Confirms the lease after a successful extend that was sent at `sentAt`. */
+  confirmed(lease: KeptLease, sentAt: number): void {
+    lease.deadline = LeaseKeeper.deadlineFrom(sentAt, lease.ttlMs);
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
+  }
+
+  private scheduleAt(at: number): void {
+    if (at >= this.timerAt) return;
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => this.tick(), Math.max(0, Math.ceil(at - performance.now())));
+    this.timer.unref();
+  }
+
+  private tick(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = performance.now();
+    const due: KeptLease[] = [];
+    let next = Infinity;
+    for (const lease of this.leases) {
+      if (lease.deadline <= now) {
+        this.leases.delete(lease);
+        this.hooks.lost(lease, 'lease-timed-out');
+        continue;
+      }
+      if (lease.nextBeatAt - now <= lease.heartbeatMs / 4) {
+        due.push(lease);
+        lease.nextBeatAt = now + lease.heartbeatMs;
+      }
+      next = Math.min(next, lease.nextBeatAt, lease.deadline);
+    }
+    if (due.length > 0) void this.beat(due, now);
+    if (next !== Infinity) this.scheduleAt(next);
+  }
+
+  private async beat(batch: KeptLease[], sentAt: number): Promise<void> {
+    let stillOurs: boolean[];
+    try {
+      stillOurs = await this.hooks.extend(batch);
+    } catch (error) {
+      // The store is unreachable: keep counting down; the deadline decides.
+      this.hooks.extendFailed(error, batch.length);
+      return;
+    }
+    batch.forEach((lease, index) => {
+      if (!this.leases.has(lease)) return;
+      if (stillOurs[index]) {
+        this.confirmed(lease, sentAt);
+        return;
+      }
+      this.leases.delete(lease);
+      this.hooks.lost(lease, 'taken-over');
+    });
+  }
+}

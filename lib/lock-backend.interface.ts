@@ -1,0 +1,143 @@
+/**
+ * The contract every lock store implements. It is deliberately small: the service owns
+ * the in-process mutex, heartbeats, waiting and the lost-lease signal, so a backend only
+ * has to answer a handful of atomic questions about one key.
+ *
+ * The same name is a DI token (see `lock.constants.ts`), in the style of @nestjs/throttler:
+ * `@Inject(LockBackend) backend: LockBackend`.
+ */
+export type LockMode = 'exclusive' | 'shared';
+
+/** Who asks for a lock; stored with every grant so operators can see it. */
+export interface LockOwner {
+  /** Stable, human-meaningful owner (default `<hostname>:<pid>`). */
+  ownerId: string;
+  /** Random id of the `SpaceLockService` instance (one per module instance). */
+  instanceId: string;
+  hostname: string;
+  pid: number;
+}
+
+/** One attempt to take `key`. `key` already carries the module's `keyPrefix`. */
+export interface LockRequest {
+  key: string;
+  /** Unguessable, unique per grant: the only proof of ownership the backend accepts. */
+  token: string;
+  ttlMs: number;
+  mode: LockMode;
+  owner: LockOwner;
+}
+
+export type AcquireOutcome =
+  | { acquired: true; fencingToken: number }
+  | {
+      acquired: false;
+      /** How long the current holder's lease still runs, when the backend knows it. */
+      retryAfterMs: number | null;
+    };
+
+/** What the backend needs to recognise a grant it handed out. */
+export interface LeaseRef {
+  key: string;
+  token: string;
+  mode: LockMode;
+}
+
+export interface ExtendRequest extends LeaseRef {
+  ttlMs: number;
+}
+
+/** `expired`: nobody holds it any more; `not-owner`: someone else holds it now. */
+export type ReleaseOutcome = 'released' | 'expired' | 'not-owner';
+
+/** A holder record as a backend stores it. */
+export interface LockRecord {
+  key: string;
+  ownerId: string;
+  instanceId: string;
+  hostname: string;
+  pid: number;
+  mode: LockMode;
+  /** Epoch milliseconds. */
+  acquiredAt: number;
+  /** Remaining lease, or `null` where the backend has no expiry (kernel file locks). */
+  expiresInMs: number | null;
+  fencingToken: number;
+  ttlMs: number;
+  /** Set when the backend believes the holder is gone (dead pid on this host, expired lease). */
+  stale?: string;
+}
+
+export interface ListOptions {
+  /** Only keys starting with this (already includes the module's `keyPrefix`). */
+  prefix: string;
+  /** Upper bound on records returned. */
+  limit: number;
+}
+
+export interface ForceReleaseRequest {
+  key: string;
+  reason: string;
+  /** Only reap when the current holder still has this fencing token (compare-aware reap). */
+  expectFencingToken?: number;
+}
+
+export type ForceReleaseOutcome =
+  | { outcome: 'released'; previous: LockRecord | null }
+  | { outcome: 'not-held' }
+  | { outcome: 'changed-hands'; current: LockRecord | null }
+  | { outcome: 'held-by-live-process'; pid: number; hostname: string };
+
+export interface LockBackendCapabilities {
+  shared: boolean;
+}
+
+export interface LockBackend {
+  /** Short name used in logs and errors (`memory`, `redis`, `file`, ...). */
+  readonly name: string;
+  readonly capabilities: LockBackendCapabilities;
+
+  /** Called once at bootstrap, before the first lock; may probe and warn. */
+  init?(): Promise<void>;
+
+  /** One non-blocking attempt. Must be atomic: take the lock and mint the fencing token together. */
+  tryAcquire(request: LockRequest): Promise<AcquireOutcome>;
+
+  /**
+   * Compare-and-extend many leases in one round trip where the store allows it.
+   * Answers, in order, whether each lease is still ours. Throws `LockBackendError` when the
+   * store cannot be reached; the service then keeps counting down the local lease.
+   */
+  extend(leases: readonly ExtendRequest[]): Promise<boolean[]>;
+
+  /** Compare-and-release; wakes waiters on success. */
+  release(lease: LeaseRef): Promise<ReleaseOutcome>;
+
+  /**
+   * Optional: pass a held lease straight to a waiter of this process in one atomic step
+   * (new token, new fencing token, fresh TTL), saving a release + acquire round trip.
+   * Resolves `null` when `from` is no longer ours.
+   */
+  handOver?(from: LeaseRef, to: LockRequest): Promise<{ fencingToken: number } | null>;
+
+  /**
+   * Resolve when `key` may have become free (a release was seen) or after `timeoutMs`,
+   * whichever is first; reject only on `signal` abort is not required: resolving is enough.
+   * Never used as proof of anything: the caller always retries `tryAcquire`.
+   */
+  waitForRelease(key: string, timeoutMs: number, signal: AbortSignal): Promise<void>;
+
+  /** Every current holder of `key` (several for shared mode), oldest first. */
+  inspect(key: string): Promise<LockRecord[]>;
+
+  list(options: ListOptions): Promise<LockRecord[]>;
+
+  /** An operator's reap; see `ForceReleaseOutcome`. */
+  forceRelease(request: ForceReleaseRequest): Promise<ForceReleaseOutcome>;
+
+  /** Release resources the backend created (connections, watchers, fds). */
+  close?(): Promise<void>;
+}
+
+/** DI token for the active backend; shares its name with the interface (type and token in one). */
+export const LockBackend = Symbol('LockBackend');

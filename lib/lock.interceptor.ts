@@ -1,0 +1,135 @@
+import {
+  BadRequestException,
+  CallHandler,
+  ExecutionContext,
+  HttpStatus,
+  Injectable,
+  NestInterceptor,
+  ServiceUnavailableException,
+} from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import { finalize, from, Observable, of, switchMap } from 'rxjs';
+import type { HeldLock } from './held-lock.interface';
+import { LOCK_REQUEST_PROPERTY, WITH_LOCK_METADATA } from './lock.constants';
+import { InvalidLockKeyError, LockBackendError, LockHeldError, LockTimeoutError } from './lock.errors';
+import type { WithLockMetadata } from './with-lock.decorator';
+import { SpaceLockService } from './space-lock.service';
+
+/** The request fields HTTP key templates may read. */
+export const HTTP_TEMPLATE_ROOTS = ['params', 'query', 'headers', 'body', 'user'] as const;
+
+type Contended = LockHeldError | LockTimeoutError;
+
+/**
+ * Takes the lock(s) named by `@WithLock` around a handler and answers 503 with `Retry-After`
+ * while another holder has them. Protocol details live in small protected methods so an app
+ * can subclass this for GraphQL, RPC or WebSockets.
+ */
+@Injectable()
+export class LockInterceptor implements NestInterceptor {
+  constructor(
+    protected readonly reflector: Reflector,
+    protected readonly locks: SpaceLockService,
+  ) {}
+
+  async intercept(context: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
+    const metadata = this.reflector.getAllAndOverride<WithLockMetadata | undefined>(WITH_LOCK_METADATA, [
+      context.getHandler(),
+      context.getClass(),
+    ]);
+    if (!metadata) return next.handle();
+    const keys = this.resolveKeys(context, metadata);
+    const { onLocked, ...callOptions } = metadata.options;
+    let held: HeldLock[];
+    try {
+      held = await this.locks.acquireMany(keys, callOptions);
+    } catch (error) {
+      if (error instanceof LockHeldError || error instanceof LockTimeoutError) {
+        if (onLocked === 'skip') return of({ skipped: error instanceof LockHeldError ? error.reason : 'lock-held' });
+        throw this.lockedException(context, error);
+      }
+      if (error instanceof LockBackendError) throw this.backendException(context, error);
+      throw error;
+    }
+    this.exposeLocks(context, held);
+    let released = false;
+    const releaseOnce = (): Promise<void> => {
+      if (released) return Promise.resolve();
+      released = true;
+      return this.locks.releaseAll(held);
+    };
+    // Release before the response is sent, then again (no-op) if the stream is torn down early.
+    return next.handle().pipe(
+      switchMap((value) => from(releaseOnce().then(() => value))),
+      finalize(() => void releaseOnce()),
+    );
+  }
+
+  /** Keys for this call, or 400 when the request lacks a value a template needs. */
+  protected resolveKeys(context: ExecutionContext, metadata: WithLockMetadata): string[] {
+    const source = this.templateSource(context);
+    try {
+      return metadata.keys.map((part) =>
+        typeof part === 'function' ? (part as (ctx: ExecutionContext) => string)(context) : part.render(source),
+      );
+    } catch (error) {
+      if (error instanceof InvalidLockKeyError) throw this.invalidKeyException(context, error);
+      throw error;
+    }
+  }
+
+  /** What `{root.path}` placeholders read: the raw request, so guards' `user` is there too. */
+  protected templateSource(context: ExecutionContext): Record<string, unknown> {
+    const request = context.switchToHttp().getRequest<Record<string, unknown>>();
+    return Object.fromEntries(HTTP_TEMPLATE_ROOTS.map((root) => [root, request?.[root]]));
+  }
+
+  protected exposeLocks(context: ExecutionContext, locks: HeldLock[]): void {
+    if (context.getType() !== 'http') return;
+    const request = context.switchToHttp().getRequest<Record<string, unknown>>();
+    if (request) request[LOCK_REQUEST_PROPERTY] = locks;
+  }
+
+  /** 503 with `Retry-After` from the holder's remaining lease (whole seconds, at least 1). */
+  protected lockedException(context: ExecutionContext, error: Contended): unknown {
+    if (context.getType() !== 'http') return error;
+    const retryAfterSeconds = Math.max(1, Math.ceil((error.retryAfterMs ?? 1_000) / 1_000));
+    this.setHeader(context, 'Retry-After', String(retryAfterSeconds));
+    return new ServiceUnavailableException({
+      statusCode: HttpStatus.SERVICE_UNAVAILABLE,
+      error: 'Service Unavailable',
+      message: `Lock "${error.key}" is held by another request; retry later`,
+      key: error.key,
+      retryAfterSeconds,
+    });
+  }
+
+  /** 503 without `Retry-After`: the store is down, not busy, and we cannot say when it returns. */
+  protected backendException(context: ExecutionContext, error: LockBackendError): unknown {
+    if (context.getType() !== 'http') return error;
+    return new ServiceUnavailableException({
+      statusCode: HttpStatus.SERVICE_UNAVAILABLE,
+      error: 'Service Unavailable',
+      message: `Lock backend "${error.backend}" is unavailable`,
+    });
+  }
+
+  protected invalidKeyException(context: ExecutionContext, error: InvalidLockKeyError): unknown {
+    if (context.getType() !== 'http') return error;
+    return new BadRequestException({
+      statusCode: HttpStatus.BAD_REQUEST,
+      error: 'Bad Request',
+      message: `Cannot build the lock key: ${error.reason}`,
+    });
+  }
+
+  /** Works on Express (`res.setHeader`) and Fastify (`reply.header`). */
+  protected setHeader(context: ExecutionContext, name: string, value: string): void {
+    const response = context.switchToHttp().getResponse<{
+      header?: (name: string, value: string) => unknown;
+      setHeader?: (name: string, value: string) => unknown;
+    }>();
+    if (typeof response?.header === 'function') response.header(name, value);
+    else response?.setHeader?.(name, value);
+  }
+}

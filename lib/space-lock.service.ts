@@ -1,0 +1,665 @@
+import {
+  BeforeApplicationShutdown,
+  Inject,
+  Injectable,
+  Logger,
+  OnApplicationBootstrap,
+  OnModuleDestroy,
+} from '@nestjs/common';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import type {
+  AcquireManyResult,
+  ForceReleaseOptions,
+  HeldLock,
+  HeldLockSummary,
+  ListLocksOptions,
+  LockCallOptions,
+  LockInfo,
+  LockLostEvent,
+  Skipped,
+  SkipReason,
+} from './held-lock.interface';
+import { LeaseKeeper, type KeptLease } from './lease-keeper';
+import {
+  LockBackend,
+  type ForceReleaseOutcome,
+  type LockMode,
+  type LockOwner,
+  type LockRecord,
+  type LockRequest,
+  type ReleaseOutcome,
+} from './lock-backend.interface';
+import { LOCK_OPTIONS } from './lock.constants';
+import {
+  LockBackendError,
+  LockError,
+  LockHeldError,
+  LockLostError,
+  LockNotSupportedError,
+  LockOptionsError,
+  LockTimeoutError,
+  type LockLostReason,
+} from './lock.errors';
+import type { ResolvedLockModuleOptions } from './lock-module-options.interface';
+import { assertValidKey, resolveCallOptions } from './lock-options.validation';
+
+type CallOptions = Required<LockCallOptions>;
+
+interface LeaseHolder {
+  extendLease(lease: Lease, ttlMs?: number): Promise<boolean>;
+  releaseLease(lease: Lease): Promise<ReleaseOutcome>;
+}
+
+/** A lease of this process: what the caller holds and what the keeper keeps alive. */
+class Lease implements HeldLock, KeptLease {
+  readonly controller = new AbortController();
+  readonly signal = this.controller.signal;
+  readonly acquiredAt = Date.now();
+  state: 'held' | 'lost' | 'released' = 'held';
+  nextBeatAt: number;
+  deadline: number;
+  private releasing?: Promise<ReleaseOutcome>;
+
+  constructor(
+    private readonly holder: LeaseHolder,
+    readonly key: string,
+    /** Key as stored, with `keyPrefix`. */
+    readonly storeKey: string,
+    readonly token: string,
+    readonly fencingToken: number,
+    readonly mode: LockMode,
+    readonly ownerId: string,
+    public ttlMs: number,
+    readonly heartbeatMs: number,
+    sentAt: number,
+  ) {
+    this.nextBeatAt = sentAt + heartbeatMs;
+    this.deadline = LeaseKeeper.deadlineFrom(sentAt, ttlMs);
+  }
+
+  /** The `LeaseRef` the backend knows this lease by. */
+  get ref() {
+    return { key: this.storeKey, token: this.token, mode: this.mode };
+  }
+
+  extend(ttlMs?: number): Promise<boolean> {
+    return this.holder.extendLease(this, ttlMs);
+  }
+
+  release(): Promise<ReleaseOutcome> {
+    this.releasing ??= this.holder.releaseLease(this);
+    return this.releasing;
+  }
+}
+
+/** A caller of this process waiting for a key another local caller has. */
+interface LocalWaiter {
+  mode: LockMode;
+  options: CallOptions;
+  /** Called with a lease handed over directly, or with `null`: the local slot is yours, go ask the store. */
+  grant(lease: Lease | null): void;
+}
+
+/** What this process does with one key right now. */
+interface LocalKey {
+  mode: LockMode;
+  /** Leases held plus attempts in flight. */
+  occupants: number;
+  leases: Set<Lease>;
+  waiters: LocalWaiter[];
+  consecutiveHandoffs: number;
+}
+
+type Attempt = Lease | { skipped: SkipReason; retryAfterMs: number | null };
+
+/**
+ * Run work under a lock: an in-process per-key mutex first, then the backend's lease
+ * (memory, file or Redis), kept alive by a heartbeat while the work runs and released in
+ * `finally`.
+ */
+@Injectable()
+export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicationShutdown, OnModuleDestroy {
+  private readonly logger = new Logger(SpaceLockService.name);
+  /** Random per module instance: tells our records from other processes' and replicas'. */
+  readonly instanceId = randomUUID();
+  private readonly local = new Map<string, LocalKey>();
+  private readonly lostListeners = new Set<(event: LockLostEvent) => void>();
+  private readonly keeper: LeaseKeeper;
+  private backendFailing = false;
+  private readonly shutdown = new AbortController();
+  private readonly leaseHolder: LeaseHolder = {
+    extendLease: (lease, ttlMs) => this.extendLease(lease, ttlMs),
+    releaseLease: (lease) => this.releaseLease(lease),
+  };
+  private closing = false;
+
+  constructor(
+    @Inject(LOCK_OPTIONS) private readonly options: ResolvedLockModuleOptions,
+    @Inject(LockBackend) private readonly backend: LockBackend,
+  ) {
+    this.keeper = new LeaseKeeper({
+      extend: (batch) => this.call('extend', () => this.backend.extend(batch)),
+      lost: (lease, reason) => this.lose(lease as Lease, reason),
+      extendFailed: (error, size) => this.noteBackendFailure(`heartbeat of ${size} lease(s)`, error),
+    });
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.backend.init?.();
+  }
+
+  /**
+   * Run `fn` holding `key`. Returns `fn`'s result, or `{ skipped: 'in-progress' }` when this
+   * process already runs `key`, or `{ skipped: 'lock-held' }` when another holder has it
+   * (after waiting `waitMs`, if given). The lease is released in `finally`; a failed release
+   * is logged and never replaces `fn`'s result or error.
+   */
+  async withSpaceLock<T>(
+    key: string,
+    fn: (lock: HeldLock) => Promise<T> | T,
+    options?: LockCallOptions,
+  ): Promise<T | Skipped> {
+    const attempt = await this.attempt(key, options);
+    if (!(attempt instanceof Lease)) return { skipped: attempt.skipped };
+    try {
+      return await fn(attempt);
+    } finally {
+      await this.releaseQuietly(attempt);
+    }
+  }
+
+  /** All of `keys` or none, taken in sorted order so overlapping sets never deadlock. */
+  async withSpaceLocks<T>(
+    keys: readonly string[],
+    fn: (locks: HeldLock[]) => Promise<T> | T,
+    options?: LockCallOptions,
+  ): Promise<T | Skipped> {
+    const sorted = this.sortedKeys(keys);
+    const waitMs = resolveCallOptions(options, this.options).waitMs;
+    const giveUpAt = performance.now() + waitMs;
+    const held: Lease[] = [];
+    try {
+      for (const key of sorted) {
+        const remaining = Math.max(0, Math.floor(giveUpAt - performance.now()));
+        const attempt = await this.attempt(key, { ...options, waitMs: Math.min(waitMs, remaining) });
+        if (!(attempt instanceof Lease)) return { skipped: attempt.skipped };
+        held.push(attempt);
+      }
+      return await fn([...held]);
+    } finally {
+      await Promise.all(held.reverse().map((lease) => this.releaseQuietly(lease)));
+    }
+  }
+
+  /** One attempt (or a wait of up to `waitMs`); `null` when the lock stays taken. */
+  async tryAcquire(key: string, options?: LockCallOptions): Promise<HeldLock | null> {
+    const attempt = await this.attempt(key, options);
+    return attempt instanceof Lease ? attempt : null;
+  }
+
+  /** Take `key`, waiting up to `waitMs`: `LockHeldError` without a wait, `LockTimeoutError` after one. */
+  async acquire(key: string, options?: LockCallOptions): Promise<HeldLock> {
+    const started = performance.now();
+    const attempt = await this.attempt(key, options);
+    if (attempt instanceof Lease) return attempt;
+    if (options?.waitMs) {
+      throw new LockTimeoutError(key, Math.round(performance.now() - started), attempt.retryAfterMs);
+    }
+    throw new LockHeldError(key, attempt.retryAfterMs, attempt.skipped);
+  }
+
+  /**
+   * All of `keys` (sorted, waiting up to `waitMs` in total) or a `LockHeldError` /
+   * `LockTimeoutError` naming the first key that stayed taken. Nothing stays held on failure.
+   */
+  async acquireMany(keys: readonly string[], options?: LockCallOptions): Promise<HeldLock[]> {
+    const sorted = this.sortedKeys(keys);
+    const waitMs = resolveCallOptions(options, this.options).waitMs;
+    const started = performance.now();
+    const held: HeldLock[] = [];
+    try {
+      for (const key of sorted) {
+        const remaining = Math.max(0, Math.floor(started + waitMs - performance.now()));
+        held.push(await this.acquire(key, { ...options, waitMs: waitMs === 0 ? 0 : Math.max(1, remaining) }));
+      }
+      return held;
+    } catch (error) {
+      await this.releaseAll(held);
+      throw error;
+    }
+  }
+
+  /** Release every lock given; failures are logged, never thrown. */
+  async releaseAll(locks: readonly HeldLock[]): Promise<void> {
+    await Promise.all(
+      [...locks].reverse().map((lock) =>
+        lock.release().then(
+          () => undefined,
+          (error: unknown) => this.logger.warn(`Could not release lock "${lock.key}": ${message(error)}; it expires with its lease`),
+        ),
+      ),
+    );
+  }
+
+  /**
+   * Try every key once, in sorted order. With `partial`, keep what could be taken; without,
+   * all or nothing. `unavailable` names the holder of each key we could not take.
+   */
+  async tryAcquireMany(
+    keys: readonly string[],
+    options?: LockCallOptions & { partial?: boolean },
+  ): Promise<AcquireManyResult> {
+    const result: AcquireManyResult = { acquired: [], unavailable: [] };
+    for (const key of this.sortedKeys(keys)) {
+      const attempt = await this.attempt(key, { ...options, waitMs: 0 });
+      if (attempt instanceof Lease) {
+        result.acquired.push(attempt);
+        continue;
+      }
+      result.unavailable.push({ key, reason: attempt.skipped, holder: await this.inspect(key) });
+      if (!options?.partial) break;
+    }
+    if (!options?.partial && result.unavailable.length > 0) {
+      await Promise.all(result.acquired.map((lease) => this.releaseQuietly(lease as Lease)));
+      result.acquired = [];
+    }
+    return result;
+  }
+
+  /** The holder of `key` (the oldest, for shared locks), or `null` when free. */
+  async inspect(key: string): Promise<LockInfo | null> {
+    return (await this.inspectAll(key))[0] ?? null;
+  }
+
+  /** Every holder of `key` (several only in shared mode). */
+  async inspectAll(key: string): Promise<LockInfo[]> {
+    assertValidKey(key);
+    const records = await this.call('inspect', () => this.backend.inspect(this.storeKey(key)));
+    return records.map((record) => this.toInfo(record, records.length));
+  }
+
+  /** Holders visible to the backend, stale ones marked. */
+  async list(options: ListLocksOptions = {}): Promise<LockInfo[]> {
+    const prefix = options.prefix ?? '';
+    const limit = options.limit ?? 1_000;
+    if (typeof prefix !== 'string') throw new LockOptionsError('list prefix must be a string');
+    if (!Number.isInteger(limit) || limit < 1) throw new LockOptionsError('list limit must be a positive integer');
+    const records = await this.call('list', () =>
+      this.backend.list({ prefix: this.options.keyPrefix + prefix, limit }),
+    );
+    const perKey = new Map<string, number>();
+    for (const record of records) perKey.set(record.key, (perKey.get(record.key) ?? 0) + 1);
+    return records
+      .filter((record) => record.key.startsWith(this.options.keyPrefix))
+      .map((record) => this.toInfo(record, perKey.get(record.key) ?? 1));
+  }
+
+  /** Leases this module instance holds now. */
+  held(): HeldLockSummary[] {
+    const summaries: HeldLockSummary[] = [];
+    for (const state of this.local.values()) {
+      for (const lease of state.leases) {
+        if (lease.state !== 'held') continue;
+        const { key, token, fencingToken, mode, ownerId, acquiredAt } = lease;
+        summaries.push({ key, token, fencingToken, mode, ownerId, acquiredAt });
+      }
+    }
+    return summaries;
+  }
+
+  /**
+   * An operator's reap. The evicted holder learns at its next heartbeat (its signal aborts);
+   * fenced resources reject its writes from now on.
+   */
+  async forceRelease(key: string, options: ForceReleaseOptions): Promise<ForceReleaseOutcome> {
+    assertValidKey(key);
+    if (typeof options?.reason !== 'string' || options.reason.trim() === '') {
+      throw new LockOptionsError('forceRelease needs a non-empty reason');
+    }
+    const caller = options.caller ?? this.options.ownerId;
+    const outcome = await this.call('forceRelease', () =>
+      this.backend.forceRelease({
+        key: this.storeKey(key),
+        reason: options.reason,
+        expectFencingToken: options.expectFencingToken,
+      }),
+    );
+    this.logger.warn(
+      `forceRelease "${key}" by ${caller} (reason: ${options.reason}): ${outcome.outcome}` +
+        ('previous' in outcome && outcome.previous
+          ? ` (was ${outcome.previous.ownerId}, pid ${outcome.previous.pid}, fencing token ${outcome.previous.fencingToken})`
+          : ''),
+    );
+    return outcome;
+  }
+
+  /** Listen for leases this process loses while holding them. Returns the unsubscribe function. */
+  onLockLost(listener: (event: LockLostEvent) => void): () => void {
+    this.lostListeners.add(listener);
+    return () => this.lostListeners.delete(listener);
+  }
+
+  /** Release everything before other modules (Redis clients) shut down. */
+  async beforeApplicationShutdown(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.shutdown.abort();
+    const leases = [...this.local.values()].flatMap((state) => [...state.leases]);
+    for (const state of this.local.values()) state.waiters.splice(0).forEach((waiter) => waiter.grant(null));
+    await Promise.all(
+      leases.map((lease) => {
+        this.lose(lease, 'shutdown');
+        return this.releaseQuietly(lease);
+      }),
+    );
+    this.keeper.stop();
+    await this.backend.close?.();
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    // Apps closed without shutdown hooks still get their leases back.
+    await this.beforeApplicationShutdown();
+  }
+
+  // --- acquiring -------------------------------------------------------------------
+
+  private async attempt(key: string, given: LockCallOptions | undefined): Promise<Attempt> {
+    assertValidKey(key);
+    const options = resolveCallOptions(given, this.options);
+    if (options.mode === 'shared' && !this.backend.capabilities.shared) {
+      throw new LockNotSupportedError(`The ${this.backend.name} backend does not support shared locks`);
+    }
+    if (this.closing) throw new LockError('The lock module is shutting down');
+    const storeKey = this.storeKey(key);
+    const giveUpAt = performance.now() + options.waitMs;
+    const local = this.local.get(storeKey);
+    if (local && !this.admits(local, options.mode)) {
+      if (options.waitMs === 0) return { skipped: 'in-progress', retryAfterMs: this.localRetryAfter(local) };
+      const handed = await this.queueLocally(local, options);
+      if (handed === 'timeout') return { skipped: 'in-progress', retryAfterMs: this.localRetryAfter(local) };
+      if (handed) return handed;
+      if (this.closing) {
+        this.vacate(storeKey);
+        throw new LockError('The lock module is shutting down');
+      }
+    } else {
+      this.occupy(storeKey, options.mode);
+    }
+    try {
+      const result = await this.acquireFromStore(key, storeKey, options, giveUpAt);
+      if (!(result instanceof Lease)) this.vacate(storeKey);
+      return result;
+    } catch (error) {
+      this.vacate(storeKey);
+      throw error;
+    }
+  }
+
+  /** Ask the store until it grants the lease or `giveUpAt` passes; woken by releases, not polling. */
+  private async acquireFromStore(key: string, storeKey: string, options: CallOptions, giveUpAt: number): Promise<Attempt> {
+    for (;;) {
+      const request = this.request(storeKey, options);
+      const sentAt = performance.now();
+      const outcome = await this.call('tryAcquire', () => this.backend.tryAcquire(request), (late) => {
+        // The store granted a lease we stopped waiting for: give it back.
+        if (late.acquired) void this.backend.release(request).catch(() => undefined);
+      });
+      if (outcome.acquired) return this.grant(key, request, outcome.fencingToken, sentAt);
+      const remaining = giveUpAt - performance.now();
+      if (remaining <= 0 || this.closing) return { skipped: 'lock-held', retryAfterMs: outcome.retryAfterMs };
+      const until = Math.max(1, Math.ceil(Math.min(remaining, outcome.retryAfterMs ?? remaining)));
+      await this.backend.waitForRelease(storeKey, until, this.shutdown.signal);
+    }
+  }
+
+  private grant(key: string, request: LockRequest, fencingToken: number, sentAt: number): Lease {
+    const heartbeatMs = Math.max(1, Math.min(this.options.heartbeatMs, Math.floor(request.ttlMs / 3)));
+    const lease = new Lease(
+      this.leaseHolder,
+      key,
+      request.key,
+      request.token,
+      fencingToken,
+      request.mode,
+      request.owner.ownerId,
+      request.ttlMs,
+      heartbeatMs,
+      sentAt,
+    );
+    this.local.get(request.key)?.leases.add(lease);
+    this.keeper.add(lease);
+    return lease;
+  }
+
+  private request(storeKey: string, options: CallOptions): LockRequest {
+    return {
+      key: storeKey,
+      token: randomBytes(16).toString('base64url'),
+      ttlMs: options.ttlMs,
+      mode: options.mode,
+      owner: this.owner(options.ownerId),
+    };
+  }
+
+  private owner(ownerId: string): LockOwner {
+    return { ownerId, instanceId: this.instanceId, hostname: HOSTNAME, pid: process.pid };
+  }
+
+  // --- the in-process mutex ----------------------------------------------------------
+
+  private admits(local: LocalKey, mode: LockMode): boolean {
+    return local.occupants === 0 || (mode === 'shared' && local.mode === 'shared' && local.waiters.length === 0);
+  }
+
+  private occupy(storeKey: string, mode: LockMode): void {
+    const local = this.local.get(storeKey);
+    if (local) {
+      local.occupants += 1;
+      local.mode = mode;
+      return;
+    }
+    this.local.set(storeKey, { mode, occupants: 1, leases: new Set(), waiters: [], consecutiveHandoffs: 0 });
+  }
+
+  /** One occupant left; let the next local waiter in, or forget the key. */
+  private vacate(storeKey: string): void {
+    const local = this.local.get(storeKey);
+    if (!local) return;
+    local.occupants -= 1;
+    if (local.occupants > 0) return;
+    const next = local.waiters.shift();
+    if (!next) {
+      this.local.delete(storeKey);
+      return;
+    }
+    local.occupants = 1;
+    local.mode = next.mode;
+    next.grant(null);
+  }
+
+  /** Wait behind this process's own holder; resolves a handed-over lease, `null` (go ask the store) or `'timeout'`. */
+  private queueLocally(local: LocalKey, options: CallOptions): Promise<Lease | null | 'timeout'> {
+    return new Promise((resolve) => {
+      const waiter: LocalWaiter = {
+        mode: options.mode,
+        options,
+        grant: (lease) => {
+          clearTimeout(timer);
+          resolve(lease);
+        },
+      };
+      const timer = setTimeout(() => {
+        const index = local.waiters.indexOf(waiter);
+        if (index >= 0) local.waiters.splice(index, 1);
+        resolve('timeout');
+      }, options.waitMs);
+      timer.unref();
+      local.waiters.push(waiter);
+    });
+  }
+
+  private localRetryAfter(local: LocalKey): number | null {
+    let latest: number | null = null;
+    for (const lease of local.leases) latest = Math.max(latest ?? 0, lease.deadline - performance.now());
+    return latest === null ? null : Math.max(0, Math.ceil(latest));
+  }
+
+  // --- holding ---------------------------------------------------------------------------
+
+  private async extendLease(lease: Lease, ttlMs?: number): Promise<boolean> {
+    if (lease.state !== 'held') return false;
+    if (ttlMs !== undefined) {
+      resolveCallOptions({ ttlMs }, this.options);
+      lease.ttlMs = ttlMs;
+    }
+    const sentAt = performance.now();
+    const [stillOurs] = await this.call('extend', () => this.backend.extend([lease]));
+    if (stillOurs) this.keeper.confirmed(lease, sentAt);
+    else this.lose(lease, 'taken-over');
+    return Boolean(stillOurs);
+  }
+
+  private async releaseLease(lease: Lease): Promise<ReleaseOutcome> {
+    const wasHeld = lease.state === 'held';
+    if (lease.state !== 'lost') lease.state = 'released';
+    this.keeper.delete(lease);
+    const local = this.local.get(lease.storeKey);
+    local?.leases.delete(lease);
+    try {
+      if (wasHeld && local && (await this.handOverLocally(lease, local))) return 'released';
+      return await this.call('release', () => this.backend.release(lease.ref));
+    } finally {
+      this.vacate(lease.storeKey);
+    }
+  }
+
+  /**
+   * Pass an exclusive lease straight to the next waiter of this process: one atomic store
+   * call (fresh token and fencing token) instead of a release and an acquire. Capped so other
+   * processes get their turn.
+   */
+  private async handOverLocally(lease: Lease, local: LocalKey): Promise<boolean> {
+    const next = local.waiters[0];
+    const handOver = this.backend.handOver?.bind(this.backend);
+    if (!next || !handOver || lease.mode !== 'exclusive' || next.mode !== 'exclusive' || this.closing) return false;
+    if (local.consecutiveHandoffs >= this.options.maxLocalHandoffs) {
+      local.consecutiveHandoffs = 0;
+      return false;
+    }
+    const request = this.request(lease.storeKey, next.options);
+    const sentAt = performance.now();
+    const handed = await this.call('handOver', () => handOver(lease.ref, request)).catch(() => null);
+    if (!handed) return false;
+    if (local.waiters[0] !== next) {
+      // The waiter gave up while the store was answering: the new grant is nobody's.
+      await this.call('release', () => this.backend.release(request));
+      return true;
+    }
+    local.waiters.shift();
+    local.consecutiveHandoffs += 1;
+    local.occupants += 1; // the waiter's occupancy; ours is vacated by the caller
+    next.grant(this.grant(lease.key, request, handed.fencingToken, sentAt));
+    return true;
+  }
+
+  private releaseQuietly(lease: Lease): Promise<void> {
+    return this.releaseAll([lease]);
+  }
+
+  private lose(lease: Lease, reason: LockLostReason): void {
+    if (lease.state !== 'held') return;
+    lease.state = 'lost';
+    this.keeper.delete(lease);
+    const error = new LockLostError(lease.key, lease.fencingToken, reason);
+    lease.controller.abort(error);
+    if (reason !== 'shutdown') this.logger.warn(error.message);
+    const event: LockLostEvent = { key: lease.key, fencingToken: lease.fencingToken, reason };
+    for (const listener of [...this.lostListeners, ...(this.options.onLockLost ? [this.options.onLockLost] : [])]) {
+      try {
+        listener(event);
+      } catch (listenerError) {
+        this.logger.error(`onLockLost listener threw: ${message(listenerError)}`);
+      }
+    }
+  }
+
+  // --- the store -----------------------------------------------------------------------
+
+  /**
+   * Every backend call goes through here: bounded in time, and any failure that is not one of
+   * ours becomes a `LockBackendError` so callers can tell "store down" from "busy".
+   */
+  private call<T>(operation: string, run: () => Promise<T>, onLateResult?: (value: T) => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(() => {
+        settled = true;
+        reject(
+          new LockBackendError(this.backend.name, `${operation} timed out after ${this.options.backendTimeoutMs} ms`),
+        );
+      }, this.options.backendTimeoutMs);
+      timer.unref();
+      let pending: Promise<T>;
+      try {
+        pending = run();
+      } catch (error) {
+        pending = Promise.reject(error);
+      }
+      pending.then(
+        (value) => {
+          if (settled) return onLateResult?.(value);
+          settled = true;
+          clearTimeout(timer);
+          this.backendRecovered();
+          resolve(value);
+        },
+        (error: unknown) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(error instanceof LockError ? error : new LockBackendError(this.backend.name, `${operation}: ${message(error)}`, error));
+        },
+      );
+    });
+  }
+
+  private noteBackendFailure(what: string, error: unknown): void {
+    if (this.backendFailing) return;
+    this.backendFailing = true;
+    this.logger.warn(`Lock backend "${this.backend.name}" failed during ${what}: ${message(error)}; leases count down locally`);
+  }
+
+  private backendRecovered(): void {
+    if (!this.backendFailing) return;
+    this.backendFailing = false;
+    this.logger.log(`Lock backend "${this.backend.name}" answers again`);
+  }
+
+  private storeKey(key: string): string {
+    return this.options.keyPrefix + key;
+  }
+
+  private sortedKeys(keys: readonly string[]): string[] {
+    if (!Array.isArray(keys) || keys.length === 0) throw new LockOptionsError('keys must be a non-empty array');
+    keys.forEach((key) => assertValidKey(key));
+    return [...new Set(keys)].sort();
+  }
+
+  private toInfo(record: LockRecord, holderCount: number): LockInfo {
+    return {
+      ...record,
+      key: record.key.slice(this.options.keyPrefix.length),
+      ageMs: Math.max(0, Date.now() - record.acquiredAt),
+      local: record.instanceId === this.instanceId,
+      holderCount,
+    };
+  }
+}
+
+const HOSTNAME = hostname();
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

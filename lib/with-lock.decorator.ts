@@ -1,0 +1,66 @@
+import { applyDecorators, SetMetadata, UseInterceptors } from '@nestjs/common';
+import type { LockMode } from './lock-backend.interface';
+import { WITH_LOCK_METADATA } from './lock.constants';
+import { LockOptionsError } from './lock.errors';
+import { CompiledKeyTemplate, type LockKeyTemplate } from './lock-key.template';
+import { LockInterceptor } from './lock.interceptor';
+import { assertDuration, assertValidOwnerId } from './lock-options.validation';
+
+export interface WithLockOptions {
+  /** Lease length; default the module's `ttlMs`. */
+  ttlMs?: number;
+  /** Wait this long for the lock before answering "held". Default 0. */
+  waitMs?: number;
+  mode?: LockMode;
+  ownerId?: string;
+  /**
+   * When the lock is held: `'throw'` (HTTP 503 with `Retry-After`; `LockHeldError` on
+   * providers) or `'skip'` (providers return `undefined`; HTTP answers `{ skipped }`).
+   * Default `'throw'` on controllers, `'skip'` on providers.
+   */
+  onLocked?: 'throw' | 'skip';
+}
+
+export type LockKeyPart = CompiledKeyTemplate | ((...args: never[]) => string);
+
+export interface WithLockMetadata {
+  keys: LockKeyPart[];
+  options: WithLockOptions;
+}
+
+/**
+ * Run the decorated controller handler or provider method only while holding the lock(s).
+ * Several templates take all keys or none, in sorted order.
+ *
+ * ```ts
+ * @Post(':spaceId/sync')
+ * @WithLock('space:{params.spaceId}')
+ * sync() {}
+ * ```
+ */
+export function WithLock(
+  keys: LockKeyTemplate | readonly LockKeyTemplate[],
+  options: WithLockOptions = {},
+): MethodDecorator & ClassDecorator {
+  const templates = Array.isArray(keys) ? keys : [keys as LockKeyTemplate];
+  if (templates.length === 0) throw new LockOptionsError('@WithLock needs at least one key');
+  validateOptions(options);
+  const metadata: WithLockMetadata = {
+    keys: templates.map((template) => (typeof template === 'function' ? template : new CompiledKeyTemplate(template))),
+    options: { ...options },
+  };
+  return applyDecorators(SetMetadata(WITH_LOCK_METADATA, metadata), UseInterceptors(LockInterceptor));
+}
+
+function validateOptions(options: WithLockOptions): void {
+  if (typeof options !== 'object' || options === null) throw new LockOptionsError('@WithLock options must be an object');
+  if (options.ttlMs !== undefined) assertDuration('ttlMs', options.ttlMs);
+  if (options.waitMs !== undefined) assertDuration('waitMs', options.waitMs, { allowZero: true });
+  if (options.ownerId !== undefined) assertValidOwnerId(options.ownerId);
+  if (options.mode !== undefined && options.mode !== 'exclusive' && options.mode !== 'shared') {
+    throw new LockOptionsError(`@WithLock mode must be 'exclusive' or 'shared'`);
+  }
+  if (options.onLocked !== undefined && options.onLocked !== 'throw' && options.onLocked !== 'skip') {
+    throw new LockOptionsError(`@WithLock onLocked must be 'throw' or 'skip'`);
+  }
+}
