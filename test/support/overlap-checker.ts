@@ -1,0 +1,47 @@
+import { appendFileSync, readFileSync } from 'node:fs';
+
+/**
+ * Mutual-exclusion evidence across processes. Every holder appends `enter` when it starts
+ * its critical section and `exit` when it ends it, to one file opened O_APPEND, so the line
+ * order in the file is the real order of those writes. Two `enter`s without an `exit` between
+ * them is an overlap, whatever the clocks say.
+ */
+export function recordEnter(logPath: string, holder: string, fencingToken: number): void {
+  appendFileSync(logPath, `enter ${holder} ${fencingToken}\n`);
+}
+
+export function recordExit(logPath: string, holder: string, fencingToken: number): void {
+  appendFileSync(logPath, `exit ${holder} ${fencingToken}\n`);
+}
+
+export interface OverlapReport {
+  entries: number;
+  overlaps: number;
+  /** Entries whose fencing token was not above every earlier one. */
+  fencingViolations: number;
+  /** Entries per holder. */
+  perHolder: Record<string, number>;
+}
+
+/** Exclusive mode: at most one holder inside at any line of the log. */
+export function checkOverlaps(logPath: string): OverlapReport {
+  const lines = readFileSync(logPath, 'utf8').split('\n').filter(Boolean);
+  const report: OverlapReport = { entries: 0, overlaps: 0, fencingViolations: 0, perHolder: {} };
+  const inside = new Set<string>();
+  let highestToken = -Infinity;
+  for (const line of lines) {
+    const [event, holder, token] = line.split(' ');
+    const fencingToken = Number(token);
+    if (event === 'enter') {
+      report.entries += 1;
+      report.perHolder[holder] = (report.perHolder[holder] ?? 0) + 1;
+      if (inside.size > 0) report.overlaps += 1;
+      if (!(fencingToken > highestToken)) report.fencingViolations += 1;
+      highestToken = Math.max(highestToken, fencingToken);
+      inside.add(`${holder}:${token}`);
+    } else {
+      inside.delete(`${holder}:${token}`);
+    }
+  }
+  return report;
+}
