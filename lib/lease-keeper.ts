@@ -1,8 +1,7 @@
 import { performance } from 'node:perf_hooks';
-import type { ExtendRequest } from './lock-backend.interface';
-
 /** What the keeper needs to know about a lease it keeps alive. */
-export interface KeptLease extends ExtendRequest {
+export interface KeptLease {
+  ttlMs: number;
   heartbeatMs: number;
   /** Monotonic time of the next heartbeat. */
   nextBeatAt: number;

@@ -24,6 +24,7 @@ import type {
 import { LeaseKeeper, type KeptLease } from './lease-keeper';
 import {
   LockBackend,
+  type ExtendRequest,
   type ForceReleaseOutcome,
   type LockMode,
   type LockOwner,
@@ -79,9 +80,9 @@ class Lease implements HeldLock, KeptLease {
     this.deadline = LeaseKeeper.deadlineFrom(sentAt, ttlMs);
   }
 
-  /** The `LeaseRef` the backend knows this lease by. */
-  get ref() {
-    return { key: this.storeKey, token: this.token, mode: this.mode };
+  /** What the backend knows this lease by. */
+  get ref(): ExtendRequest {
+    return { key: this.storeKey, token: this.token, mode: this.mode, ttlMs: this.ttlMs };
   }
 
   extend(ttlMs?: number): Promise<boolean> {
@@ -140,7 +141,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     @Inject(LockBackend) private readonly backend: LockBackend,
   ) {
     this.keeper = new LeaseKeeper({
-      extend: (batch) => this.call('extend', () => this.backend.extend(batch)),
+      extend: (batch) => this.call('extend', () => this.backend.extend(batch.map((lease) => (lease as Lease).ref))),
       lost: (lease, reason) => this.lose(lease as Lease, reason),
       extendFailed: (error, size) => this.noteBackendFailure(`heartbeat of ${size} lease(s)`, error),
     });
@@ -515,7 +516,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
       lease.ttlMs = ttlMs;
     }
     const sentAt = performance.now();
-    const [stillOurs] = await this.call('extend', () => this.backend.extend([lease]));
+    const [stillOurs] = await this.call('extend', () => this.backend.extend([lease.ref]));
     if (stillOurs) this.keeper.confirmed(lease, sentAt);
     else this.lose(lease, 'taken-over');
     return Boolean(stillOurs);

@@ -1,0 +1,327 @@
+import { performance } from 'node:perf_hooks';
+import {
+  InvalidLockKeyError,
+  isSkipped,
+  LockBackendError,
+  LockHeldError,
+  LockLostError,
+  LockNotSupportedError,
+  LockOptionsError,
+  LockTimeoutError,
+  MemoryLockBackend,
+  MemoryLockStore,
+  SpaceLockService,
+  type ExtendRequest,
+  type LockBackend,
+  type LockModuleOptions,
+} from '../../lib';
+import { resolveLockOptions } from '../../lib/lock-options.validation';
+
+/** A service over `backend`, as the module would build it. */
+function serviceOn(backend: LockBackend, options: LockModuleOptions = {}): SpaceLockService {
+  return new SpaceLockService(resolveLockOptions({ ...options, backend }), backend);
+}
+
+/** Memory backend whose heartbeats can be stalled or broken, to play a paused process or a dead store. */
+class StallableBackend extends MemoryLockBackend {
+  stalled = false;
+  failing = false;
+  extendCalls = 0;
+  override async extend(leases: readonly ExtendRequest[]): Promise<boolean[]> {
+    this.extendCalls += 1;
+    if (this.failing) throw new Error('connection refused');
+    if (this.stalled) return new Promise(() => undefined);
+    return super.extend(leases);
+  }
+  override async tryAcquire(...args: Parameters<MemoryLockBackend['tryAcquire']>) {
+    if (this.failing) throw new Error('connection refused');
+    return super.tryAcquire(...args);
+  }
+}
+
+function until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const check = (): void => {
+      if (condition()) return resolve();
+      if (performance.now() - started > timeoutMs) return reject(new Error('condition not met in time'));
+      setTimeout(check, 5);
+    };
+    check();
+  });
+}
+
+const services: SpaceLockService[] = [];
+afterEach(async () => {
+  await Promise.all(services.splice(0).map((service) => service.beforeApplicationShutdown()));
+});
+function track(service: SpaceLockService): SpaceLockService {
+  services.push(service);
+  return service;
+}
+
+describe('SpaceLockService on the memory backend', () => {
+  it('runs fn under the lock and returns its result', async () => {
+    const locks = track(serviceOn(new MemoryLockBackend()));
+    const result = await locks.withSpaceLock('a', async (lock) => {
+      expect(lock.key).toBe('a');
+      expect(lock.fencingToken).toBeGreaterThan(0);
+      expect(await locks.inspect('a')).toMatchObject({ key: 'a', local: true, fencingToken: lock.fencingToken });
+      return 42;
+    });
+    expect(result).toBe(42);
+    expect(await locks.inspect('a')).toBeNull();
+  });
+
+  it('answers in-progress inside one process and lock-held across replicas', async () => {
+    const store = new MemoryLockStore();
+    const replicaA = track(serviceOn(new MemoryLockBackend({ store })));
+    const replicaB = track(serviceOn(new MemoryLockBackend({ store })));
+    let inner: unknown;
+    let other: unknown;
+    await replicaA.withSpaceLock('space:1', async () => {
+      inner = await replicaA.withSpaceLock('space:1', async () => 'never');
+      other = await replicaB.withSpaceLock('space:1', async () => 'never');
+    });
+    expect(inner).toEqual({ skipped: 'in-progress' });
+    expect(other).toEqual({ skipped: 'lock-held' });
+    expect(isSkipped(inner) && isSkipped(other)).toBe(true);
+    expect(isSkipped({ skipped: 'lock-held', extra: 1 })).toBe(false);
+    expect(await replicaB.withSpaceLock('space:1', async () => 'ran')).toBe('ran');
+  });
+
+  it('releases when fn throws and lets the error through', async () => {
+    const locks = track(serviceOn(new MemoryLockBackend()));
+    await expect(
+      locks.withSpaceLock('boom', async () => {
+        throw new Error('work failed');
+      }),
+    ).rejects.toThrow('work failed');
+    expect(await locks.inspect('boom')).toBeNull();
+    expect(locks.held()).toEqual([]);
+  });
+
+  it('a failed release never hides the result or the error of the work', async () => {
+    const backend = new MemoryLockBackend();
+    backend.release = async () => {
+      throw new Error('store gone');
+    };
+    const locks = track(serviceOn(backend));
+    await expect(locks.withSpaceLock('r', async () => 'result')).resolves.toBe('result');
+    await expect(
+      locks.withSpaceLock('r2', async () => {
+        throw new Error('work error');
+      }),
+    ).rejects.toThrow('work error');
+  });
+
+  it('fencing tokens strictly increase per key across holders', async () => {
+    const store = new MemoryLockStore();
+    const replicas = [0, 1, 2].map(() => track(serviceOn(new MemoryLockBackend({ store }))));
+    const tokens: number[] = [];
+    for (let round = 0; round < 9; round += 1) {
+      await replicas[round % 3].withSpaceLock('fenced', (lock) => tokens.push(lock.fencingToken));
+    }
+    expect(tokens).toEqual([...tokens].sort((a, b) => a - b));
+    expect(new Set(tokens).size).toBe(tokens.length);
+  });
+
+  it('heartbeat keeps a lease alive well past ttlMs while the work runs', async () => {
+    const store = new MemoryLockStore();
+    const backend = new StallableBackend({ store });
+    const holder = track(serviceOn(backend, { ttlMs: 150 }));
+    const rival = track(serviceOn(new MemoryLockBackend({ store })));
+    const lock = await holder.acquire('long');
+    const startedAt = performance.now();
+    await until(() => performance.now() - startedAt > 600);
+    expect(lock.signal.aborted).toBe(false);
+    expect(backend.extendCalls).toBeGreaterThanOrEqual(4);
+    expect(await rival.tryAcquire('long')).toBeNull();
+    await expect(lock.release()).resolves.toBe('released');
+  });
+
+  it('a stalled heartbeat lets the lease expire: the signal aborts and the next holder gets a higher token', async () => {
+    const store = new MemoryLockStore();
+    const backend = new StallableBackend({ store });
+    const holder = track(serviceOn(backend, { ttlMs: 200, backendTimeoutMs: 1_000 }));
+    const rival = track(serviceOn(new MemoryLockBackend({ store })));
+    const lost: string[] = [];
+    holder.onLockLost((event) => lost.push(`${event.key}:${event.reason}`));
+    const lock = await holder.acquire('stall');
+    backend.stalled = true;
+    const acquiredAt = performance.now();
+    await until(() => lock.signal.aborted);
+    const abortedAfter = performance.now() - acquiredAt;
+    expect(abortedAfter).toBeLessThan(200); // before the store's own expiry
+    expect(lock.signal.reason).toBeInstanceOf(LockLostError);
+    expect(lost).toEqual(['stall:lease-timed-out']);
+    const next = await rival.acquire('stall', { waitMs: 1_000 });
+    expect(next.fencingToken).toBeGreaterThan(lock.fencingToken);
+    expect(await lock.release()).toBe('not-owner');
+    await next.release();
+  });
+
+  it('a heartbeat that finds another owner aborts at once', async () => {
+    const store = new MemoryLockStore();
+    const holder = track(serviceOn(new MemoryLockBackend({ store }), { ttlMs: 300 }));
+    const operator = track(serviceOn(new MemoryLockBackend({ store })));
+    const lock = await holder.acquire('reaped');
+    const outcome = await operator.forceRelease('reaped', { reason: 'test reap' });
+    expect(outcome).toMatchObject({ outcome: 'released', previous: { fencingToken: lock.fencingToken } });
+    await until(() => lock.signal.aborted);
+    expect((lock.signal.reason as LockLostError).reason).toBe('taken-over');
+  });
+
+  it('a waiter gets the lock soon after release; a timed-out waiter throws and leaves nothing behind', async () => {
+    const store = new MemoryLockStore();
+    const holder = track(serviceOn(new MemoryLockBackend({ store })));
+    const waiterSide = track(serviceOn(new MemoryLockBackend({ store })));
+    const first = await holder.acquire('w');
+    await expect(waiterSide.acquire('w', { waitMs: 50 })).rejects.toBeInstanceOf(LockTimeoutError);
+    expect(waiterSide.held()).toEqual([]);
+    const waiting = waiterSide.acquire('w', { waitMs: 5_000 });
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const releasedAt = performance.now();
+    await first.release();
+    const second = await waiting;
+    expect(performance.now() - releasedAt).toBeLessThan(100);
+    expect(second.fencingToken).toBeGreaterThan(first.fencingToken);
+    await second.release();
+  });
+
+  it('waiters of one process are handed the lease in order, each with a fresh fencing token', async () => {
+    const locks = track(serviceOn(new MemoryLockBackend()));
+    const order: number[] = [];
+    const tokens: number[] = [];
+    let inside = 0;
+    let overlaps = 0;
+    await Promise.all(
+      [0, 1, 2, 3, 4].map((worker) =>
+        locks.withSpaceLock(
+          'queue',
+          async (lock) => {
+            inside += 1;
+            if (inside > 1) overlaps += 1;
+            order.push(worker);
+            tokens.push(lock.fencingToken);
+            await new Promise((resolve) => setTimeout(resolve, 5));
+            inside -= 1;
+          },
+          { waitMs: 5_000 },
+        ),
+      ),
+    );
+    expect(overlaps).toBe(0);
+    expect(order).toEqual([0, 1, 2, 3, 4]);
+    expect(tokens).toEqual([...tokens].sort((a, b) => a - b));
+    expect(await locks.inspect('queue')).toBeNull();
+  });
+
+  it('acquire without waitMs throws LockHeldError with the remaining lease', async () => {
+    const store = new MemoryLockStore();
+    const a = track(serviceOn(new MemoryLockBackend({ store }), { ttlMs: 10_000 }));
+    const b = track(serviceOn(new MemoryLockBackend({ store })));
+    const lock = await a.acquire('held');
+    const error = await b.acquire('held').catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(LockHeldError);
+    expect((error as LockHeldError).retryAfterMs).toBeGreaterThan(9_000);
+    await lock.release();
+  });
+
+  it('a store that fails gives LockBackendError, distinct from LockHeldError, within the bound', async () => {
+    const backend = new StallableBackend();
+    backend.failing = true;
+    const locks = track(serviceOn(backend));
+    await expect(locks.acquire('down')).rejects.toBeInstanceOf(LockBackendError);
+    const hanging = new MemoryLockBackend();
+    hanging.tryAcquire = () => new Promise(() => undefined);
+    const slow = track(serviceOn(hanging, { backendTimeoutMs: 50 }));
+    const started = performance.now();
+    await expect(slow.acquire('hang')).rejects.toThrow(/timed out after 50 ms/);
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(slow.held()).toEqual([]);
+  });
+
+  it('lock sets: all or nothing, and partial returns the subset it could take', async () => {
+    const store = new MemoryLockStore();
+    const a = track(serviceOn(new MemoryLockBackend({ store })));
+    const b = track(serviceOn(new MemoryLockBackend({ store })));
+    const blocker = await a.acquire('k2');
+    expect(await b.withSpaceLocks(['k3', 'k1', 'k2'], async () => 'ran')).toEqual({ skipped: 'lock-held' });
+    expect(await b.inspect('k1')).toBeNull();
+    const partial = await b.tryAcquireMany(['k1', 'k2', 'k3'], { partial: true });
+    expect(partial.acquired.map((lock) => lock.key)).toEqual(['k1', 'k3']);
+    expect(partial.unavailable).toMatchObject([{ key: 'k2', reason: 'lock-held', holder: { fencingToken: blocker.fencingToken } }]);
+    const none = await b.tryAcquireMany(['k4', 'k2']);
+    expect(none.acquired).toEqual([]);
+    expect(await b.inspect('k4')).toBeNull();
+    await Promise.all([...partial.acquired, blocker].map((lock) => lock.release()));
+    expect(await b.withSpaceLocks(['k1', 'k2'], async (locks) => locks.map((lock) => lock.key))).toEqual(['k1', 'k2']);
+  });
+
+  it('list, held and inspect describe holders', async () => {
+    const locks = track(serviceOn(new MemoryLockBackend(), { ownerId: 'worker-7' }));
+    const one = await locks.acquire('jobs:1');
+    const two = await locks.acquire('jobs:2', { ownerId: 'override' });
+    await locks.acquire('other');
+    const listed = await locks.list({ prefix: 'jobs:' });
+    expect(listed.map((info) => [info.key, info.ownerId, info.pid])).toEqual([
+      ['jobs:1', 'worker-7', process.pid],
+      ['jobs:2', 'override', process.pid],
+    ]);
+    expect(locks.held().map((summary) => summary.key).sort()).toEqual(['jobs:1', 'jobs:2', 'other']);
+    expect(await locks.list({ limit: 1 })).toHaveLength(1);
+    await one.release();
+    await two.release();
+  });
+
+  it('shutdown releases every lease and aborts its signal', async () => {
+    const store = new MemoryLockStore();
+    const locks = serviceOn(new MemoryLockBackend({ store }));
+    const observer = track(serviceOn(new MemoryLockBackend({ store })));
+    const lock = await locks.acquire('shutdown');
+    await locks.beforeApplicationShutdown();
+    expect(lock.signal.aborted).toBe(true);
+    expect(await observer.inspect('shutdown')).toBeNull();
+  });
+
+  describe('bad input gets a typed error and leaves no lock', () => {
+    const locks = track(serviceOn(new MemoryLockBackend()));
+    it.each([
+      ['empty', ''],
+      ['not a string', 42],
+      ['control characters', 'a\nb'],
+      ['NUL', 'a\u0000b'],
+      ['over 512 bytes', 'é'.repeat(257)],
+    ])('key: %s', async (_label, key) => {
+      await expect(locks.withSpaceLock(key as string, async () => 1)).rejects.toBeInstanceOf(InvalidLockKeyError);
+      expect(locks.held()).toEqual([]);
+    });
+    it.each([
+      [{ ttlMs: 0 }],
+      [{ ttlMs: -5 }],
+      [{ ttlMs: 1.5 }],
+      [{ ttlMs: Infinity }],
+      [{ ttlMs: Number.NaN }],
+      [{ waitMs: -1 }],
+      [{ mode: 'both' }],
+    ])('call options %p', async (options) => {
+      await expect(locks.acquire('fine', options as never)).rejects.toBeInstanceOf(LockOptionsError);
+    });
+    it('shared mode on a backend without it', async () => {
+      await expect(locks.acquire('fine', { mode: 'shared' })).rejects.toBeInstanceOf(LockNotSupportedError);
+    });
+    it.each([
+      [{ ttlMs: 0 }],
+      [{ ttlMs: '100' }],
+      [{ ttlMs: 1000, heartbeatMs: 1000 }],
+      [{ ttlMs: 1000, heartbeatMs: 2000 }],
+      [{ backend: 'etcd' }],
+      [{ backend: {} }],
+      [{ keyPrefix: 'a\tb' }],
+      [{ ownerId: '' }],
+    ])('module options %p', (options) => {
+      expect(() => resolveLockOptions(options as never)).toThrow(LockOptionsError);
+    });
+  });
+});
