@@ -1,3 +1,4 @@
+import type { ExecutionContext } from '@nestjs/common';
 import { InvalidLockKeyError } from './lock.errors';
 
 /**
@@ -7,7 +8,13 @@ import { InvalidLockKeyError } from './lock.errors';
  * on provider methods they read the arguments (`{0}`, `{0.id}`) and a function gets the
  * arguments.
  */
-export type LockKeyTemplate = string | ((...args: never[]) => string);
+export type LockKeyTemplate = string | HttpLockKeyFunction | ArgumentsLockKeyFunction<never[]>;
+
+/** Key function for controller handlers. */
+export type HttpLockKeyFunction = (context: ExecutionContext) => string;
+
+/** Key function for provider methods: gets the method's arguments. */
+export type ArgumentsLockKeyFunction<Args extends unknown[]> = (...args: Args) => string;
 
 type Part = { literal: string } | { path: string[] };
 

@@ -2,7 +2,12 @@ import { applyDecorators, SetMetadata, UseInterceptors } from '@nestjs/common';
 import type { LockMode } from './lock-backend.interface';
 import { WITH_LOCK_METADATA } from './lock.constants';
 import { LockOptionsError } from './lock.errors';
-import { CompiledKeyTemplate, type LockKeyTemplate } from './lock-key.template';
+import {
+  CompiledKeyTemplate,
+  type ArgumentsLockKeyFunction,
+  type HttpLockKeyFunction,
+  type LockKeyTemplate,
+} from './lock-key.template';
 import { LockInterceptor } from './lock.interceptor';
 import { assertDuration, assertValidOwnerId } from './lock-options.validation';
 
@@ -38,6 +43,14 @@ export interface WithLockMetadata {
  * sync() {}
  * ```
  */
+export function WithLock(
+  keys: string | HttpLockKeyFunction | readonly (string | HttpLockKeyFunction)[],
+  options?: WithLockOptions,
+): MethodDecorator & ClassDecorator;
+export function WithLock<Args extends unknown[]>(
+  keys: string | ArgumentsLockKeyFunction<Args> | readonly (string | ArgumentsLockKeyFunction<Args>)[],
+  options?: WithLockOptions,
+): MethodDecorator & ClassDecorator;
 export function WithLock(
   keys: LockKeyTemplate | readonly LockKeyTemplate[],
   options: WithLockOptions = {},

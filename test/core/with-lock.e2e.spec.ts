@@ -1,0 +1,253 @@
+import { Controller, Get, Injectable, INestApplication, Module, Param, Post, Query } from '@nestjs/common';
+import { NestFactory, Reflector } from '@nestjs/core';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { Test } from '@nestjs/testing';
+import { PATH_METADATA, METHOD_METADATA } from '@nestjs/common/constants';
+import request from 'supertest';
+import {
+  CurrentLock,
+  InvalidLockKeyError,
+  LockBackend,
+  LockHeldError,
+  LockModule,
+  MemoryLockBackend,
+  SpaceLockService,
+  WithLock,
+  type HeldLock,
+  type LockModuleOptions,
+} from '../../lib';
+
+/** Lets a test hold a handler open until it says so. */
+class Gate {
+  private opened!: () => void;
+  readonly open = new Promise<void>((resolve) => (this.opened = resolve));
+  release(): void {
+    this.opened();
+  }
+}
+
+const gates = new Map<string, Gate>();
+const entered: string[] = [];
+
+@Controller('spaces')
+class SpacesController {
+  @Post(':spaceId/sync')
+  @WithLock('space:{params.spaceId}')
+  async sync(@Param('spaceId') spaceId: string, @CurrentLock() lock: HeldLock): Promise<object> {
+    entered.push(spaceId);
+    await gates.get(spaceId)?.open;
+    return { spaceId, fencingToken: lock.fencingToken };
+  }
+
+  @Get('by-tenant')
+  @WithLock('tenant:{headers.x-tenant}:{query.job}')
+  byTenant(@Query('job') job: string): object {
+    return { job };
+  }
+
+  @Get('computed')
+  @WithLock((context) => `computed:${context.getHandler().name}`)
+  computed(): object {
+    return { ok: true };
+  }
+}
+
+@Injectable()
+class NightlyJob {
+  runs = 0;
+  @WithLock('nightly:{0.region}')
+  async run(job: { region: string }, gate?: Gate): Promise<string> {
+    this.runs += 1;
+    await gate?.open;
+    return `done ${job.region}`;
+  }
+
+  @WithLock('strict:{0}', { onLocked: 'throw' })
+  async strict(id: string, gate?: Gate): Promise<string> {
+    await gate?.open;
+    return id;
+  }
+}
+
+function appModule(options: LockModuleOptions = {}) {
+  @Module({ imports: [LockModule.forRoot(options)], controllers: [SpacesController], providers: [NightlyJob] })
+  class AppModule {}
+  return AppModule;
+}
+
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2));
+}
+
+describe.each(['express', 'fastify'] as const)('@WithLock over HTTP (%s)', (platform) => {
+  let app: INestApplication;
+
+  beforeAll(async () => {
+    const moduleRef = await Test.createTestingModule({ imports: [appModule()] }).compile();
+    app =
+      platform === 'fastify'
+        ? moduleRef.createNestApplication<NestFastifyApplication>(new FastifyAdapter())
+        : moduleRef.createNestApplication();
+    await app.init();
+    if (platform === 'fastify') await (app as NestFastifyApplication).getHttpAdapter().getInstance().ready();
+  });
+  afterAll(() => app.close());
+  beforeEach(() => {
+    gates.clear();
+    entered.length = 0;
+  });
+
+  it('20 concurrent requests on one key: one 200, nineteen 503 with Retry-After; then 200 again', async () => {
+    const gate = new Gate();
+    gates.set('s1', gate);
+    const server = app.getHttpServer();
+    const first = request(server).post('/spaces/s1/sync').then((response) => response);
+    await until(() => entered.length === 1);
+    const others = await Promise.all(Array.from({ length: 19 }, () => request(server).post('/spaces/s1/sync')));
+    gate.release();
+    const winner = await first;
+    expect(winner.status).toBe(201);
+    expect(winner.body).toMatchObject({ spaceId: 's1', fencingToken: expect.any(Number) });
+    expect(others.map((response) => response.status)).toEqual(Array(19).fill(503));
+    for (const response of others) {
+      expect(Number(response.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+      expect(response.body).toMatchObject({ statusCode: 503, key: 'space:s1' });
+    }
+    expect(entered).toEqual(['s1']);
+    const after = await request(server).post('/spaces/s1/sync');
+    expect(after.status).toBe(201);
+  });
+
+  it('different keys do not block each other', async () => {
+    const gate = new Gate();
+    gates.set('a', gate);
+    const server = app.getHttpServer();
+    const slow = request(server).post('/spaces/a/sync').then((response) => response);
+    await until(() => entered.length === 1);
+    const other = await request(server).post('/spaces/b/sync');
+    expect(other.status).toBe(201);
+    gate.release();
+    expect((await slow).status).toBe(201);
+  });
+
+  it('a template value that is missing answers 400, never a lock on "undefined"', async () => {
+    const server = app.getHttpServer();
+    const missing = await request(server).get('/spaces/by-tenant?job=x');
+    expect(missing.status).toBe(400);
+    const ok = await request(server).get('/spaces/by-tenant?job=x').set('X-Tenant', 'acme');
+    expect(ok.status).toBe(200);
+    const locks = app.get(SpaceLockService);
+    expect(await locks.list()).toEqual([]);
+  });
+
+  it('a function key reads the ExecutionContext', async () => {
+    const response = await request(app.getHttpServer()).get('/spaces/computed');
+    expect(response.status).toBe(200);
+  });
+});
+
+describe('@WithLock on provider methods', () => {
+  let app: INestApplication;
+  let job: NightlyJob;
+  beforeAll(async () => {
+    app = await NestFactory.create(appModule(), { logger: false });
+    await app.init();
+    job = app.get(NightlyJob);
+  });
+  afterAll(() => app.close());
+
+  it("skip mode (providers' default) returns undefined while held and runs once free", async () => {
+    const gate = new Gate();
+    const running = job.run({ region: 'eu' }, gate);
+    await until(() => job.runs === 1);
+    await expect(job.run({ region: 'eu' })).resolves.toBeUndefined();
+    await expect(job.run({ region: 'us' })).resolves.toBe('done us');
+    gate.release();
+    await expect(running).resolves.toBe('done eu');
+    await expect(job.run({ region: 'eu' })).resolves.toBe('done eu');
+    expect(job.runs).toBe(3);
+  });
+
+  it('throw mode throws LockHeldError', async () => {
+    const gate = new Gate();
+    const running = job.strict('x', gate);
+    await expect(job.strict('x')).rejects.toBeInstanceOf(LockHeldError);
+    gate.release();
+    await expect(running).resolves.toBe('x');
+  });
+
+  it('a missing argument value is an InvalidLockKeyError', async () => {
+    await expect(job.run({} as { region: string })).rejects.toBeInstanceOf(InvalidLockKeyError);
+  });
+
+  it('route and other metadata on decorated methods survive', () => {
+    const reflector = new Reflector();
+    const handler = SpacesController.prototype.sync;
+    expect(Reflect.getMetadata(PATH_METADATA, handler)).toBe(':spaceId/sync');
+    expect(Reflect.getMetadata(METHOD_METADATA, handler)).toBeDefined();
+    expect(reflector.get('nestjs-lock:with-lock', handler)).toBeDefined();
+    const wrapped = (job as unknown as Record<string, unknown>).run as object;
+    expect(Reflect.getMetadata('nestjs-lock:with-lock', wrapped)).toBeDefined();
+    expect(Object.getPrototypeOf(job).run).not.toBe(wrapped);
+  });
+
+  it('the module can be closed twice and bad templates fail at decoration', () => {
+    expect(() => WithLock('a:{params.x')).toThrow(InvalidLockKeyError);
+    expect(() => WithLock('a:{}')).toThrow(InvalidLockKeyError);
+    expect(() => WithLock([])).toThrow();
+    expect(() => WithLock('a', { ttlMs: -1 })).toThrow();
+  });
+});
+
+describe('LockModule wiring', () => {
+  it('forRootAsync builds the options from a factory and exposes the backend token', async () => {
+    const backend = new MemoryLockBackend();
+    const moduleRef = await Test.createTestingModule({
+      imports: [LockModule.forRootAsync({ useFactory: () => ({ backend, ttlMs: 5_000 }) })],
+    }).compile();
+    await moduleRef.init();
+    expect(moduleRef.get(LockBackend)).toBe(backend);
+    const lock = await moduleRef.get(SpaceLockService).acquire('async');
+    expect((await backend.inspect('lock:async'))[0]).toMatchObject({ ttlMs: 5_000 });
+    await moduleRef.close();
+    expect(lock.signal.aborted).toBe(true);
+    expect(await backend.inspect('lock:async')).toEqual([]);
+  });
+
+  it('forRootAsync with useClass', async () => {
+    class Options {
+      createLockOptions(): LockModuleOptions {
+        return { keyPrefix: 'cls:' };
+      }
+    }
+    const moduleRef = await Test.createTestingModule({ imports: [LockModule.forRootAsync({ useClass: Options })] }).compile();
+    await moduleRef.init();
+    const lock = await moduleRef.get(SpaceLockService).acquire('x');
+    expect(await moduleRef.get<LockBackend>(LockBackend).inspect('cls:x')).toHaveLength(1);
+    await lock.release();
+    await moduleRef.close();
+  });
+
+  it('bad module options fail at bootstrap with a typed error', async () => {
+    expect(() => LockModule.forRoot({ ttlMs: 100, heartbeatMs: 200 })).toThrow(/heartbeatMs/);
+    await expect(
+      Test.createTestingModule({
+        imports: [LockModule.forRootAsync({ useFactory: () => ({ backend: 'nope' as 'memory' }) })],
+      }).compile(),
+    ).rejects.toThrow(/Unknown lock backend "nope"/);
+  });
+
+  it('a controller template with an unknown root fails at bootstrap', async () => {
+    @Controller('bad')
+    class BadController {
+      @Get()
+      @WithLock('x:{param.id}')
+      handler(): void {}
+    }
+    const moduleRef = await Test.createTestingModule({
+      imports: [LockModule.forRoot()],
+      controllers: [BadController],
+    }).compile();
+    await expect(moduleRef.init()).rejects.toThrow(/must start with params, query, headers, body, user/);
+  });
+});
