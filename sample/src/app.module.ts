@@ -1,0 +1,22 @@
+import { Module } from '@nestjs/common';
+import { LockModule } from '../../lib';
+import { ReindexJob } from './reindex.job';
+import { SpacesController } from './spaces.controller';
+import { SpacesService } from './spaces.service';
+
+// LOCK_BACKEND=file LOCK_DIR=./.locks npm start — or the default in-memory backend.
+const backend = process.env.LOCK_BACKEND === 'file' ? 'file' : process.env.LOCK_BACKEND === 'redis' ? 'redis' : 'memory';
+
+@Module({
+  imports: [
+    LockModule.forRoot({
+      backend,
+      ttlMs: 10_000,
+      file: { dir: process.env.LOCK_DIR ?? './.locks' },
+      redis: { url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
+    }),
+  ],
+  controllers: [SpacesController],
+  providers: [SpacesService, ReindexJob],
+})
+export class AppModule {}
