@@ -99,9 +99,11 @@ class Lease implements HeldLock, KeptLease {
 interface LocalWaiter {
   mode: LockMode;
   options: CallOptions;
-  /** Called with a lease handed over directly, or with `null`: the local slot is yours, go ask the store. */
-  grant(lease: Lease | null): void;
+  /** A lease handed over directly, `'slot'` (the local slot is yours: go ask the store) or `'shutdown'`. */
+  grant(turn: LocalTurn): void;
 }
+
+type LocalTurn = Lease | 'slot' | 'shutdown';
 
 /** What this process does with one key right now. */
 interface LocalKey {
@@ -348,7 +350,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     this.closing = true;
     this.shutdown.abort();
     const leases = [...this.local.values()].flatMap((state) => [...state.leases]);
-    for (const state of this.local.values()) state.waiters.splice(0).forEach((waiter) => waiter.grant(null));
+    for (const state of this.local.values()) state.waiters.splice(0).forEach((waiter) => waiter.grant('shutdown'));
     await Promise.all(
       leases.map((lease) => {
         this.lose(lease, 'shutdown');
@@ -378,13 +380,10 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     const local = this.local.get(storeKey);
     if (local && !this.admits(local, options.mode)) {
       if (options.waitMs === 0) return { skipped: 'in-progress', retryAfterMs: this.localRetryAfter(local) };
-      const handed = await this.queueLocally(local, options);
-      if (handed === 'timeout') return { skipped: 'in-progress', retryAfterMs: this.localRetryAfter(local) };
-      if (handed) return handed;
-      if (this.closing) {
-        this.vacate(storeKey);
-        throw new LockError('The lock module is shutting down');
-      }
+      const turn = await this.queueLocally(local, options);
+      if (turn === 'timeout') return { skipped: 'in-progress', retryAfterMs: this.localRetryAfter(local) };
+      if (turn === 'shutdown') throw new LockError('The lock module is shutting down');
+      if (turn !== 'slot') return turn;
     } else {
       this.occupy(storeKey, options.mode);
     }
@@ -477,18 +476,18 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     }
     local.occupants = 1;
     local.mode = next.mode;
-    next.grant(null);
+    next.grant('slot');
   }
 
-  /** Wait behind this process's own holder; resolves a handed-over lease, `null` (go ask the store) or `'timeout'`. */
-  private queueLocally(local: LocalKey, options: CallOptions): Promise<Lease | null | 'timeout'> {
+  /** Wait behind this process's own holder for a turn, or `'timeout'` after `waitMs`. */
+  private queueLocally(local: LocalKey, options: CallOptions): Promise<LocalTurn | 'timeout'> {
     return new Promise((resolve) => {
       const waiter: LocalWaiter = {
         mode: options.mode,
         options,
-        grant: (lease) => {
+        grant: (turn) => {
           clearTimeout(timer);
-          resolve(lease);
+          resolve(turn);
         },
       };
       const timer = setTimeout(() => {

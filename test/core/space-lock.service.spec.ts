@@ -285,6 +285,32 @@ describe('SpaceLockService on the memory backend', () => {
     expect(await observer.inspect('shutdown')).toBeNull();
   });
 
+  it('shutdown wakes local waiters with an error instead of leaving them hanging', async () => {
+    const locks = serviceOn(new MemoryLockBackend());
+    const holder = await locks.acquire('busy');
+    const waiter = locks.acquire('busy', { waitMs: 60_000 });
+    await locks.beforeApplicationShutdown();
+    await expect(waiter).rejects.toThrow(/shutting down/);
+    expect(holder.signal.aborted).toBe(true);
+    expect(locks.held()).toEqual([]);
+  });
+
+  it('local hand-offs stop after maxLocalHandoffs so the store sees a release', async () => {
+    const backend = new MemoryLockBackend();
+    let releases = 0;
+    const release = backend.release.bind(backend);
+    backend.release = (lease) => {
+      releases += 1;
+      return release(lease);
+    };
+    const locks = track(serviceOn(backend, { maxLocalHandoffs: 2 }));
+    await Promise.all(
+      Array.from({ length: 7 }, () => locks.withSpaceLock('fair', () => new Promise((resolve) => setTimeout(resolve, 1)), { waitMs: 5_000 })),
+    );
+    // 7 holders: hand-off, hand-off, release, hand-off, hand-off, release, final release.
+    expect(releases).toBe(3);
+  });
+
   describe('bad input gets a typed error and leaves no lock', () => {
     const locks = track(serviceOn(new MemoryLockBackend()));
     it.each([
