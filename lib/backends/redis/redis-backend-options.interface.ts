@@ -1,7 +1,54 @@
-// Filled in by the Redis backend (issue 3).
+// Types only: apps on other backends never load ioredis (see redis-backend.factory.ts).
+import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
+
+/**
+ * Where the Redis backend gets its connection. Give exactly one of `namespace`,
+ * `clusterNamespace`, `client`, `url` / `connection`, or `cluster`.
+ *
+ * Connections taken from the app (`namespace`, `clusterNamespace`, `client`) are never
+ * closed by the lock module; connections it creates (`url`, `connection`, `cluster`) are
+ * closed on shutdown, after every held lease has been released.
+ */
 export interface RedisBackendOptions {
-  /** @nestjs-labs/nestjs-ioredis namespace to take the connection from. */
+  /**
+   * Take the connection from `@nestjs-labs/nestjs-ioredis`: `RedisService.getOrThrow(namespace)`.
+   * `RedisModule.forRoot` must be registered (global, its default). Default: unset.
+   */
   namespace?: string;
-  /** Redis URL for a connection the module owns and closes on shutdown. */
+  /**
+   * Take a Redis Cluster connection from `@nestjs-labs/nestjs-ioredis`:
+   * `ClusterService.getOrThrow(clusterNamespace)`. Default: unset.
+   */
+  clusterNamespace?: string;
+  /** A client the app built (`new Redis(...)` or `new Cluster(...)`); never closed by us. Default: unset. */
+  client?: Redis | Cluster;
+  /**
+   * `redis://` or `rediss://` URL of a connection the module owns and closes on shutdown.
+   * Combined with `connection` when both are given. Default: unset.
+   */
   url?: string;
+  /**
+   * ioredis options for a connection the module owns (Sentinel works here too:
+   * `{ sentinels, name }`). Unless overridden, owned connections use
+   * `maxRetriesPerRequest: 1` so calls fail fast while Redis is down instead of queueing.
+   * Default: unset.
+   */
+  connection?: RedisOptions;
+  /** A Redis Cluster the module owns and closes on shutdown. Default: unset. */
+  cluster?: { nodes: ClusterNode[]; options?: ClusterOptions };
+  /**
+   * Warn once at bootstrap when `maxmemory-policy` is not `noeviction` (every `volatile-*`
+   * and `allkeys-*` policy may evict a held lease). Default `true`.
+   */
+  warnOnEviction?: boolean;
+  /**
+   * Most leases one heartbeat script touches. Bigger batches are split into several scripts
+   * sent together (still one round trip) so Redis is never blocked long by one script.
+   * Default 1 000.
+   */
+  extendChunkSize?: number;
+  /**
+   * `COUNT` hint for each `SCAN` step of `list()`. Listing never uses `KEYS`. Default 500.
+   */
+  scanCount?: number;
 }

@@ -1,7 +1,75 @@
-import { LockNotSupportedError } from '../../lock.errors';
+import type { ModuleRef } from '@nestjs/core';
+import type { RedisOptions } from 'ioredis';
+import { LockOptionsError } from '../../lock.errors';
 import type { LockBackendFactory } from '../lock-backend.factory';
+import type { RedisBackendOptions } from './redis-backend-options.interface';
+import { RedisLockBackend, type RedisClient } from './redis-lock.backend';
 
-// Placeholder until the redis backend lands.
-export const createRedisBackend: LockBackendFactory = () => {
-  throw new LockNotSupportedError('The redis backend is not available yet');
+/** Owned connections fail fast while Redis is down instead of queueing calls nobody waits for. */
+const OWNED_CONNECTION_DEFAULTS: RedisOptions = { maxRetriesPerRequest: 1, connectionName: 'nestjs-lock' };
+
+const SOURCES = ['namespace', 'clusterNamespace', 'client', 'url', 'cluster'] as const;
+
+/**
+ * Loaded by `createLockBackend` only when `backend: 'redis'`; ioredis and
+ * `@nestjs-labs/nestjs-ioredis` are imported here, at run time, and only the one needed.
+ */
+export const createRedisBackend: LockBackendFactory = async ({ options, moduleRef }) => {
+  const redis = options.redis ?? {};
+  const { client, owned } = await connect(redis, moduleRef);
+  return new RedisLockBackend(client, {
+    ownsClient: owned,
+    warnOnEviction: redis.warnOnEviction,
+    extendChunkSize: redis.extendChunkSize,
+    scanCount: redis.scanCount,
+  });
 };
+
+async function connect(redis: RedisBackendOptions, moduleRef: ModuleRef): Promise<{ client: RedisClient; owned: boolean }> {
+  // `connection` alone (Sentinel, host/port) is a source too; with `url` it refines it.
+  const given = SOURCES.filter((source) => redis[source] !== undefined);
+  if (given.length === 0 && redis.connection) given.push('url');
+  if (given.length !== 1) {
+    throw new LockOptionsError(
+      given.length === 0
+        ? 'backend "redis" needs one of redis.namespace, redis.clusterNamespace, redis.client, redis.url / redis.connection or redis.cluster'
+        : `backend "redis" takes one connection source, got ${given.join(' and ')}`,
+    );
+  }
+  if (redis.client) return { client: redis.client, owned: false };
+  if (redis.namespace !== undefined) {
+    const { RedisService } = await load(() => import('@nestjs-labs/nestjs-ioredis'), '@nestjs-labs/nestjs-ioredis');
+    return { client: fromApp(moduleRef, RedisService, 'RedisModule').getOrThrow(redis.namespace), owned: false };
+  }
+  if (redis.clusterNamespace !== undefined) {
+    const { ClusterService } = await load(() => import('@nestjs-labs/nestjs-ioredis'), '@nestjs-labs/nestjs-ioredis');
+    return { client: fromApp(moduleRef, ClusterService, 'ClusterModule').getOrThrow(redis.clusterNamespace), owned: false };
+  }
+  const ioredis = await load(() => import('ioredis'), 'ioredis');
+  if (redis.cluster) return { client: new ioredis.Cluster(redis.cluster.nodes, redis.cluster.options), owned: true };
+  const connection = { ...OWNED_CONNECTION_DEFAULTS, ...redis.connection };
+  const client = redis.url ? new ioredis.Redis(redis.url, connection) : new ioredis.Redis(connection);
+  return { client, owned: true };
+}
+
+function fromApp<T>(moduleRef: ModuleRef, token: abstract new (...args: never[]) => T, module: string): T {
+  try {
+    return moduleRef.get(token, { strict: false });
+  } catch (error) {
+    throw new LockOptionsError(
+      `redis.namespace needs @nestjs-labs/nestjs-ioredis's ${module}.forRoot registered in the app: ${describe(error)}`,
+    );
+  }
+}
+
+async function load<T>(importer: () => Promise<T>, name: string): Promise<T> {
+  try {
+    return await importer();
+  } catch (error) {
+    throw new LockOptionsError(`backend "redis" needs the optional package "${name}": npm install ${name} (${describe(error)})`);
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,327 @@
+import { Logger } from '@nestjs/common';
+// Types only: this file is exported from the package root, which must load without ioredis.
+import type { Cluster, Redis } from 'ioredis';
+import type {
+  AcquireOutcome,
+  ExtendRequest,
+  ForceReleaseOutcome,
+  ForceReleaseRequest,
+  LeaseRef,
+  ListOptions,
+  LockBackend,
+  LockMode,
+  LockRecord,
+  LockRequest,
+  ReleaseOutcome,
+} from '../../lock-backend.interface';
+import { LockNotSupportedError, LockOptionsError } from '../../lock.errors';
+import { ReleaseChannels } from './redis-release-channels';
+import {
+  ACQUIRE,
+  EXTEND,
+  FORCE_RELEASE,
+  HAND_OVER,
+  INSPECT,
+  LOCK_SCRIPTS,
+  META_SUFFIX,
+  RELEASE,
+  lockKeys,
+  metaPattern,
+  type LockScript,
+} from './redis-lock.scripts';
+
+export type RedisClient = Redis | Cluster;
+
+export interface RedisLockBackendOptions {
+  /** Close `client` in `close()`: only for connections the lock module created. Default `false`. */
+  ownsClient?: boolean;
+  /** See `RedisBackendOptions.warnOnEviction`. Default `true`. */
+  warnOnEviction?: boolean;
+  /** See `RedisBackendOptions.extendChunkSize`. Default 1 000. */
+  extendChunkSize?: number;
+  /** See `RedisBackendOptions.scanCount`. Default 500. */
+  scanCount?: number;
+  /** Upper bound on the bootstrap probe (`CONFIG GET`), so a slow Redis never blocks startup. Default 2 000. */
+  probeTimeoutMs?: number;
+}
+
+type Reply = string | number | null | Reply[];
+type ScriptCall = (...args: (string | number)[]) => Promise<Reply>;
+
+const STALE_REASON = 'lease expired without a release (holder crashed, paused or lost it)';
+const QUIT_TIMEOUT_MS = 1_000;
+
+/**
+ * Redis leases with fencing tokens. Every operation on one lock is one Lua script, so one
+ * round trip; see `redis-lock.scripts.ts` for the key layout.
+ */
+export class RedisLockBackend implements LockBackend {
+  readonly name = 'redis';
+  /** Exclusive only: the service answers shared mode with `LockNotSupportedError`. */
+  readonly capabilities = { shared: false };
+  private readonly logger = new Logger(RedisLockBackend.name);
+  private readonly channels: ReleaseChannels;
+  private readonly clientKeyPrefix: string;
+  private readonly settings: Required<RedisLockBackendOptions>;
+
+  constructor(
+    readonly client: RedisClient,
+    options: RedisLockBackendOptions = {},
+  ) {
+    this.settings = {
+      ownsClient: options.ownsClient ?? false,
+      warnOnEviction: options.warnOnEviction ?? true,
+      extendChunkSize: positive('extendChunkSize', options.extendChunkSize, 1_000),
+      scanCount: positive('scanCount', options.scanCount, 500),
+      probeTimeoutMs: positive('probeTimeoutMs', options.probeTimeoutMs, 2_000),
+    };
+    // Idempotent: a client shared by several modules just gets the same commands again.
+    for (const script of LOCK_SCRIPTS) {
+      client.defineCommand(script.name, { lua: script.lua, numberOfKeys: script.numberOfKeys });
+    }
+    this.clientKeyPrefix = client.options.keyPrefix ?? '';
+    this.channels = new ReleaseChannels(() => client.duplicate(), this.logger);
+  }
+
+  async init(): Promise<void> {
+    if (!this.settings.warnOnEviction) return;
+    let policies: string[];
+    try {
+      policies = await withTimeout(this.evictionPolicies(), this.settings.probeTimeoutMs);
+    } catch (error) {
+      // CONFIG is often disabled or renamed on managed Redis: nothing to learn, nothing to fail.
+      this.logger.debug(`Could not read maxmemory-policy: ${describe(error)}`);
+      return;
+    }
+    const risky = [...new Set(policies.filter((policy) => policy !== 'noeviction'))];
+    if (risky.length > 0) {
+      this.logger.warn(
+        `Redis maxmemory-policy is ${risky.join(', ')}: under memory pressure Redis may evict a held lock ` +
+          `(two holders at once) or its fencing counter. Use maxmemory-policy noeviction for lock data.`,
+      );
+    }
+  }
+
+  async tryAcquire(request: LockRequest): Promise<AcquireOutcome> {
+    this.assertExclusive(request.mode);
+    const [granted, value] = (await this.run(ACQUIRE, this.grantArgs(request))) as [number, number];
+    if (granted === 1) return { acquired: true, fencingToken: value };
+    return { acquired: false, retryAfterMs: value >= 0 ? value : null };
+  }
+
+  async handOver(from: LeaseRef, to: LockRequest): Promise<{ fencingToken: number } | null> {
+    this.assertExclusive(to.mode);
+    const fencingToken = await this.run(HAND_OVER, [...this.grantArgs(to), from.token]);
+    return typeof fencingToken === 'number' ? { fencingToken } : null;
+  }
+
+  async extend(leases: readonly ExtendRequest[]): Promise<boolean[]> {
+    if (leases.length === 0) return [];
+    // A Cluster script may only touch one slot, and every lock has its own: one script per
+    // lease there, all sent at once (pipelined per node). Standalone: one script per chunk.
+    const chunkSize = this.isCluster ? 1 : this.settings.extendChunkSize;
+    const chunks: ExtendRequest[][] = [];
+    for (let start = 0; start < leases.length; start += chunkSize) chunks.push(leases.slice(start, start + chunkSize));
+    const answers = await Promise.all(
+      chunks.map((chunk) => {
+        const keys = chunk.flatMap((lease) => {
+          const { lease: leaseKey, meta } = lockKeys(lease.key);
+          return [leaseKey, meta];
+        });
+        const args = chunk.flatMap((lease) => [lease.token, String(lease.ttlMs)]);
+        return this.run(EXTEND, [keys.length, ...keys, ...args]) as Promise<number[]>;
+      }),
+    );
+    return answers.flat().map((answer) => answer === 1);
+  }
+
+  async release(lease: LeaseRef): Promise<ReleaseOutcome> {
+    const keys = lockKeys(lease.key);
+    const answer = await this.run(RELEASE, [keys.lease, keys.meta, lease.token, keys.channel]);
+    if (answer === 1) return 'released';
+    return answer === 0 ? 'expired' : 'not-owner';
+  }
+
+  waitForRelease(key: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
+    const keys = lockKeys(key);
+    return this.channels.wait(keys.channel, timeoutMs, signal, async () => {
+      const pttl = await this.client.pttl(keys.lease);
+      return pttl !== -2;
+    });
+  }
+
+  async inspect(key: string): Promise<LockRecord[]> {
+    const record = await this.snapshot(key);
+    return record ? [record] : [];
+  }
+
+  async list({ prefix, limit }: ListOptions): Promise<LockRecord[]> {
+    const records: LockRecord[] = [];
+    const pattern = metaPattern(this.clientKeyPrefix, prefix);
+    for (const node of this.scanNodes()) {
+      let cursor = '0';
+      do {
+        const [next, metaKeys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', this.settings.scanCount);
+        cursor = next;
+        const keys = metaKeys.map((metaKey) => this.lockKeyOf(metaKey)).filter((key) => key.startsWith(prefix));
+        const found = await Promise.all(keys.map((key) => this.snapshot(key)));
+        for (const record of found) {
+          if (record && records.length < limit) records.push(record);
+        }
+      } while (cursor !== '0' && records.length < limit);
+      if (records.length >= limit) break;
+    }
+    return records;
+  }
+
+  async forceRelease({ key, expectFencingToken }: ForceReleaseRequest): Promise<ForceReleaseOutcome> {
+    const keys = lockKeys(key);
+    const expected = expectFencingToken === undefined ? '' : String(expectFencingToken);
+    const [outcome, pttl, meta] = (await this.run(FORCE_RELEASE, [
+      keys.lease,
+      keys.fence,
+      keys.meta,
+      expected,
+      keys.channel,
+    ])) as [string, number, string[]];
+    const record = toRecord(key, pttl, null, meta);
+    if (outcome === 'released') return { outcome: 'released', previous: record };
+    if (outcome === 'changed-hands') return { outcome: 'changed-hands', current: record };
+    return { outcome: 'not-held' };
+  }
+
+  async close(): Promise<void> {
+    this.channels.close();
+    if (!this.settings.ownsClient) return;
+    try {
+      await withTimeout(this.client.quit(), QUIT_TIMEOUT_MS);
+    } catch {
+      // Redis is gone or slow: nothing left to flush, drop the socket.
+      this.client.disconnect();
+    }
+  }
+
+  // --- helpers -------------------------------------------------------------------------
+
+  private get isCluster(): boolean {
+    return isCluster(this.client);
+  }
+
+  private assertExclusive(mode: LockMode): void {
+    if (mode !== 'exclusive') throw new LockNotSupportedError('The redis backend supports exclusive locks only');
+  }
+
+  private grantArgs(request: LockRequest): string[] {
+    const keys = lockKeys(request.key);
+    const { owner } = request;
+    return [
+      keys.lease,
+      keys.fence,
+      keys.meta,
+      request.token,
+      String(request.ttlMs),
+      request.key,
+      owner.ownerId,
+      owner.instanceId,
+      owner.hostname,
+      String(owner.pid),
+      request.mode,
+    ];
+  }
+
+  /** Calls a script defined with `defineCommand` (EVALSHA, EVAL on NOSCRIPT). */
+  private run(script: LockScript, args: (string | number)[]): Promise<Reply> {
+    const call = (this.client as unknown as Record<string, ScriptCall>)[script.name];
+    return call.apply(this.client, args);
+  }
+
+  private async snapshot(key: string): Promise<LockRecord | null> {
+    const keys = lockKeys(key);
+    const [pttl, fence, meta] = (await this.run(INSPECT, [keys.lease, keys.fence, keys.meta])) as [
+      number,
+      string | null,
+      string[],
+    ];
+    return toRecord(key, pttl, fence, meta);
+  }
+
+  /** Standalone: the client. Cluster: every master, since SCAN walks one node's keyspace. */
+  private scanNodes(): Redis[] {
+    const client = this.client;
+    return isCluster(client) ? client.nodes('master') : [client as Redis];
+  }
+
+  /** The lock key stored in a meta key's name (`<clientPrefix>{E}:meta`), unescaped. */
+  private lockKeyOf(metaKey: string): string {
+    const tagged = metaKey.slice(this.clientKeyPrefix.length, metaKey.length - META_SUFFIX.length);
+    return tagged.slice(1, -1).replace(/%(25|7D)/g, (escape) => (escape === '%25' ? '%' : '}'));
+  }
+
+  private async evictionPolicies(): Promise<string[]> {
+    const answers = await Promise.all(
+      this.scanNodes().map((node) => node.config('GET', 'maxmemory-policy') as Promise<unknown>),
+    );
+    return answers.map((answer) => (Array.isArray(answer) ? String(answer[1] ?? '') : '')).filter(Boolean);
+  }
+}
+
+/** A holder record from the inspect / force-release replies; `null` when nothing is there. */
+function toRecord(key: string, pttl: number, fence: string | null, meta: string[]): LockRecord | null {
+  const fields = new Map<string, string>();
+  for (let index = 0; index + 1 < meta.length; index += 2) fields.set(meta[index], meta[index + 1]);
+  const leaseExists = pttl !== -2;
+  if (!leaseExists && fields.size === 0) return null;
+  const number = (name: string, fallback: number): number => {
+    const value = Number(fields.get(name));
+    return Number.isFinite(value) ? value : fallback;
+  };
+  const record: LockRecord = {
+    key,
+    // A lease without metadata was written by something else (or its hash was evicted).
+    ownerId: fields.get('ownerId') ?? 'unknown',
+    instanceId: fields.get('instanceId') ?? 'unknown',
+    hostname: fields.get('hostname') ?? 'unknown',
+    pid: number('pid', 0),
+    mode: fields.get('mode') === 'shared' ? 'shared' : 'exclusive',
+    acquiredAt: number('acquiredAt', 0),
+    expiresInMs: pttl >= 0 ? pttl : pttl === -2 ? 0 : null,
+    fencingToken: number('fencingToken', Number(fence ?? 0) || 0),
+    ttlMs: number('ttlMs', 0),
+  };
+  if (!leaseExists) record.stale = STALE_REASON;
+  return record;
+}
+
+/** Duck-typed so this file never needs ioredis at run time. */
+function isCluster(client: RedisClient): client is Cluster {
+  return client.isCluster;
+}
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 1) {
+    throw new LockOptionsError(`redis.${name} must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    timer.unref();
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
