@@ -1,0 +1,66 @@
+import { hostname } from 'node:os';
+import type { LockInfo } from '../held-lock.interface';
+
+const THIS_HOST = hostname();
+
+/** A holder as the CLI shows it: the library's record plus whether its process still runs. */
+export interface HolderView extends LockInfo {
+  /** `true`/`false` for a process on this host; `null` when it runs elsewhere and cannot be asked. */
+  alive: boolean | null;
+}
+
+export function toView(info: LockInfo): HolderView {
+  return { ...info, alive: isAlive(info.hostname, info.pid) };
+}
+
+/**
+ * Signal 0 asks the kernel whether the pid exists without touching it. EPERM means it exists
+ * but belongs to another user. Only meaningful on this host (and in this pid namespace).
+ */
+export function isAlive(host: string, pid: number): boolean | null {
+  if (host !== THIS_HOST || !Number.isSafeInteger(pid) || pid <= 0) return null;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const COLUMNS: readonly [header: string, cell: (view: HolderView) => string][] = [
+  ['KEY', (view) => view.key],
+  ['MODE', (view) => view.mode],
+  ['OWNER', (view) => view.ownerId],
+  ['HOST', (view) => view.hostname],
+  ['PID', (view) => String(view.pid)],
+  ['ALIVE', (view) => (view.alive === null ? '?' : view.alive ? 'yes' : 'no')],
+  ['AGE', (view) => formatDuration(view.ageMs)],
+  ['EXPIRES IN', (view) => (view.expiresInMs === null ? '-' : formatDuration(view.expiresInMs))],
+  ['FENCE', (view) => String(view.fencingToken)],
+  ['STALE', (view) => (view.stale ? `STALE: ${view.stale}` : '')],
+];
+
+export function formatTable(views: readonly HolderView[]): string {
+  const rows = [COLUMNS.map(([header]) => header), ...views.map((view) => COLUMNS.map(([, cell]) => cell(view)))];
+  const widths = COLUMNS.map((_, column) => Math.max(...rows.map((row) => row[column].length)));
+  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+/** Two most significant units: enough to tell "just now" from "stuck since yesterday". */
+export function formatDuration(ms: number): string {
+  if (ms < 1_000) return `${Math.max(0, Math.round(ms))}ms`;
+  const seconds = Math.floor(ms / 1_000);
+  if (seconds < 60) return `${(ms / 1_000).toFixed(1)}s`;
+  const units: [number, string][] = [
+    [86_400, 'd'],
+    [3_600, 'h'],
+    [60, 'm'],
+    [1, 's'],
+  ];
+  const first = units.findIndex(([size]) => seconds >= size);
+  const [bigSize, bigUnit] = units[first];
+  const [smallSize, smallUnit] = units[first + 1];
+  const big = Math.floor(seconds / bigSize);
+  const small = Math.floor((seconds % bigSize) / smallSize);
+  return `${big}${bigUnit}${String(small).padStart(2, '0')}${smallUnit}`;
+}
