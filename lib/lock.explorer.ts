@@ -4,17 +4,15 @@ import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper';
 import { WITH_LOCK_METADATA } from './lock.constants';
 import { InvalidLockKeyError, LockHeldError, LockTimeoutError } from './lock.errors';
 import { HTTP_TEMPLATE_ROOTS } from './lock.interceptor';
+import { installRunner } from './locked-method';
 import type { LockKeyPart, WithLockMetadata } from './with-lock.decorator';
 import { SpaceLockService } from './space-lock.service';
 
-const WRAPPED = Symbol('nestjs-lock:wrapped');
 const ARGUMENT_ROOT = /^\d+$/;
-
-type Method = ((...args: unknown[]) => unknown) & { [WRAPPED]?: true };
 
 /**
  * At bootstrap, finds `@WithLock` methods on providers (scheduled jobs, consumers, services)
- * and wraps them on the instance, leaving the prototype and its metadata untouched.
+ * and gives each instance the runner its method trampolines call (see `locked-method.ts`).
  * Controllers are left to `LockInterceptor`, so no call is ever locked twice; their
  * templates are checked here so a typo fails at start-up, not on the first request.
  */
@@ -72,36 +70,25 @@ export class LockExplorer implements OnModuleInit {
   }
 
   private wrap(instance: Record<string, unknown>, name: string, metadata: WithLockMetadata): void {
-    const original = instance[name] as Method;
-    if (original[WRAPPED]) return;
     const { onLocked = 'skip', ...callOptions } = metadata.options;
-    const locks = this.locks;
-    const logger = this.logger;
-    const wrapped: Method = async function (this: unknown, ...args: unknown[]) {
+    installRunner(instance, name, async (original, self, args) => {
       const keys = metadata.keys.map((part) => renderFromArguments(part, args));
       let held;
       try {
-        held = await locks.acquireMany(keys, callOptions);
+        held = await this.locks.acquireMany(keys, callOptions);
       } catch (error) {
         if (onLocked === 'skip' && (error instanceof LockHeldError || error instanceof LockTimeoutError)) {
-          logger.debug(`Skipped ${name}(): ${error.message}`);
+          this.logger.debug(`Skipped ${name}(): ${error.message}`);
           return undefined;
         }
         throw error;
       }
       try {
-        return await original.apply(this, args);
+        return await original.apply(self, args);
       } finally {
-        await locks.releaseAll(held);
+        await this.locks.releaseAll(held);
       }
-    };
-    wrapped[WRAPPED] = true;
-    Object.defineProperty(wrapped, 'name', { value: original.name });
-    // Other explorers (@nestjs/schedule, event emitters) read metadata from the function they find.
-    for (const key of Reflect.getMetadataKeys(original)) {
-      Reflect.defineMetadata(key, Reflect.getMetadata(key, original), wrapped);
-    }
-    instance[name] = wrapped;
+    });
   }
 }
 

@@ -9,6 +9,7 @@ import {
   type LockKeyTemplate,
 } from './lock-key.template';
 import { LockInterceptor } from './lock.interceptor';
+import { lockTrampoline } from './locked-method';
 import { assertDuration, assertValidOwnerId } from './lock-options.validation';
 
 export interface WithLockOptions {
@@ -62,7 +63,13 @@ export function WithLock(
     keys: templates.map((template) => (typeof template === 'function' ? template : new CompiledKeyTemplate(template))),
     options: { ...options },
   };
-  return applyDecorators(SetMetadata(WITH_LOCK_METADATA, metadata), UseInterceptors(LockInterceptor));
+  const decorate = applyDecorators(SetMetadata(WITH_LOCK_METADATA, metadata), UseInterceptors(LockInterceptor));
+  return ((target: object, propertyKey?: string | symbol, descriptor?: PropertyDescriptor) => {
+    if (!descriptor || propertyKey === undefined) return decorate(target as never);
+    decorate(target, propertyKey, descriptor);
+    if (typeof descriptor.value === 'function') descriptor.value = lockTrampoline(descriptor.value, propertyKey);
+    return descriptor;
+  }) as MethodDecorator & ClassDecorator;
 }
 
 function validateOptions(options: WithLockOptions): void {
