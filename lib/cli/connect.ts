@@ -1,10 +1,12 @@
 import type { ModuleRef } from '@nestjs/core';
 import { stat } from 'node:fs/promises';
+import type { Redis } from 'ioredis';
 import { createLockBackend } from '../backends/lock-backend.factory';
 import { LockOptionsError } from '../lock.errors';
+import type { LockModuleOptions } from '../lock-module-options.interface';
 import { resolveLockOptions } from '../lock-options.validation';
 import { SpaceLockService } from '../space-lock.service';
-import { describeStore, type CommonArgs } from './args';
+import { describeStore, type CommonArgs, type StoreLocation } from './args';
 import { CliError, ExitCode } from './exit-codes';
 
 export interface OpenStore {
@@ -26,30 +28,83 @@ const NO_MODULE_REF = {
 /** Builds the same backend and service an app would, from `--redis` / `--dir`. */
 export async function openStore(args: CommonArgs, callerId: string): Promise<OpenStore> {
   const where = describeStore(args.store);
-  if (args.store.backend === 'file') await assertDirectory(args.store.dir);
-  let options;
+  const connection = await connectStore(args.store, args.timeoutMs, where);
+  const cleanups = [connection.close];
+  const close = async (): Promise<void> => {
+    for (const cleanup of cleanups.splice(0).reverse()) await bounded(cleanup(), args.timeoutMs, 'close').catch(() => undefined);
+  };
   try {
-    options = resolveLockOptions({
-      backend: args.store.backend,
-      keyPrefix: args.keyPrefix,
-      backendTimeoutMs: args.timeoutMs,
-      ownerId: callerId,
-      ...(args.store.backend === 'redis' ? { redis: { url: args.store.url } } : { file: { dir: args.store.dir } }),
-    });
-  } catch (error) {
-    throw new CliError(ExitCode.Usage, errorText(error));
-  }
-  const backend = await bounded(createLockBackend({ options, moduleRef: NO_MODULE_REF }), args.timeoutMs, `open ${where}`);
-  const locks = new SpaceLockService(options, backend);
-  const close = (): Promise<void> =>
-    bounded(locks.beforeApplicationShutdown(), args.timeoutMs, 'close').catch(() => undefined);
-  try {
-    await bounded(locks.onApplicationBootstrap(), args.timeoutMs, `connect to ${where}`);
+    let options;
+    try {
+      options = resolveLockOptions({
+        ...connection.options,
+        keyPrefix: args.keyPrefix,
+        backendTimeoutMs: args.timeoutMs,
+        ownerId: callerId,
+      });
+    } catch (error) {
+      throw new CliError(ExitCode.Usage, errorText(error));
+    }
+    const backend = await bounded(createLockBackend({ options, moduleRef: NO_MODULE_REF }), args.timeoutMs, `open ${where}`);
+    const locks = new SpaceLockService(options, backend);
+    cleanups.push(() => locks.beforeApplicationShutdown());
+    await bounded(locks.onApplicationBootstrap(), args.timeoutMs, `set up ${where}`);
+    return { locks, close };
   } catch (error) {
     await close();
     throw error;
   }
-  return { locks, close };
+}
+
+interface StoreConnection {
+  options: Pick<LockModuleOptions, 'backend' | 'redis' | 'file'>;
+  close(): Promise<void>;
+}
+
+async function connectStore(store: StoreLocation, timeoutMs: number, where: string): Promise<StoreConnection> {
+  if (store.backend === 'file') {
+    await assertDirectory(store.dir);
+    return { options: { backend: 'file', file: { dir: store.dir } }, close: async () => undefined };
+  }
+  const client = await connectRedis(store.url, timeoutMs, where);
+  return {
+    options: { backend: 'redis', redis: { client, warnOnEviction: false } },
+    close: async () => {
+      await client.quit().catch(() => client.disconnect());
+    },
+  };
+}
+
+/**
+ * The CLI makes its own client rather than the backend's owned one: an operator wants one
+ * connection attempt and a clear "cannot reach" within `--timeout`, not an app's patient
+ * reconnect loop.
+ */
+async function connectRedis(url: string, timeoutMs: number, where: string): Promise<Redis> {
+  let ioredis: typeof import('ioredis');
+  try {
+    ioredis = await import('ioredis');
+  } catch {
+    throw new CliError(ExitCode.Backend, 'The Redis backend needs the optional package "ioredis": npm install ioredis');
+  }
+  const client = new ioredis.Redis(url, {
+    lazyConnect: true,
+    connectTimeout: timeoutMs,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+    connectionName: 'nestjs-lock-cli',
+  });
+  // connect() itself rejects with a bare "Connection is closed"; the cause (ECONNREFUSED,
+  // WRONGPASS, ...) only comes as an error event.
+  let cause: Error | undefined;
+  client.on('error', (error: Error) => (cause = error));
+  try {
+    await bounded(client.connect(), timeoutMs, `reach ${where}`);
+  } catch (error) {
+    client.disconnect();
+    throw cause ? new CliError(ExitCode.Backend, `Could not reach ${where}: ${cause.message}`) : error;
+  }
+  return client;
 }
 
 /** The file backend creates a missing directory; an operator tool must not, or a typo looks like "no locks". */
