@@ -1,4 +1,5 @@
 import { Module } from '@nestjs/common';
+import { ScheduleModule } from '@nestjs/schedule';
 import { LockModule } from '../../lib';
 import { ReindexJob } from './reindex.job';
 import { SpacesController } from './spaces.controller';
@@ -9,6 +10,7 @@ const backend = process.env.LOCK_BACKEND === 'file' ? 'file' : process.env.LOCK_
 
 @Module({
   imports: [
+    ScheduleModule.forRoot(),
     LockModule.forRoot({
       backend,
       ttlMs: 10_000,

@@ -1,22 +1,15 @@
-import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
+import { Interval } from '@nestjs/schedule';
 import { WithLock } from '../../lib';
 
-/**
- * A scheduled-style job: every replica ticks, only the one holding the lock works.
- * (With @nestjs/schedule you would put @Cron next to @WithLock.)
- */
+/** Every replica ticks; only the one that gets the lock reindexes, the others skip quietly. */
 @Injectable()
-export class ReindexJob implements OnApplicationBootstrap, OnApplicationShutdown {
+export class ReindexJob {
   private readonly logger = new Logger(ReindexJob.name);
-  private timer?: NodeJS.Timeout;
 
-  onApplicationBootstrap(): void {
-    this.timer = setInterval(() => void this.reindex('search'), 10_000);
-    this.timer.unref();
-  }
-
-  onApplicationShutdown(): void {
-    clearInterval(this.timer);
+  @Interval('reindex', 10_000)
+  tick(): Promise<void> {
+    return this.reindex('search');
   }
 
   @WithLock('reindex:{0}', { ttlMs: 15_000 })
