@@ -1,7 +1,4 @@
-import { LockNotSupportedError } from '../../lock.errors';
 import type { LockBackendFactory } from '../lock-backend.factory';
+import { FileLockBackend } from './file-lock.backend';
 
-// Placeholder until the file backend lands.
-export const createFileBackend: LockBackendFactory = () => {
-  throw new LockNotSupportedError('The file backend is not available yet');
-};
+export const createFileBackend: LockBackendFactory = ({ options }) => new FileLockBackend(options.file);

@@ -1,0 +1,439 @@
+import { Logger } from '@nestjs/common';
+import { mkdir, readdir, realpath, stat, utimes } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type {
+  AcquireOutcome,
+  ExtendRequest,
+  ForceReleaseOutcome,
+  ForceReleaseRequest,
+  LeaseRef,
+  ListOptions,
+  LockBackend,
+  LockRecord,
+  LockRequest,
+  ReleaseOutcome,
+} from '../../lock-backend.interface';
+import { LockOptionsError } from '../../lock.errors';
+import { chooseMechanism } from './choose-mechanism';
+import type { FileBackendOptions, FileLockMechanism, FileStaleRecord } from './file-backend-options.interface';
+import {
+  deadHolderReason,
+  HOSTNAME,
+  isPidAlive,
+  readRecords,
+  removeQuietly,
+  toLockRecord,
+  writeRecord,
+  type FoundRecord,
+  type StoredRecord,
+} from './holder-records';
+import { keyFiles, newGrantId, TEMP_NAME, type KeyFiles } from './lock-file-names';
+import type { ClaimIdentity, LockMechanism } from './lock-mechanism';
+import { processLockTable as table, type HeldFile, type LocalHolder } from './process-lock-table';
+import { ReleaseWatcher } from './release-watcher';
+
+const MECHANISMS: ReadonlySet<FileLockMechanism> = new Set(['auto', 'kernel', 'exclusive-create']);
+/** Stale records already reported by `inspect`/`list`, remembered so each is reported once. */
+const MAX_REMEMBERED_STALE = 10_000;
+
+interface Started {
+  dir: string;
+  mechanism: LockMechanism;
+  watcher: ReleaseWatcher;
+}
+
+/**
+ * Locks for the processes of one host: a lock file per key, held with a kernel lock that dies
+ * with its holder (or, where the filesystem cannot, with the degraded exclusive-create claims),
+ * plus one JSON holder record per grant for `inspect`, `list` and stale-holder reports.
+ */
+export class FileLockBackend implements LockBackend {
+  readonly name = 'file';
+  readonly capabilities = { shared: true };
+  private readonly logger = new Logger(FileLockBackend.name);
+  private readonly dir: string;
+  private readonly wanted: FileLockMechanism;
+  private readonly recheckMs: number;
+  private readonly onStale?: FileBackendOptions['onStale'];
+  private starting?: Promise<Started>;
+  private readonly reportedStale = new Set<string>();
+  /** Watch events seen before the last failed attempt per anchor: a release in between is not missed. */
+  private readonly busySince = new Map<string, number>();
+  private stopListening?: () => void;
+
+  constructor(options: FileBackendOptions = {}) {
+    const { dir = './.locks', mechanism = 'auto', recheckMs = 25, onStale } = options;
+    if (typeof dir !== 'string' || dir.length === 0 || dir.includes('\0')) {
+      throw new LockOptionsError('file.dir must be a non-empty path');
+    }
+    if (!MECHANISMS.has(mechanism)) {
+      throw new LockOptionsError(`file.mechanism must be 'auto', 'kernel' or 'exclusive-create', got ${String(mechanism)}`);
+    }
+    if (!Number.isInteger(recheckMs) || recheckMs < 1 || recheckMs > 60_000) {
+      throw new LockOptionsError(`file.recheckMs must be an integer between 1 and 60000, got ${String(recheckMs)}`);
+    }
+    if (onStale !== undefined && typeof onStale !== 'function') throw new LockOptionsError('file.onStale must be a function');
+    this.dir = dir;
+    this.wanted = mechanism;
+    this.recheckMs = recheckMs;
+    this.onStale = onStale;
+  }
+
+  /** Which mechanism this backend runs on (starting it if needed). */
+  async mechanism(): Promise<LockMechanism['kind']> {
+    return (await this.start()).mechanism.kind;
+  }
+
+  /** The lock directory, resolved (symlinks included). */
+  async directory(): Promise<string> {
+    return (await this.start()).dir;
+  }
+
+  async init(): Promise<void> {
+    await this.start();
+  }
+
+  async tryAcquire(request: LockRequest): Promise<AcquireOutcome> {
+    const { dir, mechanism, watcher } = await this.start();
+    const files = keyFiles(dir, request.key);
+    const seen = watcher.mark(files.anchor);
+    const outcome = await table.serialize(files.anchorPath, () => this.acquireHeld(dir, mechanism, files, request));
+    if (outcome.acquired) this.busySince.delete(files.anchor);
+    else this.busySince.set(files.anchor, seen);
+    return outcome;
+  }
+
+  async extend(leases: readonly ExtendRequest[]): Promise<boolean[]> {
+    const { dir, mechanism } = await this.start();
+    return Promise.all(
+      leases.map((lease) => {
+        const files = keyFiles(dir, lease.key);
+        return table.serialize(files.anchorPath, async () => {
+          const held = table.get(files.anchorPath);
+          const holder = held?.holders.get(lease.token);
+          if (!held || !holder) return false;
+          const ttlMs = Math.max(lease.ttlMs, ...[...held.holders.values()].map((other) => other.record.ttlMs));
+          if (!(await held.claim.refresh(ttlMs))) {
+            // Taken over (exclusive-create only: a kernel lock cannot be taken from us).
+            table.delete(files.anchorPath);
+            await held.claim.release();
+            return false;
+          }
+          if (holder.record.ttlMs !== lease.ttlMs) {
+            holder.record = { ...holder.record, ttlMs: lease.ttlMs };
+            await writeRecord(dir, files.base, holder.record);
+          } else if (mechanism.kind === 'exclusive-create') {
+            // Here the TTL matters: the record's mtime tells `inspect` how long the lease has left.
+            const now = new Date();
+            await utimes(holder.recordPath, now, now).catch(() => undefined);
+          }
+          return true;
+        });
+      }),
+    );
+  }
+
+  async release(lease: LeaseRef): Promise<ReleaseOutcome> {
+    const { dir } = await this.start();
+    const files = keyFiles(dir, lease.key);
+    return table.serialize(files.anchorPath, async () => {
+      const held = table.get(files.anchorPath);
+      const holder = held?.holders.get(lease.token);
+      if (!held || !holder) return held ? 'not-owner' : 'expired';
+      return (await this.dropHolders(held, [holder])) ? 'released' : 'not-owner';
+    });
+  }
+
+  async handOver(from: LeaseRef, to: LockRequest): Promise<{ fencingToken: number } | null> {
+    const { dir } = await this.start();
+    const files = keyFiles(dir, from.key);
+    return table.serialize(files.anchorPath, async () => {
+      const held = table.get(files.anchorPath);
+      const holder = held?.holders.get(from.token);
+      if (!held || !holder || held.mode !== 'exclusive' || to.mode !== 'exclusive') return null;
+      const record = this.newRecord(to, 0);
+      const fencingToken = await held.claim.renew(identityOf(record));
+      if (fencingToken === null) return null;
+      record.fencingToken = fencingToken;
+      const recordPath = await writeRecord(dir, files.base, record);
+      held.holders.delete(from.token);
+      await removeQuietly(holder.recordPath);
+      held.holders.set(to.token, { token: to.token, record, recordPath, owner: this });
+      return { fencingToken };
+    });
+  }
+
+  async waitForRelease(key: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
+    const { dir, watcher } = await this.start();
+    const { anchor } = keyFiles(dir, key);
+    await watcher.wait(anchor, this.busySince.get(anchor) ?? watcher.mark(anchor), timeoutMs, signal);
+  }
+
+  async inspect(key: string): Promise<LockRecord[]> {
+    const { dir, mechanism } = await this.start();
+    const files = keyFiles(dir, key);
+    const found = (await readRecords(dir, files.base)).filter((entry) => entry.record.key === key);
+    return found.map((entry) => this.describe(entry, mechanism, 'inspect'));
+  }
+
+  async list({ prefix, limit }: ListOptions): Promise<LockRecord[]> {
+    const { dir, mechanism } = await this.start();
+    const found = (await readRecords(dir)).filter((entry) => entry.record.key.startsWith(prefix)).slice(0, limit);
+    return found.map((entry) => this.describe(entry, mechanism, 'list'));
+  }
+
+  /**
+   * Kernel locks cannot be taken from a live process: a live holder is answered with
+   * `held-by-live-process`; a lock that turns out free has its leftover records cleaned. Holders
+   * of this process are evicted (they learn at their next heartbeat). In the degraded mode the
+   * claim is taken over like an expired lease.
+   */
+  async forceRelease({ key, expectFencingToken }: ForceReleaseRequest): Promise<ForceReleaseOutcome> {
+    const { dir, mechanism } = await this.start();
+    const files = keyFiles(dir, key);
+    return table.serialize(files.anchorPath, async () => {
+      const held = table.get(files.anchorPath);
+      if (held) {
+        const holders = [...held.holders.values()];
+        const previous = toLockRecord({ record: holders[0].record, path: holders[0].recordPath, mtimeMs: 0 }, held.claim.expiresInMs());
+        if (expectFencingToken !== undefined && !holders.some((holder) => holder.record.fencingToken === expectFencingToken)) {
+          return { outcome: 'changed-hands', current: previous };
+        }
+        await this.dropHolders(held, holders);
+        return { outcome: 'released', previous };
+      }
+      const before = (await readRecords(dir, files.base)).filter((entry) => entry.record.key === key);
+      if (expectFencingToken !== undefined && before.length > 0 && !before.some((entry) => entry.record.fencingToken === expectFencingToken)) {
+        return { outcome: 'changed-hands', current: this.describe(before[0], mechanism, 'force-release') };
+      }
+      const reaper = this.newRecord({ key, token: '', ttlMs: 60_000, mode: 'exclusive', owner: this.reaperOwner() }, 0);
+      const attempt = await mechanism.claim(files, 'exclusive', identityOf(reaper), true);
+      if (!attempt.claim) {
+        const holder = before[0]?.record;
+        return { outcome: 'held-by-live-process', pid: holder?.pid ?? 0, hostname: holder?.hostname ?? 'unknown' };
+      }
+      try {
+        const leftovers = await this.clearLeftovers(dir, files, key, 'exclusive', attempt.tookOver, 'force-release');
+        if (leftovers.length === 0 && !attempt.tookOver) return { outcome: 'not-held' };
+        return { outcome: 'released', previous: leftovers[0] ?? null };
+      } finally {
+        await attempt.claim.release();
+        table.released(files.anchorPath);
+      }
+    });
+  }
+
+  /** Give up this instance's holds and stop watching. */
+  async close(): Promise<void> {
+    const started = await this.starting?.catch(() => undefined);
+    await Promise.all(
+      table.entries().map((held) =>
+        table.serialize(held.files.anchorPath, async () => {
+          if (table.get(held.files.anchorPath) !== held) return;
+          const ours = [...held.holders.values()].filter((holder) => holder.owner === this);
+          if (ours.length > 0) await this.dropHolders(held, ours);
+        }),
+      ),
+    );
+    this.stopListening?.();
+    started?.watcher.close();
+  }
+
+  // --- internals -------------------------------------------------------------------------
+
+  private start(): Promise<Started> {
+    this.starting ??= this.startOnce().catch((error: unknown) => {
+      // Let a later call retry (the directory may become available).
+      this.starting = undefined;
+      throw error;
+    });
+    return this.starting;
+  }
+
+  private async startOnce(): Promise<Started> {
+    const given = resolve(this.dir);
+    await mkdir(given, { recursive: true, mode: 0o700 });
+    // One spelling per directory, so the process-wide table sees one lock file as one.
+    const dir = await realpath(given);
+    const info = await stat(dir);
+    if (!info.isDirectory()) throw new LockOptionsError(`file.dir ${dir} is not a directory`);
+    if ((info.mode & 0o077) !== 0) {
+      this.logger.warn(`Lock directory ${dir} is accessible to other users (mode ${(info.mode & 0o777).toString(8)}); 0700 is advised`);
+    }
+    const { mechanism, degradedBecause } = await chooseMechanism(dir, this.wanted);
+    if (degradedBecause) {
+      this.logger.warn(
+        `File locks in ${dir} use exclusive-create claim files because ${degradedBecause}. ` +
+          'Crash safety is now bounded by the TTL: a holder that dies keeps its keys until its lease runs out.',
+      );
+    }
+    const watcher = new ReleaseWatcher(dir, this.recheckMs, (error) =>
+      this.logger.warn(`Cannot watch ${dir} (${error.message}); waiters re-check every ${this.recheckMs} ms instead`),
+    );
+    await this.sweep(dir);
+    this.stopListening = table.onRelease((anchorPath) => {
+      if (dirname(anchorPath) === dir) watcher.notify(basename(anchorPath));
+    });
+    return { dir, mechanism, watcher };
+  }
+
+  /** Start-up: records and temp files of holders that died on this host. */
+  private async sweep(dir: string): Promise<void> {
+    for (const entry of await readRecords(dir)) {
+      const reason = deadHolderReason(entry.record);
+      if (!reason) continue;
+      this.reportStale(entry, reason, 'init');
+      await removeQuietly(entry.path);
+    }
+    for (const name of await readdir(dir)) {
+      const temp = TEMP_NAME.exec(name);
+      if (temp && !isPidAlive(Number(temp[1]))) await removeQuietly(join(dir, name));
+    }
+  }
+
+  private async acquireHeld(dir: string, mechanism: LockMechanism, files: KeyFiles, request: LockRequest): Promise<AcquireOutcome> {
+    const held = table.get(files.anchorPath);
+    if (held) {
+      // Another module instance of this process has it: join a shared hold, never wait on ourselves.
+      if (held.mode !== 'shared' || request.mode !== 'shared') return { acquired: false, retryAfterMs: held.claim.expiresInMs() };
+      const holder = await this.addHolder(dir, files, request, held.claim.fencingToken);
+      held.holders.set(request.token, holder);
+      return { acquired: true, fencingToken: held.claim.fencingToken };
+    }
+    const record = this.newRecord(request, 0);
+    const attempt = await mechanism.claim(files, request.mode, identityOf(record));
+    if (!attempt.claim) return { acquired: false, retryAfterMs: attempt.retryAfterMs };
+    try {
+      await this.clearLeftovers(dir, files, request.key, request.mode, attempt.tookOver, 'acquire');
+      const holder = await this.addHolder(dir, files, request, attempt.claim.fencingToken, record);
+      table.set({ files, mode: request.mode, claim: attempt.claim, holders: new Map([[request.token, holder]]) });
+      return { acquired: true, fencingToken: attempt.claim.fencingToken };
+    } catch (error) {
+      await attempt.claim.release().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private async addHolder(
+    dir: string,
+    files: KeyFiles,
+    request: LockRequest,
+    fencingToken: number,
+    record: StoredRecord = this.newRecord(request, fencingToken),
+  ): Promise<LocalHolder> {
+    record.fencingToken = fencingToken;
+    const recordPath = await writeRecord(dir, files.base, record);
+    return { token: request.token, record, recordPath, owner: this };
+  }
+
+  /**
+   * Records found right after taking the lock. Holding it exclusively (or holding a degraded
+   * claim, which is always exclusive across processes) proves every record a leftover; holding
+   * it shared proves that only for exclusive records and for records of dead pids.
+   */
+  private async clearLeftovers(
+    dir: string,
+    files: KeyFiles,
+    key: string,
+    mode: LockRequest['mode'],
+    tookOver: string | undefined,
+    detectedBy: FileStaleRecord['detectedBy'],
+  ): Promise<LockRecord[]> {
+    const cleared: LockRecord[] = [];
+    const exclusive = mode === 'exclusive' || (await this.start()).mechanism.kind === 'exclusive-create';
+    for (const entry of await readRecords(dir, files.base)) {
+      if (entry.record.key !== key) continue;
+      const proven = exclusive || entry.record.mode === 'exclusive';
+      const reason =
+        tookOver ??
+        deadHolderReason(entry.record) ??
+        (proven ? `the lock was free although pid ${entry.record.pid} on ${entry.record.hostname} left a record` : null);
+      if (!reason) continue;
+      cleared.push(this.reportStale(entry, reason, detectedBy));
+      await removeQuietly(entry.path);
+    }
+    return cleared;
+  }
+
+  /** Remove holders of this process; the last one out gives the lock up and wakes waiters. */
+  private async dropHolders(held: HeldFile, holders: LocalHolder[]): Promise<boolean> {
+    for (const holder of holders) {
+      held.holders.delete(holder.token);
+      // Record first: the next holder must not find it and report us as dead.
+      await removeQuietly(holder.recordPath);
+    }
+    if (held.holders.size > 0) return true;
+    table.delete(held.files.anchorPath);
+    const stillOurs = await held.claim.release();
+    table.released(held.files.anchorPath);
+    return stillOurs;
+  }
+
+  private describe(entry: FoundRecord, mechanism: LockMechanism, detectedBy: FileStaleRecord['detectedBy']): LockRecord {
+    const stale = this.outsideStaleReason(entry);
+    const expiresInMs =
+      mechanism.kind === 'kernel' ? null : Math.max(0, Math.ceil(entry.record.ttlMs - (Date.now() - entry.mtimeMs)));
+    if (stale && !this.reportedStale.has(entry.path)) {
+      if (this.reportedStale.size >= MAX_REMEMBERED_STALE) this.reportedStale.clear();
+      this.reportedStale.add(entry.path);
+      this.reportStale(entry, stale, detectedBy);
+    }
+    return toLockRecord(entry, expiresInMs, stale);
+  }
+
+  /** Stale as far as can be told without the lock: a dead pid here, or a grant of this process it no longer has. */
+  private outsideStaleReason(entry: FoundRecord): string | null {
+    const { record } = entry;
+    if (record.hostname === HOSTNAME && record.pid === process.pid) {
+      const held = table.entries().some((file) => [...file.holders.values()].some((holder) => holder.record.grantId === record.grantId));
+      return held ? null : 'record of this process for a grant it no longer holds';
+    }
+    return deadHolderReason(record);
+  }
+
+  private reportStale(entry: FoundRecord, reason: string, detectedBy: FileStaleRecord['detectedBy']): LockRecord {
+    const record = toLockRecord(entry, null, reason);
+    const meta: FileStaleRecord = { ...record, stale: reason, detectedBy, recordPath: entry.path };
+    this.logger.warn(
+      `Stale holder of lock "${record.key}" (${detectedBy}): ${reason}; it was ${record.ownerId} ` +
+        `(pid ${record.pid} on ${record.hostname}, ${record.mode}, fencing token ${record.fencingToken}, ` +
+        `since ${new Date(record.acquiredAt).toISOString()})`,
+    );
+    if (this.onStale) {
+      try {
+        void Promise.resolve(this.onStale(meta)).catch((error: unknown) => this.hookFailed(error));
+      } catch (error) {
+        this.hookFailed(error);
+      }
+    }
+    return record;
+  }
+
+  private hookFailed(error: unknown): void {
+    this.logger.error(`file.onStale threw: ${error instanceof Error ? error.message : String(error)}`);
+  }
+
+  private newRecord(request: LockRequest, fencingToken: number): StoredRecord {
+    return {
+      v: 1,
+      key: request.key,
+      grantId: newGrantId(),
+      ownerId: request.owner.ownerId,
+      instanceId: request.owner.instanceId,
+      hostname: request.owner.hostname,
+      pid: request.owner.pid,
+      mode: request.mode,
+      acquiredAt: Date.now(),
+      ttlMs: request.ttlMs,
+      fencingToken,
+    };
+  }
+
+  private reaperOwner(): LockRequest['owner'] {
+    return { ownerId: `force-release:${HOSTNAME}:${process.pid}`, instanceId: 'force-release', hostname: HOSTNAME, pid: process.pid };
+  }
+}
+
+function identityOf(record: StoredRecord): ClaimIdentity {
+  return { grantId: record.grantId, ownerId: record.ownerId, hostname: record.hostname, pid: record.pid, ttlMs: record.ttlMs };
+}

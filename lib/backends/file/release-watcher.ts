@@ -1,0 +1,88 @@
+import { watch, type FSWatcher } from 'node:fs';
+
+/**
+ * Wakes waiters of this process when a lock of the directory may have been released. Releases
+ * touch the lock's anchor (a file or directory right in `dir`), which a directory watch
+ * (inotify on Linux) reports within a millisecond or so; a bounded fallback timer covers what no
+ * event announces: a holder killed with SIGKILL, or a platform where watching fails.
+ */
+export class ReleaseWatcher {
+  private watcher: FSWatcher | undefined;
+  private failed = false;
+  /** Events seen per anchor name, so a release between a failed attempt and the wait is not missed. */
+  private readonly seen = new Map<string, number>();
+  private readonly waiters = new Map<string, Set<() => void>>();
+
+  constructor(
+    private readonly dir: string,
+    private readonly recheckMs: number,
+    private readonly onError: (error: Error) => void,
+  ) {}
+
+  /** Start watching (once) and return how many events `anchor` has had so far. */
+  mark(anchor: string): number {
+    this.start();
+    return this.seen.get(anchor) ?? 0;
+  }
+
+  /** A release of this process: wake local waiters without waiting for the watch. */
+  notify(anchor: string): void {
+    this.seen.set(anchor, (this.seen.get(anchor) ?? 0) + 1);
+    const waiters = this.waiters.get(anchor);
+    if (!waiters) return;
+    this.waiters.delete(anchor);
+    for (const wake of waiters) wake();
+  }
+
+  /**
+   * Resolve on the next event for `anchor` after `since` (at once if one already came), after
+   * `min(timeoutMs, recheckMs)`, or on abort. Leaves no timer or listener behind.
+   */
+  wait(anchor: string, since: number, timeoutMs: number, signal: AbortSignal): Promise<void> {
+    if ((this.seen.get(anchor) ?? 0) !== since || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        const set = this.waiters.get(anchor);
+        set?.delete(done);
+        if (set?.size === 0) this.waiters.delete(anchor);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(1, Math.min(timeoutMs, this.recheckMs)));
+      timer.unref();
+      signal.addEventListener('abort', done, { once: true });
+      let set = this.waiters.get(anchor);
+      if (!set) this.waiters.set(anchor, (set = new Set()));
+      set.add(done);
+    });
+  }
+
+  close(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+    for (const set of this.waiters.values()) for (const wake of [...set]) wake();
+    this.waiters.clear();
+  }
+
+  private start(): void {
+    if (this.watcher || this.failed) return;
+    try {
+      // Not persistent: a watch must never keep the process alive on its own.
+      this.watcher = watch(this.dir, { persistent: false }, (_event, filename) => {
+        if (typeof filename === 'string') this.notify(filename);
+      });
+      this.watcher.on('error', (error) => this.fail(error));
+    } catch (error) {
+      this.fail(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  private fail(error: Error): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+    // The fallback timer alone still works, only slower to notice releases.
+    this.failed = true;
+    this.onError(error);
+  }
+}
