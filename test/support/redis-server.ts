@@ -93,6 +93,7 @@ export class RedisServer {
   }
 
   resume(): void {
+    if (!this.paused) return;
     this.signal('SIGCONT');
     this.paused = false;
   }
@@ -101,7 +102,7 @@ export class RedisServer {
   async stop(): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    if (this.paused) this.resume();
+    this.resume();
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
