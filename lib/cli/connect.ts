@@ -7,7 +7,7 @@ import type { LockModuleOptions } from '../lock-module-options.interface';
 import { resolveLockOptions } from '../lock-options.validation';
 import { SpaceLockService } from '../space-lock.service';
 import { describeStore, type CommonArgs, type StoreLocation } from './args';
-import { CliError, ExitCode } from './exit-codes';
+import { CliError, ExitCode, errorText } from './exit-codes';
 
 export interface OpenStore {
   locks: SpaceLockService;
@@ -133,8 +133,4 @@ export function bounded<T>(work: Promise<T>, ms: number, what: string): Promise<
       },
     );
   });
-}
-
-export function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

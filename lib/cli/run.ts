@@ -2,8 +2,8 @@ import { hostname, userInfo } from 'node:os';
 import { InvalidLockKeyError, LockOptionsError } from '../lock.errors';
 import { DEFAULT_TIMEOUT_MS, REDIS_URL_ENV, assertOptionsAllowed, commonArgs, parseCommandLine, type ParsedCommandLine } from './args';
 import { COMMANDS, type CliIo } from './commands';
-import { openStore, errorText } from './connect';
-import { CliError, ExitCode } from './exit-codes';
+import { openStore } from './connect';
+import { CliError, ExitCode, errorText } from './exit-codes';
 
 /** Runs one command line and answers its exit code; never throws, never exits the process. */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<ExitCode> {
