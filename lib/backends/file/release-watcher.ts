@@ -49,8 +49,9 @@ export class ReleaseWatcher {
         if (set?.size === 0) this.waiters.delete(anchor);
         resolve();
       };
+      // Kept referenced: a script whose only work is waiting for another process's release must
+      // not exit mid-wait (the release arrives through the unreferenced watch).
       const timer = setTimeout(done, Math.max(1, Math.min(timeoutMs, this.recheckMs)));
-      timer.unref();
       signal.addEventListener('abort', done, { once: true });
       let set = this.waiters.get(anchor);
       if (!set) this.waiters.set(anchor, (set = new Set()));

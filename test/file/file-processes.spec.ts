@@ -1,0 +1,94 @@
+import { join } from 'node:path';
+import { checkOverlaps } from '../support/overlap-checker';
+import { epochNow, Kit, type Worker } from './file-test-kit';
+
+/**
+ * Real processes on real kernel locks. Timings are measured and printed for the report; the
+ * assertions only use bounds far above them so a loaded machine does not flake.
+ */
+describe('file backend across processes (kernel locks)', () => {
+  const kit = new Kit();
+  afterEach(() => kit.cleanup());
+
+  it('exclusive vs exclusive, shared vs shared, shared vs exclusive; the writer waits for the last reader', async () => {
+    const dir = kit.tempDir();
+    const key = 'report';
+    const writer = kit.start({ dir, key, action: 'hold' });
+    const first = await writer.acquired();
+
+    const [otherWriter, reader] = [
+      kit.start({ dir, key, action: 'hold' }),
+      kit.start({ dir, key, action: 'hold', mode: 'shared' }),
+    ];
+    await Promise.all([otherWriter.line(/^busy$/), reader.line(/^busy$/)]);
+    await writer.release();
+
+    const readers = [kit.start({ dir, key, action: 'hold', mode: 'shared' }), kit.start({ dir, key, action: 'hold', mode: 'shared' })];
+    const [one, two] = await Promise.all(readers.map((worker) => worker.acquired()));
+    // Readers share the token of the last writer: a later writer's token is above both.
+    expect(one.fencingToken).toBe(first.fencingToken);
+    expect(two.fencingToken).toBe(first.fencingToken);
+
+    const waitingWriter = kit.start({ dir, key, action: 'hold', waitMs: 20_000, announceBusy: true });
+    await waitingWriter.line(/^first-attempt-busy$/);
+    const firstReaderLeft = await readers[0].release();
+    const lastReaderLeft = await readers[1].release();
+    const granted = await waitingWriter.acquired();
+
+    expect(granted.at).toBeGreaterThan(firstReaderLeft);
+    expect(granted.at).toBeGreaterThan(lastReaderLeft);
+    expect(granted.fencingToken).toBeGreaterThan(first.fencingToken);
+    const handOffMs = granted.at - lastReaderLeft;
+    console.log(`[file] last reader released -> waiting writer (another process) acquired: ${handOffMs.toFixed(2)} ms`);
+    expect(handOffMs).toBeLessThan(1_000);
+  });
+
+  it('4 processes x 200 acquisitions: zero overlaps, fencing tokens strictly increasing', async () => {
+    const dir = kit.tempDir();
+    const log = join(dir, 'overlap.log');
+    const started = epochNow();
+    const workers = Array.from({ length: 4 }, (_, index) =>
+      kit.start({ dir, key: 'contended', action: 'loop', iterations: 200, log, name: `p${index}` }),
+    );
+    const results = await Promise.all(workers.map((worker) => worker.line(/^done (.*)$/, 90_000)));
+    const elapsed = epochNow() - started;
+
+    for (const [, json] of results) expect(JSON.parse(json)).toEqual({ skipped: 0 });
+    const report = checkOverlaps(log);
+    console.log(`[file] 4 x 200 contended acquisitions (incl. process start-up) in ${Math.round(elapsed)} ms: ${JSON.stringify(report)}`);
+    expect(report).toEqual({ entries: 800, overlaps: 0, fencingViolations: 0, perHolder: { p0: 200, p1: 200, p2: 200, p3: 200 } });
+  }, 120_000);
+
+  it('SIGKILL of the holder: a waiting process gets the lock at once and its onStale sees the dead holder', async () => {
+    const dir = kit.tempDir();
+    const key = 'crashy';
+    let holder: Worker = kit.start({ dir, key, action: 'hold' });
+    let held = await holder.acquired();
+    const figures: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      const waiter = kit.start({ dir, key, action: 'hold', waitMs: 20_000, announceBusy: true });
+      await waiter.line(/^first-attempt-busy$/);
+      const killedAt = epochNow();
+      holder.child.kill('SIGKILL');
+      const granted = await waiter.acquired();
+      figures.push(granted.at - killedAt);
+
+      const [, json] = await waiter.line(/^stale (.*)$/);
+      const stale = JSON.parse(json) as Record<string, unknown>;
+      expect(stale).toMatchObject({
+        key: `lock:${key}`,
+        pid: holder.pid,
+        mode: 'exclusive',
+        fencingToken: held.fencingToken,
+        detectedBy: 'acquire',
+      });
+      expect(String(stale.stale)).toContain(`pid ${holder.pid}`);
+      expect(granted.fencingToken).toBe(held.fencingToken + 1);
+      holder = waiter;
+      held = granted;
+    }
+    console.log(`[file] SIGKILL -> next process holds the lock: ${figures.map((ms) => ms.toFixed(1)).join(', ')} ms`);
+    // The target is 50 ms (the waiter's 25 ms re-check bounds it); assert far above to stay stable under load.
+    for (const ms of figures) expect(ms).toBeLessThan(1_000);
+  }, 60_000);
+});

@@ -1,0 +1,85 @@
+import { Test } from '@nestjs/testing';
+import { lookup } from 'node:dns/promises';
+import { readdirSync, readlinkSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
+import { LockModule, LockTimeoutError, SpaceLockService } from '../../lib';
+import { Kit } from './file-test-kit';
+
+/** Every descriptor of this process with what it points to. */
+function openFds(): Map<string, string> {
+  const fds = new Map<string, string>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      fds.set(fd, readlinkSync(`/proc/self/fd/${fd}`));
+    } catch {
+      // The descriptor readdir itself used, closed by now.
+    }
+  }
+  return fds;
+}
+
+describe('file backend: waiting for another process', () => {
+  const kit = new Kit();
+  afterEach(() => kit.cleanup());
+
+  it('keeps the event loop and the thread pool free, leaves no fd, thread or lock behind on timeout', async () => {
+    const dir = kit.tempDir();
+    const holder = kit.start({ dir, key: 'busy', action: 'hold' });
+    const moduleRef = await Test.createTestingModule({
+      imports: [LockModule.forRoot({ backend: 'file', file: { dir } })],
+    }).compile();
+    const app = await moduleRef.init();
+    const locks = app.get(SpaceLockService);
+    try {
+      await holder.acquired();
+      // Warm up what lives as long as the process anyway: the watch, the thread pool.
+      await (await locks.acquire('warm-up')).release();
+      await Promise.all(Array.from({ length: 8 }, () => stat(dir)));
+      const fdsBefore = openFds();
+      const threadsBefore = readdirSync('/proc/self/task').length;
+
+      let ticks = 0;
+      let longestGap = 0;
+      let last = performance.now();
+      const ticker = setInterval(() => {
+        const now = performance.now();
+        longestGap = Math.max(longestGap, now - last);
+        last = now;
+        ticks += 1;
+      }, 2);
+      const started = performance.now();
+      const waiting = locks.acquire('busy', { waitMs: 600 }).then(
+        () => 'acquired',
+        (error: unknown) => error,
+      );
+      // While it waits, the pool still serves fs and dns at once.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const poolStarted = performance.now();
+      await Promise.all([...Array.from({ length: 16 }, () => stat(dir)), lookup('localhost')]);
+      const poolMs = performance.now() - poolStarted;
+      const outcome = await waiting;
+      const waitedMs = performance.now() - started;
+      clearInterval(ticker);
+
+      expect(outcome).toBeInstanceOf(LockTimeoutError);
+      expect(waitedMs).toBeGreaterThanOrEqual(590);
+      console.log(`[file] during a 600 ms wait: ${ticks} ticks of a 2 ms interval, longest gap ${longestGap.toFixed(1)} ms; 16 stats + 1 dns lookup took ${poolMs.toFixed(1)} ms`);
+      expect(ticks).toBeGreaterThan(100);
+      expect(longestGap).toBeLessThan(150);
+      expect(poolMs).toBeLessThan(500);
+
+      const fdsAfter = openFds();
+      expect([...fdsAfter.values()].filter((target) => target.startsWith(dir))).toEqual([]);
+      expect(new Set(fdsAfter.values())).toEqual(new Set(fdsBefore.values()));
+      expect(readdirSync('/proc/self/task').length).toBe(threadsBefore);
+
+      // Nothing of ours holds the key: once the holder leaves, another process takes it at once.
+      await holder.release();
+      const next = kit.start({ dir, key: 'busy', action: 'hold' });
+      await next.acquired();
+    } finally {
+      await app.close();
+    }
+  }, 60_000);
+});
