@@ -1,0 +1,109 @@
+import { linkSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { FileLockBackend, LockBackendError, type LockRequest } from '../../lib';
+import { keyFiles } from '../../lib/backends/file/lock-file-names';
+import { Kit } from './file-test-kit';
+
+const owner = { ownerId: 'paths-test', instanceId: 'paths', hostname: hostname(), pid: process.pid };
+let tokens = 0;
+function request(key: string): LockRequest {
+  return { key, token: `t${++tokens}`, ttlMs: 10_000, mode: 'exclusive', owner };
+}
+
+/** Keys straight into the backend: it must be safe on its own, whatever the core lets through. */
+describe('file backend: keys cannot escape the lock directory', () => {
+  const kit = new Kit();
+  afterEach(() => kit.cleanup());
+
+  const hostile = [
+    '../x',
+    '../../etc/passwd',
+    'a/b',
+    '/absolute',
+    '.',
+    '..',
+    'nul\0byte',
+    '\\..\\windows',
+    'x'.repeat(10_000),
+    'é'.repeat(300),
+    '',
+  ];
+
+  it.each(hostile.map((key) => [JSON.stringify(key.length > 40 ? `${key.slice(0, 20)}…(${key.length})` : key), key]))(
+    'key %s stays a plain file inside dir',
+    async (_label, key) => {
+      const parent = kit.tempDir();
+      const dir = join(parent, 'locks');
+      const backend = new FileLockBackend({ dir });
+      try {
+        const lease = request(key);
+        expect(await backend.tryAcquire(lease)).toEqual({ acquired: true, fencingToken: 1 });
+        // Nothing appeared next to the lock directory, and everything in it is a plain name.
+        expect(readdirSync(parent)).toEqual(['locks']);
+        const names = readdirSync(dir);
+        for (const name of names) {
+          expect(name).not.toMatch(/[/\\\0]/);
+          expect(Buffer.byteLength(name)).toBeLessThanOrEqual(255);
+        }
+        const files = keyFiles(await backend.directory(), key);
+        expect(dirname(files.anchorPath)).toBe(await backend.directory());
+        expect(names).toContain(files.anchor);
+        expect(files.anchor.startsWith('.')).toBe(false);
+        expect((await backend.inspect(key)).map((record) => record.key)).toEqual([key]);
+        expect(await backend.release(lease)).toBe('released');
+      } finally {
+        await backend.close();
+      }
+    },
+  );
+
+  it('keeps distinct keys distinct: Unicode normalisation variants, case, and keys sanitising alike', async () => {
+    const dir = kit.tempDir();
+    const backend = new FileLockBackend({ dir });
+    try {
+      const keys = ['caf\u00e9', 'cafe\u0301', 'CAFÉ', 'a/b', 'a_b', 'a.b', 'a?b', '\ud800', '\udbff'];
+      const anchors = new Set(keys.map((key) => keyFiles(dir, key).anchor));
+      expect(anchors.size).toBe(keys.length);
+      for (const key of keys) expect((await backend.tryAcquire(request(key))).acquired).toBe(true);
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it('refuses a planted symlink or hard link instead of locking or writing through it', async () => {
+    const parent = kit.tempDir();
+    const dir = join(parent, 'locks');
+    mkdirSync(dir, { mode: 0o700 });
+    const victim = join(parent, 'precious.txt');
+    writeFileSync(victim, 'do not touch');
+    symlinkSync(victim, keyFiles(dir, 'linked').anchorPath);
+    linkSync(victim, keyFiles(dir, 'hard').anchorPath);
+    const backend = new FileLockBackend({ dir });
+    try {
+      await expect(backend.tryAcquire(request('linked'))).rejects.toThrow(/symbolic link/);
+      await expect(backend.tryAcquire(request('hard'))).rejects.toThrow(LockBackendError);
+      expect(readFileSync(victim, 'utf8')).toBe('do not touch');
+      // A planted symlink on a dangling target is refused too, and nothing gets created there.
+      symlinkSync(join(parent, 'created-by-us'), keyFiles(dir, 'dangling').anchorPath);
+      await expect(backend.tryAcquire(request('dangling'))).rejects.toThrow(/symbolic link/);
+      expect(readdirSync(parent).sort()).toEqual(['locks', 'precious.txt']);
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it('creates the directory 0700 and lock and record files 0600', async () => {
+    const dir = join(kit.tempDir(), 'nested', 'locks');
+    const backend = new FileLockBackend({ dir });
+    try {
+      await backend.tryAcquire(request('modes'));
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
+      const files = readdirSync(dir).filter((name) => !name.startsWith('.'));
+      expect(files.map((name) => name.split('.').pop()).sort()).toEqual(['info', 'lock']);
+      for (const name of readdirSync(dir)) expect({ name, mode: statSync(join(dir, name)).mode & 0o777 }).toEqual({ name, mode: 0o600 });
+    } finally {
+      await backend.close();
+    }
+  });
+});

@@ -1,0 +1,95 @@
+import { Test } from '@nestjs/testing';
+import type { INestApplicationContext } from '@nestjs/common';
+import { performance } from 'node:perf_hooks';
+import { FileLockBackend, isSkipped, LockBackend, LockModule, SpaceLockService, type HeldLock } from '../../lib';
+import { Kit } from './file-test-kit';
+
+/** One process, several callers and several module instances on one lock directory. */
+describe('file backend inside one process', () => {
+  const kit = new Kit();
+  const apps: INestApplicationContext[] = [];
+  afterEach(async () => {
+    await Promise.all(apps.splice(0).map((app) => app.close()));
+    await kit.cleanup();
+  });
+
+  async function moduleInstance(dir: string): Promise<SpaceLockService> {
+    const moduleRef = await Test.createTestingModule({ imports: [LockModule.forRoot({ backend: 'file', file: { dir } })] }).compile();
+    const app = await moduleRef.init();
+    apps.push(app);
+    return app.get(SpaceLockService);
+  }
+
+  function backendOf(locks: SpaceLockService): FileLockBackend {
+    const app = apps.find((candidate) => candidate.get(SpaceLockService) === locks)!;
+    return app.get<FileLockBackend>(LockBackend);
+  }
+
+  it('two withSpaceLock calls on one key: the second is in-progress; shared re-entry works', async () => {
+    const locks = await moduleInstance(kit.tempDir());
+    let release!: () => void;
+    let entered!: () => void;
+    const inside = new Promise<void>((resolve) => (entered = resolve));
+    const first = locks.withSpaceLock('job', () => {
+      entered();
+      return new Promise<string>((resolve) => (release = () => resolve('first')));
+    });
+    await inside;
+    expect(await locks.withSpaceLock('job', () => 'second')).toEqual({ skipped: 'in-progress' });
+    release();
+    expect(await first).toBe('first');
+
+    const nested = await locks.withSpaceLock(
+      'catalog',
+      (outer) => locks.withSpaceLock('catalog', (inner) => [outer.fencingToken, inner.fencingToken, inner.mode], { mode: 'shared' }),
+      { mode: 'shared' },
+    );
+    expect(isSkipped(nested)).toBe(false);
+    expect(nested).toEqual([expect.any(Number), expect.any(Number), 'shared']);
+    expect(await locks.inspectAll('catalog')).toEqual([]);
+  });
+
+  it('two module instances: exclusive conflicts answer at once, shared holders share one kernel lock, no self-deadlock', async () => {
+    const dir = kit.tempDir();
+    const [one, two] = [await moduleInstance(dir), await moduleInstance(dir)];
+
+    const exclusive = await one.acquire('key');
+    const started = performance.now();
+    expect(await two.tryAcquire('key')).toBeNull();
+    expect(await two.tryAcquire('key', { mode: 'shared' })).toBeNull();
+    expect(performance.now() - started).toBeLessThan(500);
+    await exclusive.release();
+
+    const readers: HeldLock[] = [await one.acquire('key', { mode: 'shared' }), await two.acquire('key', { mode: 'shared' })];
+    expect(readers[0].fencingToken).toBe(readers[1].fencingToken);
+    expect((await one.inspectAll('key')).map((info) => info.mode)).toEqual(['shared', 'shared']);
+
+    // A writer of this process waits for this process's readers instead of deadlocking on them.
+    const writer = two.acquire('key', { waitMs: 5_000 });
+    await readers[0].release();
+    const released = performance.now();
+    await readers[1].release();
+    const granted = await writer;
+    console.log(`[file] in-process readers -> writer of another module instance: ${(performance.now() - released).toFixed(2)} ms`);
+    expect(granted.fencingToken).toBeGreaterThan(readers[0].fencingToken);
+    expect((await one.inspectAll('key')).map((info) => [info.mode, info.local])).toEqual([['exclusive', false]]);
+    await granted.release();
+  });
+
+  it('hands an exclusive lease to a local waiter with a new fencing token, and other processes see the new holder', async () => {
+    const dir = kit.tempDir();
+    const locks = await moduleInstance(dir);
+    const handOver = jest.spyOn(backendOf(locks), 'handOver');
+    const first = await locks.acquire('queue');
+    const waiting = locks.acquire('queue', { waitMs: 5_000 });
+    await first.release();
+    const second = await waiting;
+    expect(second.fencingToken).toBe(first.fencingToken + 1);
+    expect(handOver).toHaveBeenCalledTimes(1);
+    const other = kit.start({ dir, key: 'queue', action: 'hold' });
+    await other.line(/^busy$/);
+    const holders = await locks.inspectAll('queue');
+    expect(holders.map((info) => info.fencingToken)).toEqual([second.fencingToken]);
+    await second.release();
+  }, 30_000);
+});
