@@ -3,7 +3,7 @@ import { assertValidKey } from '../lock-options.validation';
 import type { SpaceLockService } from '../space-lock.service';
 import { integerOption, type CommonArgs, type OptionName, type ParsedCommandLine } from './args';
 import { CliError, ExitCode } from './exit-codes';
-import { formatTable, toView } from './format';
+import { formatTable, toView, type HolderView } from './format';
 
 /** What the CLI talks to the outside world through; tests pass their own. */
 export interface CliIo {
@@ -19,6 +19,8 @@ export interface CommandContext {
   locks: SpaceLockService;
   io: CliIo;
   common: CommonArgs;
+  /** Dead holders whose records the store removed as it was opened (file backend); listed as stale. */
+  swept: readonly HolderView[];
 }
 
 export type Execute = (context: CommandContext) => Promise<ExitCode>;
@@ -42,8 +44,9 @@ const list: Command = {
   prepare(line) {
     const prefix = line.values.prefix ?? '';
     const limit = integerOption('limit', line.values.limit, 1) ?? 1_000;
-    return async ({ locks, io, common }) => {
-      const views = (await locks.list({ prefix, limit })).map(toView);
+    return async ({ locks, io, common, swept }) => {
+      const live = (await locks.list({ prefix, limit })).map(toView);
+      const views = [...live, ...swept.filter((view) => view.key.startsWith(prefix))].sort(byKey);
       if (views.length >= limit) io.err(`Showing the first ${limit} holders; raise --limit to see more.\n`);
       if (common.json) io.out(asJson(views));
       else io.out(views.length > 0 ? formatTable(views) : `No locks held under "${common.keyPrefix}${prefix}".\n`);
@@ -59,9 +62,12 @@ const inspect: Command = {
   positionals: { min: 1, max: Infinity },
   prepare(line) {
     const keys = line.positionals.map(validKey);
-    return async ({ locks, io, common }) => {
+    return async ({ locks, io, common, swept }) => {
       const entries = await Promise.all(
-        keys.map(async (key) => ({ key, holders: (await locks.inspectAll(key)).map(toView) })),
+        keys.map(async (key) => ({
+          key,
+          holders: [...(await locks.inspectAll(key)).map(toView), ...swept.filter((view) => view.key === key)],
+        })),
       );
       if (common.json) {
         io.out(asJson(entries));
@@ -92,11 +98,14 @@ const reap: Command = {
         `Not reaping "${key}": stdin is not a terminal, so nobody can confirm. Add --yes to reap from a script.`,
       );
     }
-    return async ({ locks, io: { out, err, confirm }, common }) => {
+    return async ({ locks, io: { out, err, confirm }, common, swept }) => {
+      // Opening the directory already removed a dead holder's record: that is the reap it asked for.
+      const leftover = swept.find((view) => view.key === key);
+      const notHeld: ForceReleaseOutcome = leftover ? { outcome: 'released', previous: leftover } : { outcome: 'not-held' };
       let expectFencingToken = expected;
       if (!confirmed) {
         const holders = (await locks.inspectAll(key)).map(toView);
-        if (holders.length === 0) return report({ outcome: 'not-held' });
+        if (holders.length === 0) return report(notHeld);
         err(formatTable(holders));
         if (!(await confirm(`Reap "${key}"? Its holder loses the lock at its next heartbeat. [y/N] `))) {
           err('Not reaped.\n');
@@ -105,7 +114,8 @@ const reap: Command = {
         // Reap what the operator saw: if the lock changed hands while they read, leave the new holder alone.
         if (expectFencingToken === undefined && holders.length === 1) expectFencingToken = holders[0].fencingToken;
       }
-      return report(await locks.forceRelease(key, { reason, expectFencingToken }));
+      const outcome = await locks.forceRelease(key, { reason, expectFencingToken });
+      return report(outcome.outcome === 'not-held' ? notHeld : outcome);
 
       function report(outcome: ForceReleaseOutcome): ExitCode {
         out(common.json ? asJson({ key, ...outcome }) : describeReap(key, outcome));
@@ -144,6 +154,10 @@ function describeReap(key: string, outcome: ForceReleaseOutcome): string {
 
 function holderText(holder: Pick<LockRecord, 'ownerId' | 'pid' | 'hostname' | 'fencingToken'>): string {
   return `${holder.ownerId} (pid ${holder.pid} on ${holder.hostname}, fencing token ${holder.fencingToken})`;
+}
+
+function byKey(a: HolderView, b: HolderView): number {
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : a.acquiredAt - b.acquiredAt;
 }
 
 function validKey(key: string): string {

@@ -1,7 +1,9 @@
 import type { ModuleRef } from '@nestjs/core';
 import { stat } from 'node:fs/promises';
 import type { Redis } from 'ioredis';
+import type { FileStaleRecord } from '../backends/file/file-backend-options.interface';
 import { createLockBackend } from '../backends/lock-backend.factory';
+import type { LockRecord } from '../lock-backend.interface';
 import { LockOptionsError } from '../lock.errors';
 import type { LockModuleOptions } from '../lock-module-options.interface';
 import { resolveLockOptions } from '../lock-options.validation';
@@ -11,6 +13,11 @@ import { CliError, ExitCode, errorText } from './exit-codes';
 
 export interface OpenStore {
   locks: SpaceLockService;
+  /**
+   * Records of dead holders the file backend removed while opening the directory (its start-up
+   * sweep). The CLI shows them as stale instead of letting them vanish unseen.
+   */
+  swept: LockRecord[];
   /** Bounded: a store that stopped answering must not keep the CLI alive. */
   close(): Promise<void>;
 }
@@ -28,7 +35,8 @@ const NO_MODULE_REF = {
 /** Builds the same backend and service an app would, from `--redis` / `--dir`. */
 export async function openStore(args: CommonArgs, callerId: string): Promise<OpenStore> {
   const where = describeStore(args.store);
-  const connection = await connectStore(args.store, args.timeoutMs, where);
+  const swept: LockRecord[] = [];
+  const connection = await connectStore(args.store, args.timeoutMs, where, swept);
   const cleanups = [connection.close];
   const close = async (): Promise<void> => {
     for (const cleanup of cleanups.splice(0).reverse()) await bounded(cleanup(), args.timeoutMs, 'close').catch(() => undefined);
@@ -49,7 +57,7 @@ export async function openStore(args: CommonArgs, callerId: string): Promise<Ope
     const locks = new SpaceLockService(options, backend);
     cleanups.push(() => locks.beforeApplicationShutdown());
     await bounded(locks.onApplicationBootstrap(), args.timeoutMs, `set up ${where}`);
-    return { locks, close };
+    return { locks, swept, close };
   } catch (error) {
     await close();
     throw error;
@@ -61,10 +69,18 @@ interface StoreConnection {
   close(): Promise<void>;
 }
 
-async function connectStore(store: StoreLocation, timeoutMs: number, where: string): Promise<StoreConnection> {
+async function connectStore(
+  store: StoreLocation,
+  timeoutMs: number,
+  where: string,
+  swept: LockRecord[],
+): Promise<StoreConnection> {
   if (store.backend === 'file') {
     await assertDirectory(store.dir);
-    return { options: { backend: 'file', file: { dir: store.dir } }, close: async () => undefined };
+    const onStale = (record: FileStaleRecord): void => {
+      if (record.detectedBy === 'init') swept.push(record);
+    };
+    return { options: { backend: 'file', file: { dir: store.dir, onStale } }, close: async () => undefined };
   }
   const client = await connectRedis(store.url, timeoutMs, where);
   return {

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import type { LockInfo } from '../held-lock.interface';
+import type { LockRecord } from '../lock-backend.interface';
 
 const THIS_HOST = hostname();
 
@@ -11,6 +12,23 @@ export interface HolderView extends LockInfo {
 
 export function toView(info: LockInfo): HolderView {
   return { ...info, alive: isAlive(info.hostname, info.pid) };
+}
+
+/**
+ * A record the file backend removed on opening because its holder was dead. Shaped like the
+ * service's own records so it lists alongside them; `null` when it lies outside `keyPrefix`.
+ */
+export function sweptView(record: LockRecord, keyPrefix: string): HolderView | null {
+  if (!record.key.startsWith(keyPrefix)) return null;
+  return {
+    ...record,
+    key: record.key.slice(keyPrefix.length),
+    ageMs: Math.max(0, Date.now() - record.acquiredAt),
+    local: false,
+    holderCount: 1,
+    alive: isAlive(record.hostname, record.pid),
+    stale: `${record.stale ?? 'holder gone'}; record removed when the directory was opened`,
+  };
 }
 
 /**

@@ -4,6 +4,7 @@ import { DEFAULT_TIMEOUT_MS, REDIS_URL_ENV, assertOptionsAllowed, commonArgs, pa
 import { COMMANDS, type CliIo } from './commands';
 import { openStore } from './connect';
 import { CliError, ExitCode, errorText } from './exit-codes';
+import { sweptView } from './format';
 
 /** Runs one command line and answers its exit code; never throws, never exits the process. */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<ExitCode> {
@@ -30,7 +31,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<ExitCo
     const execute = command.prepare(line, io);
     const store = await openStore(common, callerId(line));
     try {
-      return await execute({ locks: store.locks, io, common });
+      const swept = store.swept.flatMap((record) => sweptView(record, common.keyPrefix) ?? []);
+      return await execute({ locks: store.locks, io, common, swept });
     } finally {
       await store.close();
     }
