@@ -21,6 +21,10 @@ async function confirm(question: string): Promise<boolean> {
   const prompt = createInterface({ input: process.stdin, output: process.stderr });
   try {
     return /^y(es)?$/i.test((await prompt.question(question)).trim());
+  } catch {
+    // Ctrl+C or Ctrl+D at the prompt: a "no", not a failure.
+    process.stderr.write('\n');
+    return false;
   } finally {
     prompt.close();
   }
