@@ -41,8 +41,9 @@ describe('file backend, degraded mode (exclusive-create, forced)', () => {
     const granted = await waiter.acquired();
     const tookMs = granted.at - killedAt;
     console.log(`[file] exclusive-create: SIGKILL -> takeover after ${tookMs.toFixed(0)} ms (ttl ${ttlMs} ms, heartbeat ${ttlMs / 3} ms)`);
-    // The last heartbeat was at most ttl/3 before the kill, so the claim was fresh for at least 2/3 ttl after it.
-    expect(tookMs).toBeGreaterThanOrEqual((ttlMs * 2) / 3 - 50);
+    // Not the kernel path's immediate release: the claim stays valid for about 2/3 ttl after the
+    // kill (the last heartbeat came at most ttl/3 before it); ttl/3 leaves room for late heartbeats.
+    expect(tookMs).toBeGreaterThanOrEqual(ttlMs / 3);
     expect(tookMs).toBeLessThan(ttlMs + 3_000);
     expect(granted.fencingToken).toBeGreaterThan(held.fencingToken);
     const [, json] = await waiter.line(/^stale (.*)$/);

@@ -36,6 +36,13 @@ const MECHANISMS: ReadonlySet<FileLockMechanism> = new Set(['auto', 'kernel', 'e
 /** Stale records already reported by `inspect`/`list`, remembered so each is reported once. */
 const MAX_REMEMBERED_STALE = 10_000;
 
+/** A refused attempt, with what a waiter can watch. */
+interface Busy {
+  acquired: false;
+  retryAfterMs: number | null;
+  holderPid?: number;
+}
+
 interface Started {
   dir: string;
   mechanism: LockMechanism;
@@ -57,8 +64,11 @@ export class FileLockBackend implements LockBackend {
   private readonly onStale?: FileBackendOptions['onStale'];
   private starting?: Promise<Started>;
   private readonly reportedStale = new Set<string>();
-  /** Watch events seen before the last failed attempt per anchor: a release in between is not missed. */
-  private readonly busySince = new Map<string, number>();
+  /**
+   * Per anchor, after a failed attempt: watch events seen before it (so a release in between is
+   * not missed) and the holder's pid when it is an exclusive holder on this host.
+   */
+  private readonly busySince = new Map<string, { seen: number; holderPid?: number }>();
   private stopListening?: () => void;
 
   constructor(options: FileBackendOptions = {}) {
@@ -99,8 +109,8 @@ export class FileLockBackend implements LockBackend {
     const seen = watcher.mark(files.anchor);
     const outcome = await table.serialize(files.anchorPath, () => this.acquireHeld(dir, mechanism, files, request));
     if (outcome.acquired) this.busySince.delete(files.anchor);
-    else this.busySince.set(files.anchor, seen);
-    return outcome;
+    else this.busySince.set(files.anchor, { seen, holderPid: outcome.holderPid });
+    return outcome.acquired ? { acquired: true, fencingToken: outcome.fencingToken } : { acquired: false, retryAfterMs: outcome.retryAfterMs };
   }
 
   async extend(leases: readonly ExtendRequest[]): Promise<boolean[]> {
@@ -166,7 +176,8 @@ export class FileLockBackend implements LockBackend {
   async waitForRelease(key: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
     const { dir, watcher } = await this.start();
     const { anchor } = keyFiles(dir, key);
-    await watcher.wait(anchor, this.busySince.get(anchor) ?? watcher.mark(anchor), timeoutMs, signal);
+    const busy = this.busySince.get(anchor) ?? { seen: watcher.mark(anchor) };
+    await watcher.wait(anchor, busy.seen, timeoutMs, signal, busy.holderPid);
   }
 
   async inspect(key: string): Promise<LockRecord[]> {
@@ -291,7 +302,12 @@ export class FileLockBackend implements LockBackend {
     }
   }
 
-  private async acquireHeld(dir: string, mechanism: LockMechanism, files: KeyFiles, request: LockRequest): Promise<AcquireOutcome> {
+  private async acquireHeld(
+    dir: string,
+    mechanism: LockMechanism,
+    files: KeyFiles,
+    request: LockRequest,
+  ): Promise<{ acquired: true; fencingToken: number } | Busy> {
     const held = table.get(files.anchorPath);
     if (held) {
       // Another module instance of this process has it: join a shared hold, never wait on ourselves.
@@ -302,7 +318,7 @@ export class FileLockBackend implements LockBackend {
     }
     const record = this.newRecord(request, 0);
     const attempt = await mechanism.claim(files, request.mode, identityOf(record));
-    if (!attempt.claim) return { acquired: false, retryAfterMs: attempt.retryAfterMs };
+    if (!attempt.claim) return { acquired: false, retryAfterMs: attempt.retryAfterMs, holderPid: attempt.holderPid };
     try {
       await this.clearLeftovers(dir, files, request.key, request.mode, attempt.tookOver, 'acquire');
       const holder = await this.addHolder(dir, files, request, attempt.claim.fencingToken, record);

@@ -1,15 +1,24 @@
+import { createHash } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
 import { lstat, open, type FileHandle } from 'node:fs/promises';
 import { LockBackendError } from '../../lock.errors';
 import type { LockMode } from '../../lock-backend.interface';
 import type { KeyFiles } from './lock-file-names';
-import type { Claim, ClaimAttempt, LockMechanism } from './lock-mechanism';
+import { HOSTNAME, isPidAlive } from './holder-records';
+import type { Claim, ClaimAttempt, ClaimIdentity, LockMechanism } from './lock-mechanism';
 import type { NativeFileLock } from './native-file-lock';
 
 // libuv adds O_CLOEXEC itself, so children we spawn never inherit (and keep alive) the lock.
 const OPEN_LOCK_FILE = constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW;
-/** The lock file holds the key's fencing counter as fixed-width decimal. */
+/**
+ * The lock file holds two fixed-width fields, rewritten in place (never truncated, so a crash
+ * cannot leave them empty): the key's fencing counter, and the last exclusive holder as
+ * `<pid> <host tag>` so a waiter on this host can watch that pid die.
+ */
 const COUNTER_WIDTH = 20;
+const HOLDER_WIDTH = 20;
+const PID_WIDTH = 10;
+const HOST_TAG = createHash('sha256').update(HOSTNAME).digest('hex').slice(0, HOLDER_WIDTH - PID_WIDTH - 2);
 /** A lock file swapped between our open and our lock is retried this often before giving up. */
 const INODE_RETRIES = 3;
 
@@ -24,17 +33,19 @@ export class KernelLockMechanism implements LockMechanism {
 
   constructor(private readonly native: NativeFileLock) {}
 
-  async claim(files: KeyFiles, mode: LockMode): Promise<ClaimAttempt> {
+  async claim(files: KeyFiles, mode: LockMode, identity: ClaimIdentity): Promise<ClaimAttempt> {
     for (let attempt = 0; attempt < INODE_RETRIES; attempt++) {
       const { handle, opened } = await openLockFile(files.anchorPath);
       let kept = false;
       try {
-        if (!this.native.tryLock(handle.fd, { shared: mode === 'shared' })) return { claim: null, retryAfterMs: null };
+        if (!this.native.tryLock(handle.fd, { shared: mode === 'shared' })) {
+          return { claim: null, retryAfterMs: null, holderPid: (await readFields(handle)).holderPid };
+        }
         // Whoever cleans lock files does so under the exclusive lock; if the path now names
         // another file (or none), we locked an orphan that nobody else will ever see.
         const current = await lstat(files.anchorPath).catch(() => null);
         if (!current || current.ino !== opened.ino || current.dev !== opened.dev) continue;
-        const fencingToken = mode === 'exclusive' ? await bumpCounter(handle) : await readCounter(handle);
+        const fencingToken = await this.stamp(handle, mode, identity);
         kept = true;
         return { claim: new KernelClaim(handle, this.native, fencingToken) };
       } finally {
@@ -43,6 +54,21 @@ export class KernelLockMechanism implements LockMechanism {
       }
     }
     throw new LockBackendError('file', `lock file ${files.anchorPath} keeps being replaced; is something deleting lock files?`);
+  }
+
+  /**
+   * Exclusive: next fencing token and our pid, in one write under the exclusive lock. Shared:
+   * the current token; a dead pid left by a crashed writer is cleared, so waiters do not take
+   * it for the holder (shared holders leave no pid: only the re-check notices their death).
+   */
+  private async stamp(handle: FileHandle, mode: LockMode, identity: ClaimIdentity): Promise<number> {
+    const { counter, holderPid } = await readFields(handle);
+    if (mode === 'shared') {
+      if (holderPid !== undefined && !isPidAlive(holderPid)) await writeFields(handle, counter, 0);
+      return counter;
+    }
+    await writeFields(handle, counter + 1, identity.hostname === HOSTNAME ? identity.pid : 0);
+    return counter + 1;
   }
 }
 
@@ -55,9 +81,11 @@ class KernelClaim implements Claim {
     public fencingToken: number,
   ) {}
 
-  async renew(): Promise<number | null> {
+  async renew(identity: ClaimIdentity): Promise<number | null> {
     if (this.released) return null;
-    this.fencingToken = await bumpCounter(this.handle);
+    const { counter } = await readFields(this.handle);
+    this.fencingToken = counter + 1;
+    await writeFields(this.handle, this.fencingToken, identity.hostname === HOSTNAME ? identity.pid : 0);
     return this.fencingToken;
   }
 
@@ -108,16 +136,21 @@ async function openLockFile(path: string): Promise<{ handle: FileHandle; opened:
   return { handle, opened: info };
 }
 
-async function readCounter(handle: FileHandle): Promise<number> {
-  const buffer = Buffer.alloc(COUNTER_WIDTH);
-  const { bytesRead } = await handle.read(buffer, 0, COUNTER_WIDTH, 0);
-  const value = Number.parseInt(buffer.subarray(0, bytesRead).toString('latin1'), 10);
-  return Number.isSafeInteger(value) && value > 0 ? value : 0;
+async function readFields(handle: FileHandle): Promise<{ counter: number; holderPid?: number }> {
+  const buffer = Buffer.alloc(COUNTER_WIDTH + HOLDER_WIDTH);
+  const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+  const text = buffer.subarray(0, bytesRead).toString('latin1');
+  const counter = Number.parseInt(text.slice(0, COUNTER_WIDTH), 10);
+  const [pid, tag] = text.slice(COUNTER_WIDTH).trim().split(' ');
+  const holderPid = Number.parseInt(pid, 10);
+  return {
+    counter: Number.isSafeInteger(counter) && counter > 0 ? counter : 0,
+    holderPid: tag === HOST_TAG && holderPid > 0 ? holderPid : undefined,
+  };
 }
 
-async function bumpCounter(handle: FileHandle): Promise<number> {
-  const next = (await readCounter(handle)) + 1;
-  // Fixed width: one small in-place write, never a truncate that a crash could leave empty.
-  await handle.write(String(next).padStart(COUNTER_WIDTH - 1, '0') + '\n', 0, 'latin1');
-  return next;
+async function writeFields(handle: FileHandle, counter: number, holderPid: number): Promise<void> {
+  const text =
+    String(counter).padStart(COUNTER_WIDTH - 1, '0') + '\n' + String(holderPid).padStart(PID_WIDTH, '0') + ' ' + HOST_TAG + '\n';
+  await handle.write(text, 0, 'latin1');
 }

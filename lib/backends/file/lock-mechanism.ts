@@ -29,7 +29,12 @@ export type ClaimAttempt =
       /** Set when the lock was taken over an abandoned claim (exclusive-create): why it was judged abandoned. */
       tookOver?: string;
     }
-  | { claim: null; retryAfterMs: number | null };
+  | {
+      claim: null;
+      retryAfterMs: number | null;
+      /** Pid of the exclusive holder when it runs on this host: waiters watch it die (SIGKILL makes no event). */
+      holderPid?: number;
+    };
 
 export interface LockMechanism {
   readonly kind: 'kernel' | 'exclusive-create';

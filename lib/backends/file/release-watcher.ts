@@ -1,4 +1,11 @@
 import { watch, type FSWatcher } from 'node:fs';
+import { isPidAlive } from './holder-records';
+
+/**
+ * How often a waiter checks that the holder's pid still exists: a `kill(pid, 0)` system call,
+ * no file access, so a SIGKILLed holder is noticed within a few milliseconds.
+ */
+const PID_CHECK_MS = 3;
 
 /**
  * Wakes waiters of this process when a lock of the directory may have been released. Releases
@@ -12,6 +19,8 @@ export class ReleaseWatcher {
   /** Events seen per anchor name, so a release between a failed attempt and the wait is not missed. */
   private readonly seen = new Map<string, number>();
   private readonly waiters = new Map<string, Set<() => void>>();
+  /** Last holder pid per anchor seen dead, kept small: at most one per contended anchor. */
+  private readonly deadHolders = new Map<string, number>();
 
   constructor(
     private readonly dir: string,
@@ -28,6 +37,7 @@ export class ReleaseWatcher {
   /** A release of this process: wake local waiters without waiting for the watch. */
   notify(anchor: string): void {
     this.seen.set(anchor, (this.seen.get(anchor) ?? 0) + 1);
+    this.deadHolders.delete(anchor);
     const waiters = this.waiters.get(anchor);
     if (!waiters) return;
     this.waiters.delete(anchor);
@@ -35,13 +45,25 @@ export class ReleaseWatcher {
   }
 
   /**
-   * Resolve on the next event for `anchor` after `since` (at once if one already came), after
-   * `min(timeoutMs, recheckMs)`, or on abort. Leaves no timer or listener behind.
+   * Resolve on the next event for `anchor` after `since` (at once if one already came), when
+   * `holderPid` dies, after `min(timeoutMs, recheckMs)`, or on abort. Leaves no timer or
+   * listener behind.
    */
-  wait(anchor: string, since: number, timeoutMs: number, signal: AbortSignal): Promise<void> {
+  wait(anchor: string, since: number, timeoutMs: number, signal: AbortSignal, holderPid?: number): Promise<void> {
     if ((this.seen.get(anchor) ?? 0) !== since || signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
+      // A dead pid still named after our retry is a leftover, not the holder: watch it only once.
+      const watchPid = holderPid !== undefined && this.deadHolders.get(anchor) !== holderPid;
+      const pidCheck = watchPid
+        ? setInterval(() => {
+            if (isPidAlive(holderPid)) return;
+            this.deadHolders.set(anchor, holderPid);
+            done();
+          }, PID_CHECK_MS)
+        : undefined;
+      pidCheck?.unref();
       const done = (): void => {
+        clearInterval(pidCheck);
         clearTimeout(timer);
         signal.removeEventListener('abort', done);
         const set = this.waiters.get(anchor);
