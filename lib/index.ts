@@ -59,3 +59,4 @@ export type { FileBackendOptions } from './backends/file/file-backend-options.in
 export type { RedisBackendOptions } from './backends/redis/redis-backend-options.interface';
 export { FileLockBackend } from './backends/file/file-lock.backend';
 export type { FileLockMechanism, FileStaleRecord } from './backends/file/file-backend-options.interface';
+export { LockAdminModule, type LockAdminModuleOptions, type ReapRequestBody } from './admin/lock-admin.module';
