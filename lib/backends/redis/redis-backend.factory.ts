@@ -25,7 +25,10 @@ export const createRedisBackend: LockBackendFactory = async ({ options, moduleRe
   });
 };
 
-async function connect(redis: RedisBackendOptions, moduleRef: ModuleRef): Promise<{ client: RedisClient; owned: boolean }> {
+async function connect(
+  redis: RedisBackendOptions,
+  moduleRef: ModuleRef,
+): Promise<{ client: RedisClient | (() => RedisClient); owned: boolean }> {
   // `connection` alone (Sentinel, host/port) is a source too; with `url` it refines it.
   const given = SOURCES.filter((source) => redis[source] !== undefined);
   if (given.length === 0 && redis.connection) given.push('url');
@@ -39,11 +42,15 @@ async function connect(redis: RedisBackendOptions, moduleRef: ModuleRef): Promis
   if (redis.client) return { client: redis.client, owned: false };
   if (redis.namespace !== undefined) {
     const { RedisService } = await load(() => import('@nestjs-labs/nestjs-ioredis'), '@nestjs-labs/nestjs-ioredis');
-    return { client: fromApp(moduleRef, RedisService, 'RedisModule').getOrThrow(redis.namespace), owned: false };
+    const namespace = redis.namespace;
+    fromApp(moduleRef, RedisService, 'RedisModule');
+    return { client: () => fromApp(moduleRef, RedisService, 'RedisModule').getOrThrow(namespace), owned: false };
   }
   if (redis.clusterNamespace !== undefined) {
     const { ClusterService } = await load(() => import('@nestjs-labs/nestjs-ioredis'), '@nestjs-labs/nestjs-ioredis');
-    return { client: fromApp(moduleRef, ClusterService, 'ClusterModule').getOrThrow(redis.clusterNamespace), owned: false };
+    const namespace = redis.clusterNamespace;
+    fromApp(moduleRef, ClusterService, 'ClusterModule');
+    return { client: () => fromApp(moduleRef, ClusterService, 'ClusterModule').getOrThrow(namespace), owned: false };
   }
   const ioredis = await load(() => import('ioredis'), 'ioredis');
   if (redis.cluster) return { client: new ioredis.Cluster(redis.cluster.nodes, redis.cluster.options), owned: true };
@@ -52,12 +59,17 @@ async function connect(redis: RedisBackendOptions, moduleRef: ModuleRef): Promis
   return { client, owned: true };
 }
 
+/**
+ * Nest may build our backend before RedisModule's providers (nothing tells it we depend on
+ * them), and the instance it hands out that early is a placeholder. So the factory only
+ * checks the module is there, and the backend looks the client up at bootstrap.
+ */
 function fromApp<T>(moduleRef: ModuleRef, token: abstract new (...args: never[]) => T, module: string): T {
   try {
     return moduleRef.get(token, { strict: false });
   } catch (error) {
     throw new LockOptionsError(
-      `redis.namespace needs @nestjs-labs/nestjs-ioredis's ${module}.forRoot registered in the app: ${describe(error)}`,
+      `redis.namespace / redis.clusterNamespace needs @nestjs-labs/nestjs-ioredis's ${module}.forRoot registered in the app: ${describe(error)}`,
     );
   }
 }

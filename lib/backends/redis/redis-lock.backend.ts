@@ -61,11 +61,15 @@ export class RedisLockBackend implements LockBackend {
   readonly capabilities = { shared: false };
   private readonly logger = new Logger(RedisLockBackend.name);
   private readonly channels: ReleaseChannels;
-  private readonly clientKeyPrefix: string;
   private readonly settings: Required<RedisLockBackendOptions>;
+  private resolved?: { client: RedisClient; keyPrefix: string };
 
+  /**
+   * @param client the connection, or a function returning it, called once at `init()` or at
+   *   the first call (for connections owned by a module that is built after ours).
+   */
   constructor(
-    readonly client: RedisClient,
+    private readonly source: RedisClient | (() => RedisClient),
     options: RedisLockBackendOptions = {},
   ) {
     this.settings = {
@@ -75,15 +79,15 @@ export class RedisLockBackend implements LockBackend {
       scanCount: positive('scanCount', options.scanCount, 500),
       probeTimeoutMs: positive('probeTimeoutMs', options.probeTimeoutMs, 2_000),
     };
-    // Idempotent: a client shared by several modules just gets the same commands again.
-    for (const script of LOCK_SCRIPTS) {
-      client.defineCommand(script.name, { lua: script.lua, numberOfKeys: script.numberOfKeys });
-    }
-    this.clientKeyPrefix = client.options.keyPrefix ?? '';
-    this.channels = new ReleaseChannels(() => client.duplicate(), this.logger);
+    this.channels = new ReleaseChannels(() => this.client.duplicate(), this.logger);
+  }
+
+  get client(): RedisClient {
+    return this.connection().client;
   }
 
   async init(): Promise<void> {
+    this.connection();
     if (!this.settings.warnOnEviction) return;
     let policies: string[];
     try {
@@ -192,7 +196,7 @@ export class RedisLockBackend implements LockBackend {
 
   async close(): Promise<void> {
     this.channels.close();
-    if (!this.settings.ownsClient) return;
+    if (!this.settings.ownsClient || !this.resolved) return;
     try {
       await withTimeout(this.client.quit(), QUIT_TIMEOUT_MS);
     } catch {
@@ -202,6 +206,22 @@ export class RedisLockBackend implements LockBackend {
   }
 
   // --- helpers -------------------------------------------------------------------------
+
+  private connection(): { client: RedisClient; keyPrefix: string } {
+    if (this.resolved) return this.resolved;
+    const client = typeof this.source === 'function' ? this.source() : this.source;
+    // Idempotent: a client shared by several modules just gets the same commands again.
+    for (const script of LOCK_SCRIPTS) {
+      client.defineCommand(script.name, { lua: script.lua, numberOfKeys: script.numberOfKeys });
+    }
+    this.resolved = { client, keyPrefix: client.options.keyPrefix ?? '' };
+    return this.resolved;
+  }
+
+  /** ioredis' own `keyPrefix`, which it adds to KEYS but not to SCAN patterns or replies. */
+  private get clientKeyPrefix(): string {
+    return this.connection().keyPrefix;
+  }
 
   private get isCluster(): boolean {
     return isCluster(this.client);
