@@ -100,7 +100,7 @@ const reap: Command = {
     }
     return async ({ locks, io: { out, err, confirm }, common, swept }) => {
       // Opening the directory already removed a dead holder's record: that is the reap it asked for.
-      const leftover = swept.find((view) => view.key === key);
+      const leftover = swept.find((view) => view.key === key && (expected === undefined || view.fencingToken === expected));
       const notHeld: ForceReleaseOutcome = leftover ? { outcome: 'released', previous: leftover } : { outcome: 'not-held' };
       let expectFencingToken = expected;
       if (!confirmed) {
