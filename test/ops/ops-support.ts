@@ -49,11 +49,7 @@ export async function stopWorkers(): Promise<void> {
   await killAll(workers.splice(0));
 }
 
-/** `held KEY TOKEN MS` lines as the worker printed them. */
-export function heldLine(match: RegExpMatchArray): { token: number; waitedMs: number } {
-  return { token: Number(match[1]), waitedMs: Number(match[2]) };
-}
-
+/** The worker's `held KEY FENCING-TOKEN WAITED-MS` line. */
 export function heldPattern(key: string): RegExp {
   return new RegExp(`^held ${escape(key)} (\\d+) (\\d+)$`);
 }
