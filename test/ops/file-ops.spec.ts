@@ -42,8 +42,15 @@ describe('operating locks on the file backend (real lock directory, real process
 
   const cli = (...args: string[]) => runCliProcess([...args, '--dir', dir, '--key-prefix', keyPrefix]);
 
-  it('list shows the holders of every process with pids, owners and no expiry', async () => {
-    const [listed, table] = await Promise.all([cli('list', '--json', '--prefix', 'invoice:'), cli('list', '--limit', '100')]);
+  it('list and inspect show the holders of every process with pids, owners and no expiry', async () => {
+    const [listed, table, inspected] = await Promise.all([
+      cli('list', '--json', '--prefix', 'invoice:'),
+      cli('list', '--limit', '100'),
+      cli('inspect', 'report:7', 'nobody:here'),
+    ]);
+    expect(inspected.code).toBe(0);
+    expect(inspected.stdout).toMatch(new RegExp(`^report:7\\s+exclusive\\s+beta\\s+\\S+\\s+${workers.beta.pid}\\s+yes\\s`, 'm'));
+    expect(inspected.stdout).toContain('"nobody:here" is free.');
     expect(listed.code).toBe(0);
     expect((JSON.parse(listed.stdout) as HolderView[]).map(({ key, ownerId, pid, alive, expiresInMs, stale }) => ({
       key,
