@@ -12,6 +12,7 @@ import { table, verdictLine, type Verdict } from './harness/format';
 import type { BenchContext, Scenario } from './harness/context';
 import { planPlacement, RedisServer } from './harness/redis-server';
 import { SCENARIOS } from './scenarios';
+import { stopIdleWorkers } from './harness/workers';
 
 interface Args {
   quick: boolean;
@@ -53,7 +54,7 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
-      void redis.stop().finally(() => process.exit(130));
+      void Promise.all([redis.stop(), stopIdleWorkers()]).finally(() => process.exit(130));
     });
   }
   const context: BenchContext = {
@@ -93,6 +94,7 @@ async function main(): Promise<void> {
         section += `Failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`;
         verdicts.push({ scenario: String(scenario.id), target: scenario.title, measured: 'scenario failed', met: false });
       }
+      await stopIdleWorkers();
       section += `\n_(${((performance.now() - started) / 1000).toFixed(1)} s)_\n`;
       process.stdout.write(`\n${section}`);
       sections.push(section);

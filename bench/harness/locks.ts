@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ModuleRef } from '@nestjs/core';
 import Redis from 'ioredis';
 import { createLockBackend } from '../../lib/backends/lock-backend.factory';
@@ -11,7 +13,7 @@ import { sleep } from './measure';
  * Every lock implementation the scenarios compare, behind one tiny interface, so a scenario
  * or a worker process names a kind and never knows how each library spells acquire/release.
  */
-export type LockKind = 'floor' | 'redlock' | 'redis-semaphore' | 'ours-redis' | 'ours-memory' | 'ours-file';
+export type LockKind = 'floor' | 'redlock' | 'redis-semaphore' | 'proper-lockfile' | 'ours-redis' | 'ours-memory' | 'ours-file';
 
 export interface LockContext {
   redisUrl?: string;
@@ -37,10 +39,29 @@ export const LABELS: Record<LockKind, string> = {
   floor: 'raw ioredis SET NX PX + EVALSHA del',
   redlock: 'redlock 5.0.0-beta.2',
   'redis-semaphore': 'redis-semaphore Mutex',
+  'proper-lockfile': 'proper-lockfile',
   'ours-redis': 'nestjs-lock (redis)',
   'ours-memory': 'nestjs-lock (memory)',
   'ours-file': 'nestjs-lock (file)',
 };
+
+/** Commands this process sent to Redis through the bench's clients (round trips, pipelining aside). */
+export const sent = { commands: 0 };
+
+/**
+ * An ioredis client that counts every command it sends. Every implementation gets its
+ * connection from here (ours through `redis.client`), so "commands sent per op" compares
+ * like with like; INFO commandstats also counts the commands run inside Lua scripts.
+ */
+export function countingRedis(url: string): Redis {
+  const redis = new Redis(url);
+  const send = redis.sendCommand.bind(redis);
+  redis.sendCommand = ((...args: Parameters<Redis['sendCommand']>) => {
+    sent.commands += 1;
+    return send(...args);
+  }) as Redis['sendCommand'];
+  return redis;
+}
 
 const COMPARE_AND_DELETE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 
@@ -52,7 +73,7 @@ class FloorClient implements LockClient {
   private readonly redis: FloorRedis;
 
   constructor(url: string) {
-    const redis = new Redis(url);
+    const redis = countingRedis(url);
     redis.defineCommand('compareAndDelete', { numberOfKeys: 1, lua: COMPARE_AND_DELETE });
     this.redis = redis as FloorRedis;
   }
@@ -84,7 +105,7 @@ class RedlockClient implements LockClient {
 
   static async create(url: string, ttlMs: number): Promise<RedlockClient> {
     const { default: Redlock } = await import('redlock');
-    const redis = new Redis(url);
+    const redis = countingRedis(url);
     // Defaults (retryCount 10, retryDelay 200 ms, jitter 200 ms), as users get them.
     return new RedlockClient(redis, new Redlock([redis]), ttlMs);
   }
@@ -115,12 +136,16 @@ class SemaphoreClient implements LockClient {
 
   static async create(url: string, ttlMs: number): Promise<SemaphoreClient> {
     const { Mutex } = await import('redis-semaphore');
-    return new SemaphoreClient(new Redis(url), Mutex, ttlMs);
+    return new SemaphoreClient(countingRedis(url), Mutex, ttlMs);
   }
 
   async acquire(key: string, waitMs: number): Promise<Held | null> {
     // Defaults (retryInterval 10 ms, refresh timer at 0.8 x lockTimeout) except the lease length.
-    const mutex = new this.Mutex(this.redis, key, { lockTimeout: this.ttlMs, acquireTimeout: Math.max(1, waitMs) });
+    // (acquireTimeout is checked before the first attempt, so "one attempt" is an attempts limit.)
+    const mutex = new this.Mutex(this.redis, key, {
+      lockTimeout: this.ttlMs,
+      ...(waitMs === 0 ? { acquireAttemptsLimit: 1 } : { acquireTimeout: waitMs }),
+    });
     if (waitMs === 0) return (await mutex.tryAcquire()) ? mutex : null;
     try {
       await mutex.acquire();
@@ -133,6 +158,43 @@ class SemaphoreClient implements LockClient {
   async close(): Promise<void> {
     this.redis.disconnect();
   }
+}
+
+/**
+ * proper-lockfile with its defaults (stale 10 s, mtime update every 5 s) except retries,
+ * which default to none: waiting callers retry every `PROPER_LOCKFILE_RETRY_MS`.
+ */
+export const PROPER_LOCKFILE_RETRY_MS = 5;
+
+class ProperLockfileClient implements LockClient {
+  readonly kind = 'proper-lockfile' as const;
+  private constructor(
+    private readonly lockfile: typeof import('proper-lockfile'),
+    private readonly dir: string,
+  ) {}
+
+  static async create(dir: string): Promise<ProperLockfileClient> {
+    mkdirSync(dir, { recursive: true });
+    return new ProperLockfileClient(await import('proper-lockfile'), dir);
+  }
+
+  async acquire(key: string, waitMs: number): Promise<Held | null> {
+    const file = join(this.dir, `${key.replace(/[^A-Za-z0-9_.-]/g, '_')}.pl`);
+    const retries = Math.ceil(waitMs / PROPER_LOCKFILE_RETRY_MS);
+    try {
+      const release = await this.lockfile.lock(file, {
+        realpath: false,
+        retries: waitMs === 0 ? 0 : { retries, factor: 1, minTimeout: PROPER_LOCKFILE_RETRY_MS, maxTimeout: PROPER_LOCKFILE_RETRY_MS },
+        onCompromised: () => undefined,
+      });
+      return { release };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ELOCKED') return null;
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {}
 }
 
 const STUB_MODULE_REF = {
@@ -154,17 +216,25 @@ export function oursOptions(kind: 'ours-redis' | 'ours-memory' | 'ours-file', co
   const base: LockModuleOptions = { ttlMs: context.ttlMs, keyPrefix: 'bench:', ...context.ours };
   if (kind === 'ours-memory') return { ...base, backend: 'memory' };
   if (kind === 'ours-file') return { ...base, backend: 'file', file: { dir: context.fileDir } };
-  return { ...base, backend: 'redis', redis: { url: context.redisUrl } };
+  return { ...base, backend: 'redis', redis: { client: countingRedis(context.redisUrl ?? '') } };
 }
 
 class OursClient implements LockClient {
   private constructor(
     readonly kind: 'ours-redis' | 'ours-memory' | 'ours-file',
     readonly service: SpaceLockService,
+    private readonly client: Redis | undefined,
   ) {}
 
   static async create(kind: 'ours-redis' | 'ours-memory' | 'ours-file', context: LockContext): Promise<OursClient> {
-    return new OursClient(kind, await createService(oursOptions(kind, context)));
+    const options = oursOptions(kind, context);
+    const client = options.redis?.client as Redis | undefined;
+    try {
+      return new OursClient(kind, await createService(options), client);
+    } catch (error) {
+      client?.disconnect();
+      throw error;
+    }
   }
 
   acquire(key: string, waitMs: number): Promise<Held | null> {
@@ -173,6 +243,8 @@ class OursClient implements LockClient {
 
   async close(): Promise<void> {
     await this.service.beforeApplicationShutdown();
+    // A client we passed in is never closed by the module.
+    this.client?.disconnect();
   }
 }
 
@@ -185,6 +257,8 @@ export async function createLockClient(kind: LockKind, context: LockContext): Pr
       return RedlockClient.create(url, context.ttlMs);
     case 'redis-semaphore':
       return SemaphoreClient.create(url, context.ttlMs);
+    case 'proper-lockfile':
+      return ProperLockfileClient.create(join(context.fileDir ?? '.', 'proper-lockfile'));
     default:
       return OursClient.create(kind, context);
   }

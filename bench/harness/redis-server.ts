@@ -5,6 +5,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import { sleep } from './measure';
+import { sent } from './locks';
 
 /** Where Node and Redis run; printed with every result. */
 export interface Placement {
@@ -139,4 +140,35 @@ export async function pingRoundTripMs(client: Redis, count = 200): Promise<numbe
   }
   samples.sort((a, b) => a - b);
   return samples[samples.length >> 1];
+}
+
+/**
+ * Window probe: Redis commands per op (INFO commandstats delta, INFO itself excluded) and
+ * Redis CPU per op / Redis CPU % (INFO cpu delta).
+ */
+export function redisProbe(
+  admin: Redis,
+  sentCommands: () => number = () => sent.commands,
+): { start(): Promise<void>; finish(ops: number, elapsedMs: number): Promise<Record<string, number>> } {
+  let calls = 0;
+  let cpu = 0;
+  let sentAtStart = 0;
+  return {
+    async start() {
+      sentAtStart = sentCommands();
+      calls = totalCalls(await commandCalls(admin));
+      cpu = await redisCpuSeconds(admin);
+    },
+    async finish(ops, elapsedMs) {
+      const cpuUsed = (await redisCpuSeconds(admin)) - cpu;
+      const callsUsed = totalCalls(await commandCalls(admin)) - calls;
+      const sentUsed = sentCommands() - sentAtStart;
+      return {
+        sentPerOp: ops === 0 ? NaN : sentUsed / ops,
+        redisCmdsPerOp: ops === 0 ? NaN : callsUsed / ops,
+        redisCpuUsPerOp: ops === 0 ? NaN : (cpuUsed * 1e6) / ops,
+        redisCpuPct: (cpuUsed * 1e5) / elapsedMs,
+      };
+    },
+  };
 }
