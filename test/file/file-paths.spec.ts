@@ -1,8 +1,10 @@
 import { linkSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { FileLockBackend, LockBackendError, type LockRequest } from '../../lib';
+import { KernelLockMechanism } from '../../lib/backends/file/kernel-lock.mechanism';
 import { keyFiles } from '../../lib/backends/file/lock-file-names';
+import { loadNativeFileLock } from '../../lib/backends/file/native-file-lock';
 import { Kit } from './file-test-kit';
 
 const owner = { ownerId: 'paths-test', instanceId: 'paths', hostname: hostname(), pid: process.pid };
@@ -88,6 +90,25 @@ describe('file backend: keys cannot escape the lock directory', () => {
       symlinkSync(join(parent, 'created-by-us'), keyFiles(dir, 'dangling').anchorPath);
       await expect(backend.tryAcquire(request('dangling'))).rejects.toThrow(/symbolic link/);
       expect(readdirSync(parent).sort()).toEqual(['locks', 'precious.txt']);
+
+      // A directory symlink planted where a key's holder records go: no record is written through it.
+      const elsewhere = join(parent, 'elsewhere');
+      mkdirSync(elsewhere);
+      symlinkSync(elsewhere, keyFiles(dir, 'records').holdersPath);
+      await expect(backend.tryAcquire(request('records'))).rejects.toThrow(/not a directory/);
+      expect(readdirSync(elsewhere)).toEqual([]);
+      // The failed attempt gave the kernel lock back.
+      const loaded = loadNativeFileLock();
+      if (!('native' in loaded)) throw loaded.error;
+      const probe = await new KernelLockMechanism(loaded.native).claim(keyFiles(dir, 'records'), 'exclusive', {
+        grantId: '0'.repeat(16),
+        ownerId: 'probe',
+        hostname: hostname(),
+        pid: process.pid,
+        ttlMs: 1_000,
+      });
+      expect(probe.claim).not.toBeNull();
+      await probe.claim?.release();
     } finally {
       await backend.close();
     }
@@ -99,9 +120,14 @@ describe('file backend: keys cannot escape the lock directory', () => {
     try {
       await backend.tryAcquire(request('modes'));
       expect(statSync(dir).mode & 0o777).toBe(0o700);
-      const files = readdirSync(dir).filter((name) => !name.startsWith('.'));
-      expect(files.map((name) => name.split('.').pop()).sort()).toEqual(['info', 'lock']);
-      for (const name of readdirSync(dir)) expect({ name, mode: statSync(join(dir, name)).mode & 0o777 }).toEqual({ name, mode: 0o600 });
+      const files = keyFiles(await backend.directory(), 'modes');
+      expect(readdirSync(dir).filter((name) => !name.startsWith('.')).sort()).toEqual([basename(files.holdersPath), files.anchor]);
+      expect(statSync(files.holdersPath).mode & 0o777).toBe(0o700);
+      const records = readdirSync(files.holdersPath).map((name) => join(files.holdersPath, name));
+      expect(records).toHaveLength(1);
+      for (const path of [...readdirSync(dir).filter((name) => name.startsWith('.')).map((name) => join(dir, name)), files.anchorPath, ...records]) {
+        expect({ path, mode: statSync(path).mode & 0o777 }).toEqual({ path, mode: 0o600 });
+      }
     } finally {
       await backend.close();
     }

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
-import { mkdir, readdir, realpath, stat, utimes } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { mkdir, realpath, stat, utimes } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
 import type {
   AcquireOutcome,
   ExtendRequest,
@@ -19,15 +19,16 @@ import type { FileBackendOptions, FileLockMechanism, FileStaleRecord } from './f
 import {
   deadHolderReason,
   HOSTNAME,
-  isPidAlive,
+  readAllRecords,
   readRecords,
+  removeDeadTempFiles,
   removeQuietly,
   toLockRecord,
   writeRecord,
   type FoundRecord,
   type StoredRecord,
 } from './holder-records';
-import { keyFiles, newGrantId, TEMP_NAME, type KeyFiles } from './lock-file-names';
+import { keyFiles, newGrantId, type KeyFiles } from './lock-file-names';
 import type { ClaimIdentity, LockMechanism } from './lock-mechanism';
 import { processLockTable as table, type HeldFile, type LocalHolder } from './process-lock-table';
 import { ReleaseWatcher } from './release-watcher';
@@ -107,7 +108,7 @@ export class FileLockBackend implements LockBackend {
     const { dir, mechanism, watcher } = await this.start();
     const files = keyFiles(dir, request.key);
     const seen = watcher.mark(files.anchor);
-    const outcome = await table.serialize(files.anchorPath, () => this.acquireHeld(dir, mechanism, files, request));
+    const outcome = await table.serialize(files.anchorPath, () => this.acquireHeld(mechanism, files, request));
     if (outcome.acquired) this.busySince.delete(files.anchor);
     else this.busySince.set(files.anchor, { seen, holderPid: outcome.holderPid });
     return outcome.acquired ? { acquired: true, fencingToken: outcome.fencingToken } : { acquired: false, retryAfterMs: outcome.retryAfterMs };
@@ -131,7 +132,7 @@ export class FileLockBackend implements LockBackend {
           }
           if (holder.record.ttlMs !== lease.ttlMs) {
             holder.record = { ...holder.record, ttlMs: lease.ttlMs };
-            await writeRecord(dir, files.base, holder.record);
+            await writeRecord(files.holdersPath, holder.record);
           } else if (mechanism.kind === 'exclusive-create') {
             // Here the TTL matters: the record's mtime tells `inspect` how long the lease has left.
             const now = new Date();
@@ -165,7 +166,7 @@ export class FileLockBackend implements LockBackend {
       const fencingToken = await held.claim.renew(identityOf(record));
       if (fencingToken === null) return null;
       record.fencingToken = fencingToken;
-      const recordPath = await writeRecord(dir, files.base, record);
+      const recordPath = await writeRecord(files.holdersPath, record);
       held.holders.delete(from.token);
       await removeQuietly(holder.recordPath);
       held.holders.set(to.token, { token: to.token, record, recordPath, owner: this });
@@ -183,13 +184,13 @@ export class FileLockBackend implements LockBackend {
   async inspect(key: string): Promise<LockRecord[]> {
     const { dir, mechanism } = await this.start();
     const files = keyFiles(dir, key);
-    const found = (await readRecords(dir, files.base)).filter((entry) => entry.record.key === key);
+    const found = (await readRecords(files.holdersPath)).filter((entry) => entry.record.key === key);
     return found.map((entry) => this.describe(entry, mechanism, 'inspect'));
   }
 
   async list({ prefix, limit }: ListOptions): Promise<LockRecord[]> {
     const { dir, mechanism } = await this.start();
-    const found = (await readRecords(dir)).filter((entry) => entry.record.key.startsWith(prefix)).slice(0, limit);
+    const found = (await readAllRecords(dir)).filter((entry) => entry.record.key.startsWith(prefix)).slice(0, limit);
     return found.map((entry) => this.describe(entry, mechanism, 'list'));
   }
 
@@ -213,7 +214,7 @@ export class FileLockBackend implements LockBackend {
         await this.dropHolders(held, holders);
         return { outcome: 'released', previous };
       }
-      const before = (await readRecords(dir, files.base)).filter((entry) => entry.record.key === key);
+      const before = (await readRecords(files.holdersPath)).filter((entry) => entry.record.key === key);
       if (expectFencingToken !== undefined && before.length > 0 && !before.some((entry) => entry.record.fencingToken === expectFencingToken)) {
         return { outcome: 'changed-hands', current: this.describe(before[0], mechanism, 'force-release') };
       }
@@ -224,7 +225,7 @@ export class FileLockBackend implements LockBackend {
         return { outcome: 'held-by-live-process', pid: holder?.pid ?? 0, hostname: holder?.hostname ?? 'unknown' };
       }
       try {
-        const leftovers = await this.clearLeftovers(dir, files, key, 'exclusive', attempt.tookOver, 'force-release');
+        const leftovers = await this.clearLeftovers(files, key, 'exclusive', attempt.tookOver, 'force-release');
         if (leftovers.length === 0 && !attempt.tookOver) return { outcome: 'not-held' };
         return { outcome: 'released', previous: leftovers[0] ?? null };
       } finally {
@@ -290,20 +291,16 @@ export class FileLockBackend implements LockBackend {
 
   /** Start-up: records and temp files of holders that died on this host. */
   private async sweep(dir: string): Promise<void> {
-    for (const entry of await readRecords(dir)) {
+    for (const entry of await readAllRecords(dir)) {
       const reason = deadHolderReason(entry.record);
       if (!reason) continue;
       this.reportStale(entry, reason, 'init');
       await removeQuietly(entry.path);
     }
-    for (const name of await readdir(dir)) {
-      const temp = TEMP_NAME.exec(name);
-      if (temp && !isPidAlive(Number(temp[1]))) await removeQuietly(join(dir, name));
-    }
+    await removeDeadTempFiles(dir);
   }
 
   private async acquireHeld(
-    dir: string,
     mechanism: LockMechanism,
     files: KeyFiles,
     request: LockRequest,
@@ -312,7 +309,7 @@ export class FileLockBackend implements LockBackend {
     if (held) {
       // Another module instance of this process has it: join a shared hold, never wait on ourselves.
       if (held.mode !== 'shared' || request.mode !== 'shared') return { acquired: false, retryAfterMs: held.claim.expiresInMs() };
-      const holder = await this.addHolder(dir, files, request, held.claim.fencingToken);
+      const holder = await this.addHolder(files, request, held.claim.fencingToken);
       held.holders.set(request.token, holder);
       return { acquired: true, fencingToken: held.claim.fencingToken };
     }
@@ -320,8 +317,8 @@ export class FileLockBackend implements LockBackend {
     const attempt = await mechanism.claim(files, request.mode, identityOf(record));
     if (!attempt.claim) return { acquired: false, retryAfterMs: attempt.retryAfterMs, holderPid: attempt.holderPid };
     try {
-      await this.clearLeftovers(dir, files, request.key, request.mode, attempt.tookOver, 'acquire');
-      const holder = await this.addHolder(dir, files, request, attempt.claim.fencingToken, record);
+      await this.clearLeftovers(files, request.key, request.mode, attempt.tookOver, 'acquire');
+      const holder = await this.addHolder(files, request, attempt.claim.fencingToken, record);
       table.set({ files, mode: request.mode, claim: attempt.claim, holders: new Map([[request.token, holder]]) });
       return { acquired: true, fencingToken: attempt.claim.fencingToken };
     } catch (error) {
@@ -331,14 +328,13 @@ export class FileLockBackend implements LockBackend {
   }
 
   private async addHolder(
-    dir: string,
     files: KeyFiles,
     request: LockRequest,
     fencingToken: number,
     record: StoredRecord = this.newRecord(request, fencingToken),
   ): Promise<LocalHolder> {
     record.fencingToken = fencingToken;
-    const recordPath = await writeRecord(dir, files.base, record);
+    const recordPath = await writeRecord(files.holdersPath, record);
     return { token: request.token, record, recordPath, owner: this };
   }
 
@@ -348,7 +344,6 @@ export class FileLockBackend implements LockBackend {
    * it shared proves that only for exclusive records and for records of dead pids.
    */
   private async clearLeftovers(
-    dir: string,
     files: KeyFiles,
     key: string,
     mode: LockRequest['mode'],
@@ -357,7 +352,7 @@ export class FileLockBackend implements LockBackend {
   ): Promise<LockRecord[]> {
     const cleared: LockRecord[] = [];
     const exclusive = mode === 'exclusive' || (await this.start()).mechanism.kind === 'exclusive-create';
-    for (const entry of await readRecords(dir, files.base)) {
+    for (const entry of await readRecords(files.holdersPath)) {
       if (entry.record.key !== key) continue;
       const proven = exclusive || entry.record.mode === 'exclusive';
       const reason =

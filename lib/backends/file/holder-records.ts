@@ -1,9 +1,10 @@
 import { constants } from 'node:fs';
-import { link, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, lstat, mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { LockMode, LockRecord } from '../../lock-backend.interface';
-import { parseRecordName, recordName, tempName } from './lock-file-names';
+import { LockBackendError } from '../../lock.errors';
+import { isHoldersDir, parseRecordName, recordName, TEMP_NAME, tempName } from './lock-file-names';
 
 export const HOSTNAME = hostname();
 
@@ -63,22 +64,66 @@ export async function createExclusively(dir: string, name: string, content: stri
   }
 }
 
-export async function writeRecord(dir: string, base: string, record: StoredRecord): Promise<string> {
-  const name = recordName(base, record.grantId);
-  await writeAtomically(dir, name, JSON.stringify(record));
-  return join(dir, name);
+/** Write a holder record into `holdersPath`, creating that directory (0700) on first use. */
+export async function writeRecord(holdersPath: string, record: StoredRecord): Promise<string> {
+  const name = recordName(record.grantId);
+  await mkdir(holdersPath, { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EEXIST') throw error;
+  });
+  // Checked before every write: a symlink planted as the directory would redirect the record.
+  await assertRealDirectory(holdersPath);
+  await writeAtomically(holdersPath, name, JSON.stringify(record));
+  return join(holdersPath, name);
 }
 
-/** Every readable record in `dir`, optionally only those of one key base. Unreadable ones are skipped. */
-export async function readRecords(dir: string, base?: string): Promise<FoundRecord[]> {
+/**
+ * The records of one key, oldest first; unreadable ones are skipped. A symlink planted as the
+ * records directory is refused: we would otherwise read, and remove, files elsewhere.
+ */
+export async function readRecords(holdersPath: string): Promise<FoundRecord[]> {
+  let names: string[];
+  try {
+    await assertRealDirectory(holdersPath);
+    names = await readdir(holdersPath);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
   const found: FoundRecord[] = [];
-  for (const name of await readdir(dir)) {
-    const parsed = parseRecordName(name);
-    if (!parsed || (base !== undefined && parsed.base !== base)) continue;
-    const record = await readRecordFile(join(dir, name));
-    if (record && record.record.grantId === parsed.grantId) found.push(record);
+  for (const name of names) {
+    const grantId = parseRecordName(name);
+    if (!grantId) continue;
+    const record = await readRecordFile(join(holdersPath, name));
+    if (record && record.record.grantId === grantId) found.push(record);
   }
   return found.sort((a, b) => a.record.acquiredAt - b.record.acquiredAt);
+}
+
+/** Records of every key in `dir` (operator calls and the start-up sweep only). */
+export async function readAllRecords(dir: string): Promise<FoundRecord[]> {
+  const found: FoundRecord[] = [];
+  for (const name of await readdir(dir)) {
+    if (isHoldersDir(name)) found.push(...(await readRecords(join(dir, name)).catch(() => [])));
+  }
+  return found.sort((a, b) => a.record.acquiredAt - b.record.acquiredAt);
+}
+
+/** Temp files left in `dir` and its records directories by writers that died. */
+export async function removeDeadTempFiles(dir: string): Promise<void> {
+  const folders = [dir, ...(await readdir(dir)).filter(isHoldersDir).map((name) => join(dir, name))];
+  for (const folder of folders) {
+    for (const name of await readdir(folder).catch(() => [] as string[])) {
+      const temp = TEMP_NAME.exec(name);
+      if (temp && !isPidAlive(Number(temp[1]))) await removeQuietly(join(folder, name));
+    }
+  }
+}
+
+async function assertRealDirectory(path: string): Promise<void> {
+  const info = await lstat(path);
+  if (!info.isDirectory()) {
+    throw new LockBackendError('file', `${path} is not a directory (a planted symlink?); refusing to use it`);
+  }
 }
 
 async function readRecordFile(path: string): Promise<FoundRecord | null> {

@@ -3,8 +3,9 @@ import { join } from 'node:path';
 
 /** Longest readable part kept from a key; the hash carries the identity. */
 const READABLE_CHARS = 40;
-/** Record files: `<base>.<16 hex grant id>.info`. Bases never contain a dot. */
-const RECORD_NAME = /^([A-Za-z0-9_-]+)\.([0-9a-f]{16})\.info$/;
+/** Holder records of one key: `<base>.holders/<16 hex grant id>.info`. Bases never contain a dot. */
+const HOLDERS_DIR = /^([A-Za-z0-9_-]+)\.holders$/;
+const RECORD_NAME = /^([0-9a-f]{16})\.info$/;
 /** Temporary files start with a dot, which no base does, and carry the writer's pid for the sweep. */
 export const TEMP_NAME = /^\.tmp-(\d+)-[0-9a-f]+$/;
 
@@ -16,6 +17,8 @@ export interface KeyFiles {
   /** The lock itself: a file (kernel mechanism) or a directory of claims (exclusive-create). */
   anchor: string;
   anchorPath: string;
+  /** Directory of the key's holder records, so finding them never lists the whole lock directory. */
+  holdersPath: string;
 }
 
 /**
@@ -30,21 +33,24 @@ export function keyFiles(dir: string, key: string): KeyFiles {
   const hash = createHash('sha256').update(key, 'utf16le').digest('hex').slice(0, 32);
   const base = `${readable}-${hash}`;
   const anchor = `${base}.lock`;
-  return { key, base, anchor, anchorPath: join(dir, anchor) };
+  return { key, base, anchor, anchorPath: join(dir, anchor), holdersPath: join(dir, `${base}.holders`) };
 }
 
 export function newGrantId(): string {
   return randomBytes(8).toString('hex');
 }
 
-export function recordName(base: string, grantId: string): string {
-  return `${base}.${grantId}.info`;
+export function recordName(grantId: string): string {
+  return `${grantId}.info`;
 }
 
-/** `{ base, grantId }` for a record file name, `null` for anything else. */
-export function parseRecordName(name: string): { base: string; grantId: string } | null {
-  const match = RECORD_NAME.exec(name);
-  return match ? { base: match[1], grantId: match[2] } : null;
+/** The grant id of a record file name, `null` for anything else. */
+export function parseRecordName(name: string): string | null {
+  return RECORD_NAME.exec(name)?.[1] ?? null;
+}
+
+export function isHoldersDir(name: string): boolean {
+  return HOLDERS_DIR.test(name);
 }
 
 export function tempName(): string {
