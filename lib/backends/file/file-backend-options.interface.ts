@@ -43,8 +43,10 @@ export interface FileBackendOptions {
   onStale?: (meta: FileStaleRecord) => void | Promise<void>;
   /**
    * Longest pause between two looks at a lock while waiting for it. Releases wake waiters at
-   * once through a directory watch (inotify); this fallback bounds how late a waiter notices a
-   * holder that died without releasing (SIGKILL) or a missed watch event. Default 25 ms.
+   * once through a directory watch (inotify), and the death of an exclusive holder on this host
+   * is noticed within milliseconds through its pid; this fallback bounds what neither covers:
+   * a shared holder killed with SIGKILL, a missed watch event, a platform without watches.
+   * Default 25 ms.
    */
   recheckMs?: number;
 }

@@ -221,7 +221,9 @@ export class FileLockBackend implements LockBackend {
       const reaper = this.newRecord({ key, token: '', ttlMs: 60_000, mode: 'exclusive', owner: this.reaperOwner() }, 0);
       const attempt = await mechanism.claim(files, 'exclusive', identityOf(reaper), true);
       if (!attempt.claim) {
-        const holder = before[0]?.record;
+        // No record yet (the holder is between locking and writing it): the lock file names
+        // an exclusive holder of this host.
+        const holder = before[0]?.record ?? (attempt.holderPid ? { pid: attempt.holderPid, hostname: HOSTNAME } : undefined);
         return { outcome: 'held-by-live-process', pid: holder?.pid ?? 0, hostname: holder?.hostname ?? 'unknown' };
       }
       try {
