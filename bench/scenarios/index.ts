@@ -3,6 +3,15 @@ import { uncontendedRedisScenario } from './s1-uncontended-redis';
 import { handoffRedisScenario } from './s2-handoff-redis';
 import { localContentionScenario } from './s3-local-contention';
 import { memoryScenario } from './s5-memory';
+import { heapScenario } from './s8-heap';
+import { scaleScenario } from './s9-scale';
 
 /** In the order the issue lists them. */
-export const SCENARIOS: readonly Scenario[] = [uncontendedRedisScenario, handoffRedisScenario, localContentionScenario, memoryScenario].sort((a, b) => a.id - b.id);
+export const SCENARIOS: readonly Scenario[] = [
+  uncontendedRedisScenario,
+  handoffRedisScenario,
+  localContentionScenario,
+  memoryScenario,
+  heapScenario,
+  scaleScenario,
+].sort((a, b) => a.id - b.id);
