@@ -383,7 +383,9 @@ export class FileLockBackend implements LockBackend {
   }
 
   private describe(entry: FoundRecord, mechanism: LockMechanism, detectedBy: FileStaleRecord['detectedBy']): LockRecord {
-    const stale = this.outsideStaleReason(entry);
+    // Without the lock only a dead pid here proves a holder gone (records of this process may
+    // be mid-acquisition, written just before the grant is registered).
+    const stale = deadHolderReason(entry.record);
     const expiresInMs =
       mechanism.kind === 'kernel' ? null : Math.max(0, Math.ceil(entry.record.ttlMs - (Date.now() - entry.mtimeMs)));
     if (stale && !this.reportedStale.has(entry.path)) {
@@ -392,16 +394,6 @@ export class FileLockBackend implements LockBackend {
       this.reportStale(entry, stale, detectedBy);
     }
     return toLockRecord(entry, expiresInMs, stale);
-  }
-
-  /** Stale as far as can be told without the lock: a dead pid here, or a grant of this process it no longer has. */
-  private outsideStaleReason(entry: FoundRecord): string | null {
-    const { record } = entry;
-    if (record.hostname === HOSTNAME && record.pid === process.pid) {
-      const held = table.entries().some((file) => [...file.holders.values()].some((holder) => holder.record.grantId === record.grantId));
-      return held ? null : 'record of this process for a grant it no longer holds';
-    }
-    return deadHolderReason(record);
   }
 
   private reportStale(entry: FoundRecord, reason: string, detectedBy: FileStaleRecord['detectedBy']): LockRecord {
