@@ -74,6 +74,24 @@ describe('file backend, degraded mode (exclusive-create, forced)', () => {
     }
   });
 
+  it('a holder that slept through several generations never believes it still holds', async () => {
+    const files = keyFiles(kit.tempDir(), 'sleepy');
+    const mechanism = new ExclusiveCreateMechanism();
+    const sleepy = (await mechanism.claim(files, 'exclusive', identity(1))).claim!;
+    const deadline = Date.now() + 5;
+    while (Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
+    const second = (await mechanism.claim(files, 'exclusive', identity(60_000))).claim!;
+    await second.release();
+    // The third holder cleans up every older generation, the second's included.
+    const third = (await mechanism.claim(files, 'exclusive', identity(60_000))).claim!;
+    expect([sleepy.fencingToken, second.fencingToken, third.fencingToken]).toEqual([1, 2, 3]);
+    expect(await sleepy.refresh(1)).toBe(false);
+    expect(await sleepy.refresh(60_000)).toBe(false);
+    expect(await sleepy.release()).toBe(false);
+    expect(await third.refresh(60_000)).toBe(true);
+    expect(await third.release()).toBe(true);
+  });
+
   it('reaps a live holder of another process on forceRelease (a lease, not a kernel lock)', async () => {
     const dir = kit.tempDir();
     const holder = kit.start({ dir, key: 'reap', action: 'hold', mechanism: 'exclusive-create' });

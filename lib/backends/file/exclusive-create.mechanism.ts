@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LockBackendError } from '../../lock.errors';
+import type { LockMode } from '../../lock-backend.interface';
 import { createExclusively, isPidAlive, removeQuietly, writeAtomically } from './holder-records';
 import { TEMP_NAME, type KeyFiles } from './lock-file-names';
 import type { Claim, ClaimAttempt, ClaimIdentity, LockMechanism } from './lock-mechanism';
@@ -21,7 +22,9 @@ const GENERATION = /^([gr])(\d{1,15})$/;
 export class ExclusiveCreateMechanism implements LockMechanism {
   readonly kind = 'exclusive-create';
 
-  async claim(files: KeyFiles, _mode: unknown, identity: ClaimIdentity, force = false): Promise<ClaimAttempt> {
+  // The mode is not needed: between processes every claim here is exclusive (a shared request
+  // still shares inside the process, through the process lock table).
+  async claim(files: KeyFiles, _mode: LockMode, identity: ClaimIdentity, force = false): Promise<ClaimAttempt> {
     const dir = files.anchorPath;
     await ensureClaimDir(dir);
     const { top, released } = await scan(dir);
@@ -80,6 +83,8 @@ class ExclusiveCreateClaim implements Claim {
     const own = join(this.dir, `g${this.fencingToken}`);
     try {
       if (ttlMs !== this.identity.ttlMs) {
+        // Checked first: rewriting a claim a newer holder already cleaned up would resurrect it.
+        if (await this.superseded()) return false;
         this.identity = { ...this.identity, ttlMs };
         await writeAtomically(this.dir, `g${this.fencingToken}`, JSON.stringify(this.identity));
       } else {
@@ -90,18 +95,23 @@ class ExclusiveCreateClaim implements Claim {
       return false; // cleaned up by the holder that took over
     }
     this.refreshedAt = Date.now();
-    return !(await exists(join(this.dir, `g${this.fencingToken + 1}`)));
+    return !(await this.superseded());
   }
 
   async release(): Promise<boolean> {
     if (this.released) return false;
     this.released = true;
-    if (await exists(join(this.dir, `g${this.fencingToken + 1}`))) return false;
+    if (await this.superseded()) return false;
     await createExclusively(this.dir, `r${this.fencingToken}`, '');
     // The directory sits in the watched lock directory: touching it is the waiters' wake-up.
     const now = new Date();
     await utimes(this.dir, now, now).catch(() => undefined);
     return true;
+  }
+
+  /** A newer generation exists (not only `g<N+1>`: that one may already be cleaned up). */
+  private async superseded(): Promise<boolean> {
+    return (await scan(this.dir)).top > this.fencingToken;
   }
 
   expiresInMs(): number {
@@ -160,12 +170,5 @@ async function cleanUp(dir: string, generation: number): Promise<void> {
         await removeQuietly(join(dir, name));
       }
     }),
-  );
-}
-
-async function exists(path: string): Promise<boolean> {
-  return lstat(path).then(
-    () => true,
-    () => false,
   );
 }
