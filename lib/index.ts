@@ -60,3 +60,4 @@ export type { RedisBackendOptions } from './backends/redis/redis-backend-options
 export { FileLockBackend } from './backends/file/file-lock.backend';
 export type { FileLockMechanism, FileStaleRecord } from './backends/file/file-backend-options.interface';
 export { LockAdminModule, type LockAdminModuleOptions, type ReapRequestBody } from './admin/lock-admin.module';
+export { RedisLockBackend, type RedisClient, type RedisLockBackendOptions } from './backends/redis/redis-lock.backend';

@@ -9,7 +9,7 @@ export interface LockApp {
 
 /** An application context with only the lock module: one "replica" inside the test process. */
 export async function lockApp(options: LockModuleOptions): Promise<LockApp> {
-  const app = await NestFactory.createApplicationContext(LockModule.forRoot(options), { logger: false });
+  const app = await NestFactory.createApplicationContext(LockModule.forRoot(options), { logger: false, abortOnError: false });
   await app.init();
   return { app, locks: app.get(SpaceLockService) };
 }

@@ -53,10 +53,12 @@ async function connect(
     return { client: () => fromApp(moduleRef, ClusterService, 'ClusterModule').getOrThrow(namespace), owned: false };
   }
   const ioredis = await load(() => import('ioredis'), 'ioredis');
-  if (redis.cluster) return { client: new ioredis.Cluster(redis.cluster.nodes, redis.cluster.options), owned: true };
+  // Connected only when the backend first needs it, so a rejected option leaks no socket.
+  const cluster = redis.cluster;
+  if (cluster) return { client: () => new ioredis.Cluster(cluster.nodes, cluster.options), owned: true };
+  const { url } = redis;
   const connection = { ...OWNED_CONNECTION_DEFAULTS, ...redis.connection };
-  const client = redis.url ? new ioredis.Redis(redis.url, connection) : new ioredis.Redis(connection);
-  return { client, owned: true };
+  return { client: () => (url ? new ioredis.Redis(url, connection) : new ioredis.Redis(connection)), owned: true };
 }
 
 /**

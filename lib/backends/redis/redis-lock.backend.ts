@@ -65,8 +65,8 @@ export class RedisLockBackend implements LockBackend {
   private resolved?: { client: RedisClient; keyPrefix: string };
 
   /**
-   * @param client the connection, or a function returning it, called once at `init()` or at
-   *   the first call (for connections owned by a module that is built after ours).
+   * @param source the connection, or a function returning it, called once at `init()` or at
+   *   the first call (for connections of a module built after ours, or created on demand).
    */
   constructor(
     private readonly source: RedisClient | (() => RedisClient),

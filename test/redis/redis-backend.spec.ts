@@ -1,0 +1,279 @@
+import { Logger } from '@nestjs/common';
+import { Redis } from 'ioredis';
+import { performance } from 'node:perf_hooks';
+import { join } from 'node:path';
+import {
+  LockBackend,
+  LockNotSupportedError,
+  LockOptionsError,
+  RedisLockBackend,
+  type ExtendRequest,
+  type LockOwner,
+  type LockRequest,
+} from '../../lib';
+import { lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
+import { exited, spawnTs, waitForLine } from '../support/processes';
+import { RedisServer, until } from '../support/redis-server';
+import { lockApp, uniquePrefix } from './redis-test-app';
+
+const owner: LockOwner = { ownerId: 'tester', instanceId: 'instance-1', hostname: 'host-a', pid: 4242 };
+
+describe('RedisLockBackend against a real redis-server', () => {
+  let server: RedisServer;
+  let raw: Redis;
+  let client: Redis;
+  let backend: RedisLockBackend;
+  let tokens = 0;
+
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    raw = new Redis(server.url);
+    client = new Redis(server.url);
+    backend = new RedisLockBackend(client, { extendChunkSize: 1_000 });
+    await backend.init();
+  });
+
+  afterAll(async () => {
+    await backend.close();
+    client.disconnect();
+    raw.disconnect();
+    await server.destroy();
+  });
+
+  function request(key: string, ttlMs = 5_000, who: LockOwner = owner): LockRequest {
+    tokens += 1;
+    return { key, token: `token-${tokens}`, ttlMs, mode: 'exclusive', owner: who };
+  }
+
+  async function grant(key: string, ttlMs?: number): Promise<LockRequest & { fencingToken: number }> {
+    const req = request(key, ttlMs);
+    const outcome = await backend.tryAcquire(req);
+    if (!outcome.acquired) throw new Error(`${key} is held`);
+    return { ...req, fencingToken: outcome.fencingToken };
+  }
+
+  async function scriptCalls(): Promise<number> {
+    const stats = await raw.info('commandstats');
+    return [...stats.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)].reduce((sum, match) => sum + Number(match[1]), 0);
+  }
+
+  it('acquires in one script: lease with PX, fence INCR and metadata; contention reports the PTTL', async () => {
+    const key = `${uniquePrefix('acquire')}job`;
+    const before = await scriptCalls();
+    const first = await grant(key, 2_000);
+    const second = await backend.tryAcquire(request(key));
+    expect(await scriptCalls()).toBe(before + 2);
+    expect(second.acquired).toBe(false);
+    expect(second.acquired === false && second.retryAfterMs).toBeGreaterThan(1_500);
+    const keys = lockKeys(key);
+    expect(await raw.get(keys.lease)).toBe(first.token);
+    expect(await raw.pttl(keys.lease)).toBeLessThanOrEqual(2_000);
+    expect(await raw.get(keys.fence)).toBe(String(first.fencingToken));
+    expect(await raw.ttl(keys.fence)).toBe(-1);
+    const [record] = await backend.inspect(key);
+    expect(record).toMatchObject({ key, ...owner, mode: 'exclusive', ttlMs: 2_000, fencingToken: first.fencingToken });
+    expect(Math.abs(record.acquiredAt - Date.now())).toBeLessThan(5_000);
+    expect(record.stale).toBeUndefined();
+  });
+
+  it('release is compare-and-delete: released, then expired; another holder is not-owner', async () => {
+    const key = `${uniquePrefix('release')}job`;
+    const first = await grant(key);
+    expect(await backend.release({ ...first, token: 'someone-else' })).toBe('not-owner');
+    expect(await backend.release(first)).toBe('released');
+    expect(await backend.release(first)).toBe('expired');
+    const second = await grant(key);
+    expect(second.fencingToken).toBe(first.fencingToken + 1);
+    expect(await backend.release(first)).toBe('not-owner');
+    expect(await raw.get(lockKeys(key).lease)).toBe(second.token);
+  });
+
+  it('extends 2 500 leases in one round trip of 3 chunked scripts, answering per lease', async () => {
+    const prefix = uniquePrefix('extend');
+    const leases: ExtendRequest[] = [];
+    for (let index = 0; index < 2_500; index += 1) {
+      const held = await grant(`${prefix}${index}`, 1_000);
+      leases.push({ key: held.key, token: held.token, mode: 'exclusive', ttlMs: 60_000 });
+    }
+    leases[7] = { ...leases[7], token: 'not-ours' };
+    leases[2_400] = { ...leases[2_400], key: `${prefix}never-taken` };
+    const before = await scriptCalls();
+    const answers = await backend.extend(leases);
+    expect(await scriptCalls()).toBe(before + 3);
+    expect(answers.filter((answer) => !answer)).toHaveLength(2);
+    expect(answers[7]).toBe(false);
+    expect(answers[2_400]).toBe(false);
+    expect(await raw.pttl(lockKeys(`${prefix}0`).lease)).toBeGreaterThan(50_000);
+    expect(await raw.pttl(lockKeys(`${prefix}7`).lease)).toBeLessThanOrEqual(1_000);
+    expect((await backend.inspect(`${prefix}1`))[0].ttlMs).toBe(60_000);
+    expect(await raw.exists(lockKeys(`${prefix}never-taken`).meta)).toBe(0);
+  }, 30_000);
+
+  it('hands over atomically: new token, next fencing token, fresh TTL, new metadata', async () => {
+    const key = `${uniquePrefix('handover')}job`;
+    const first = await grant(key);
+    const next = request(key, 3_000, { ...owner, ownerId: 'next-owner' });
+    const handed = await backend.handOver(first, next);
+    expect(handed).toEqual({ fencingToken: first.fencingToken + 1 });
+    expect(await backend.handOver(first, request(key))).toBeNull();
+    expect(await backend.release(first)).toBe('not-owner');
+    const [record] = await backend.inspect(key);
+    expect(record).toMatchObject({ ownerId: 'next-owner', fencingToken: first.fencingToken + 1, ttlMs: 3_000 });
+    expect(await backend.release(next)).toBe('released');
+  });
+
+  it('marks a record whose lease expired without release as stale; the late release cleans it up', async () => {
+    const prefix = uniquePrefix('stale');
+    const gone = await grant(`${prefix}crashed`, 50);
+    await until(async () => (await raw.exists(lockKeys(gone.key).lease)) === 0, 2_000, 'lease expired');
+    const [record] = await backend.inspect(gone.key);
+    expect(record.stale).toMatch(/expired/);
+    expect(record.expiresInMs).toBe(0);
+    expect((await backend.list({ prefix, limit: 10 })).map((listed) => listed.stale)).toEqual([record.stale]);
+    expect(await backend.release(gone)).toBe('expired');
+    expect(await backend.inspect(gone.key)).toEqual([]);
+  });
+
+  it('lists by prefix with SCAN, bounded by limit, round-tripping awkward keys', async () => {
+    const prefix = uniquePrefix('list');
+    const other = uniquePrefix('list-other');
+    const awkward = ['a}b', '}x', '%7D', 'star*', 'q?[x]', 'back\\slash'];
+    for (let index = 0; index < 25; index += 1) await grant(`${prefix}${index}`);
+    for (const key of awkward) await grant(`${prefix}${key}`);
+    await grant(`${other}0`);
+    const all = await backend.list({ prefix, limit: 1_000 });
+    expect(all).toHaveLength(31);
+    expect(all.every((record) => record.key.startsWith(prefix))).toBe(true);
+    expect(all.map((record) => record.key)).toEqual(expect.arrayContaining(awkward.map((key) => `${prefix}${key}`)));
+    expect(await backend.list({ prefix, limit: 10 })).toHaveLength(10);
+    expect(await backend.list({ prefix: `${prefix}}`, limit: 10 })).toEqual([expect.objectContaining({ key: `${prefix}}x` })]);
+  });
+
+  it('forceRelease compares the fencing token, moves the fence on and wakes waiters', async () => {
+    const key = `${uniquePrefix('reap')}job`;
+    const held = await grant(key);
+    expect(await backend.forceRelease({ key, reason: 'test', expectFencingToken: held.fencingToken + 5 })).toEqual({
+      outcome: 'changed-hands',
+      current: expect.objectContaining({ fencingToken: held.fencingToken }),
+    });
+    const waiting = backend.waitForRelease(key, 10_000, new AbortController().signal);
+    await until(async () => (await server.cli('pubsub', 'numsub', lockKeys(key).channel)).endsWith('1'), 2_000, 'subscribed');
+    const reapedAt = performance.now();
+    const reaped = await backend.forceRelease({ key, reason: 'test', expectFencingToken: held.fencingToken });
+    expect(reaped).toEqual({ outcome: 'released', previous: expect.objectContaining({ ownerId: owner.ownerId }) });
+    await waiting;
+    expect(performance.now() - reapedAt).toBeLessThan(200);
+    expect(await backend.forceRelease({ key, reason: 'test' })).toEqual({ outcome: 'not-held' });
+    expect(await backend.release(held)).toBe('expired');
+    expect((await grant(key)).fencingToken).toBe(held.fencingToken + 2);
+  });
+
+  describe('waitForRelease', () => {
+    it('shares one subscriber connection and unsubscribes when the last waiter leaves', async () => {
+      const prefix = uniquePrefix('subscribe');
+      const [a, b] = [await grant(`${prefix}a`), await grant(`${prefix}b`)];
+      const aborts = new AbortController();
+      const waits = [a, a, b].map((held) => backend.waitForRelease(held.key, 10_000, aborts.signal));
+      const numsub = async (key: string): Promise<string> => (await server.cli('pubsub', 'numsub', lockKeys(key).channel)).split('\n')[1];
+      await until(async () => (await numsub(a.key)) === '1' && (await numsub(b.key)) === '1', 2_000, 'subscribed');
+      const subscribers = (await server.cli('client', 'list', 'type', 'pubsub')).split('\n').filter(Boolean);
+      expect(subscribers).toHaveLength(1);
+      await backend.release(a);
+      await Promise.all(waits.slice(0, 2));
+      await until(async () => (await numsub(a.key)) === '0', 2_000, 'a unsubscribed');
+      expect(await numsub(b.key)).toBe('1');
+      aborts.abort();
+      await waits[2];
+      await until(async () => (await numsub(b.key)) === '0', 2_000, 'b unsubscribed');
+    });
+
+    it('never hangs on a lost message: resolves on its timeout', async () => {
+      const held = await grant(`${uniquePrefix('timeout')}job`);
+      const started = performance.now();
+      await backend.waitForRelease(held.key, 150, new AbortController().signal);
+      expect(performance.now() - started).toBeGreaterThanOrEqual(140);
+      expect(await backend.release(held)).toBe('released');
+    });
+
+    it('resolves at once when the release happened before the subscription', async () => {
+      const held = await grant(`${uniquePrefix('missed')}job`);
+      await backend.release(held);
+      const started = performance.now();
+      await backend.waitForRelease(held.key, 5_000, new AbortController().signal);
+      expect(performance.now() - started).toBeLessThan(500);
+    });
+  });
+
+  describe('bootstrap probe of maxmemory-policy', () => {
+    let warn: jest.SpyInstance;
+    beforeEach(() => {
+      warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+    });
+    afterEach(async () => {
+      warn.mockRestore();
+      await raw.config('SET', 'maxmemory-policy', 'noeviction');
+    });
+
+    it('warns once when keys may be evicted, and not with noeviction', async () => {
+      await raw.config('SET', 'maxmemory-policy', 'noeviction');
+      await new RedisLockBackend(client).init();
+      expect(warn).not.toHaveBeenCalled();
+      await raw.config('SET', 'maxmemory-policy', 'volatile-lru');
+      await new RedisLockBackend(client).init();
+      expect(warn).toHaveBeenCalledTimes(1);
+      expect(String(warn.mock.calls[0][0])).toMatch(/volatile-lru.*noeviction/);
+      await new RedisLockBackend(client, { warnOnEviction: false }).init();
+      expect(warn).toHaveBeenCalledTimes(1);
+    });
+
+    it('tolerates CONFIG being disabled', async () => {
+      const locked = await RedisServer.start(['--rename-command', 'CONFIG', '']);
+      const locker = new Redis(locked.url);
+      try {
+        await expect(new RedisLockBackend(locker).init()).resolves.toBeUndefined();
+        expect(warn).not.toHaveBeenCalled();
+      } finally {
+        locker.disconnect();
+        await locked.destroy();
+      }
+    });
+  });
+
+  describe('through LockModule', () => {
+    it('answers shared mode with LockNotSupportedError', async () => {
+      const { app, locks } = await lockApp({ backend: 'redis', redis: { url: server.url }, keyPrefix: uniquePrefix('shared') });
+      try {
+        await expect(locks.acquire('job', { mode: 'shared' })).rejects.toBeInstanceOf(LockNotSupportedError);
+      } finally {
+        await app.close();
+      }
+    });
+
+    it('rejects no connection source and several at once', async () => {
+      await expect(lockApp({ backend: 'redis', redis: {} })).rejects.toBeInstanceOf(LockOptionsError);
+      await expect(lockApp({ backend: 'redis', redis: { url: server.url, client } })).rejects.toThrow(/one connection source/);
+      await expect(lockApp({ backend: 'redis', redis: { url: server.url, extendChunkSize: 0 } })).rejects.toThrow(/extendChunkSize/);
+    });
+
+    it('does not close a client it was given, closes one it created', async () => {
+      const given = new Redis(server.url);
+      const mine = await lockApp({ backend: 'redis', redis: { client: given }, keyPrefix: uniquePrefix('given') });
+      await mine.app.close();
+      expect(await given.ping()).toBe('PONG');
+      given.disconnect();
+
+      const owning = await lockApp({ backend: 'redis', redis: { url: server.url }, keyPrefix: uniquePrefix('owned') });
+      const created = owning.app.get<RedisLockBackend>(LockBackend).client;
+      expect(created.status).toBe('ready');
+      await owning.app.close();
+      await until(() => created.status === 'end', 2_000, 'owned client closed');
+    });
+
+    it('an app on the memory backend never loads ioredis or @nestjs-labs/nestjs-ioredis', async () => {
+      const child = spawnTs(join(__dirname, 'fixtures', 'memory-only.ts'));
+      const [, loaded] = await waitForLine(child, /^loaded (.*)$/, 30_000);
+      expect(JSON.parse(loaded)).toEqual([]);
+      expect(await exited(child)).toBe(0);
+    }, 40_000);
+  });
+});
