@@ -206,11 +206,14 @@ describe('RedisLockBackend against a real redis-server', () => {
 
   describe('bootstrap probe of maxmemory-policy', () => {
     let warn: jest.SpyInstance;
+    let debug: jest.SpyInstance;
     beforeEach(() => {
       warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+      debug = jest.spyOn(Logger.prototype, 'debug').mockImplementation(() => undefined);
     });
     afterEach(async () => {
       warn.mockRestore();
+      debug.mockRestore();
       await raw.config('SET', 'maxmemory-policy', 'noeviction');
     });
 
@@ -232,6 +235,7 @@ describe('RedisLockBackend against a real redis-server', () => {
       try {
         await expect(new RedisLockBackend(locker).init()).resolves.toBeUndefined();
         expect(warn).not.toHaveBeenCalled();
+        expect(String(debug.mock.calls[0]?.[0])).toMatch(/Could not read maxmemory-policy/);
       } finally {
         locker.disconnect();
         await locked.destroy();
@@ -249,10 +253,33 @@ describe('RedisLockBackend against a real redis-server', () => {
       }
     });
 
+    it('heartbeats keep a short lease alive well past its TTL; extend(ttl) is written through', async () => {
+      const prefix = uniquePrefix('heartbeat');
+      const { app, locks } = await lockApp({ backend: 'redis', redis: { url: server.url }, keyPrefix: prefix, ttlMs: 300 });
+      try {
+        const lock = await locks.acquire('job');
+        const leaseKey = lockKeys(`${prefix}job`).lease;
+        const started = performance.now();
+        // Watch Redis across 4 TTLs: the lease must never be missing and stay ours.
+        await until(async () => {
+          expect(await raw.get(leaseKey)).toBe(lock.token);
+          return performance.now() - started > 1_200;
+        }, 3_000);
+        expect(lock.signal.aborted).toBe(false);
+        expect(await lock.extend(5_000)).toBe(true);
+        expect(await raw.pttl(leaseKey)).toBeGreaterThan(4_000);
+        expect((await locks.inspect('job'))?.ttlMs).toBe(5_000);
+        expect(await lock.release()).toBe('released');
+      } finally {
+        await app.close();
+      }
+    });
+
     it('rejects no connection source and several at once', async () => {
       await expect(lockApp({ backend: 'redis', redis: {} })).rejects.toBeInstanceOf(LockOptionsError);
       await expect(lockApp({ backend: 'redis', redis: { url: server.url, client } })).rejects.toThrow(/one connection source/);
       await expect(lockApp({ backend: 'redis', redis: { url: server.url, extendChunkSize: 0 } })).rejects.toThrow(/extendChunkSize/);
+      await expect(lockApp({ backend: 'redis', redis: { client, connection: { db: 1 } } })).rejects.toThrow(/client and connection/);
     });
 
     it('does not close a client it was given, closes one it created', async () => {

@@ -30,8 +30,8 @@ async function connect(
   moduleRef: ModuleRef,
 ): Promise<{ client: RedisClient | (() => RedisClient); owned: boolean }> {
   // `connection` alone (Sentinel, host/port) is a source too; with `url` it refines it.
-  const given = SOURCES.filter((source) => redis[source] !== undefined);
-  if (given.length === 0 && redis.connection) given.push('url');
+  const given: string[] = SOURCES.filter((source) => redis[source] !== undefined);
+  if (redis.connection && redis.url === undefined) given.push('connection');
   if (given.length !== 1) {
     throw new LockOptionsError(
       given.length === 0
