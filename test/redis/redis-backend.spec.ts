@@ -168,6 +168,28 @@ describe('RedisLockBackend against a real redis-server', () => {
     expect((await grant(key)).fencingToken).toBe(held.fencingToken + 2);
   });
 
+  it('works on a client with its own ioredis keyPrefix (list strips it, waiters still wake)', async () => {
+    const prefixed = new Redis(server.url, { keyPrefix: 'app1:' });
+    const scoped = new RedisLockBackend(prefixed);
+    try {
+      const prefix = uniquePrefix('client-prefix');
+      const req = request(`${prefix}job`);
+      expect(await scoped.tryAcquire(req)).toMatchObject({ acquired: true });
+      expect(await raw.get(`app1:${lockKeys(req.key).lease}`)).toBe(req.token);
+      expect((await scoped.list({ prefix, limit: 10 })).map((record) => record.key)).toEqual([req.key]);
+      expect(await backend.list({ prefix, limit: 10 })).toEqual([]);
+      const waiting = scoped.waitForRelease(req.key, 5_000, new AbortController().signal);
+      await until(async () => (await server.cli('pubsub', 'numsub', lockKeys(req.key).channel)).endsWith('1'), 2_000, 'subscribed');
+      const releasedAt = performance.now();
+      expect(await scoped.release(req)).toBe('released');
+      await waiting;
+      expect(performance.now() - releasedAt).toBeLessThan(200);
+    } finally {
+      await scoped.close();
+      prefixed.disconnect();
+    }
+  });
+
   describe('waitForRelease', () => {
     it('shares one subscriber connection and unsubscribes when the last waiter leaves', async () => {
       const prefix = uniquePrefix('subscribe');
