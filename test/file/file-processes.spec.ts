@@ -29,7 +29,8 @@ describe('file backend across processes (kernel locks)', () => {
     expect(one.fencingToken).toBe(first.fencingToken);
     expect(two.fencingToken).toBe(first.fencingToken);
 
-    const waitingWriter = kit.start({ dir, key, action: 'hold', waitMs: 20_000, announceBusy: true });
+    // A 10 s fallback re-check: only the release itself (the directory watch) can wake it in time.
+    const waitingWriter = kit.start({ dir, key, action: 'hold', waitMs: 20_000, announceBusy: true, recheckMs: 10_000 });
     await waitingWriter.line(/^first-attempt-busy$/);
     const firstReaderLeft = await readers[0].release();
     const lastReaderLeft = await readers[1].release();
@@ -40,7 +41,7 @@ describe('file backend across processes (kernel locks)', () => {
     expect(granted.fencingToken).toBeGreaterThan(first.fencingToken);
     const handOffMs = granted.at - lastReaderLeft;
     console.log(`[file] last reader released -> waiting writer (another process) acquired: ${handOffMs.toFixed(2)} ms`);
-    expect(handOffMs).toBeLessThan(1_000);
+    expect(handOffMs).toBeLessThan(2_000);
   });
 
   it('4 processes x 200 acquisitions: zero overlaps, fencing tokens strictly increasing', async () => {
@@ -68,7 +69,8 @@ describe('file backend across processes (kernel locks)', () => {
     let held = await holder.acquired();
     const figures: number[] = [];
     for (let round = 0; round < 3; round++) {
-      const waiter = kit.start({ dir, key, action: 'hold', waitMs: 20_000, announceBusy: true });
+      // A 10 s fallback re-check: only watching the holder's pid can notice the kill in time.
+      const waiter = kit.start({ dir, key, action: 'hold', waitMs: 20_000, announceBusy: true, recheckMs: 10_000 });
       await waiter.line(/^first-attempt-busy$/);
       const killedAt = epochNow();
       holder.child.kill('SIGKILL');
@@ -90,7 +92,7 @@ describe('file backend across processes (kernel locks)', () => {
       held = granted;
     }
     console.log(`[file] SIGKILL -> next process holds the lock: ${figures.map((ms) => ms.toFixed(1)).join(', ')} ms`);
-    // The target is 50 ms (the waiter's 25 ms re-check bounds it); assert far above to stay stable under load.
-    for (const ms of figures) expect(ms).toBeLessThan(1_000);
+    // The target is 50 ms; assert far above it to stay stable under load, yet far below the re-check.
+    for (const ms of figures) expect(ms).toBeLessThan(2_000);
   }, 60_000);
 });

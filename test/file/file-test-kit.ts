@@ -18,6 +18,7 @@ export interface WorkerConfig {
   log?: string;
   name?: string;
   announceBusy?: boolean;
+  recheckMs?: number;
 }
 
 /**

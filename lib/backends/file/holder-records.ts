@@ -67,11 +67,16 @@ export async function createExclusively(dir: string, name: string, content: stri
 /** Write a holder record into `holdersPath`, creating that directory (0700) on first use. */
 export async function writeRecord(holdersPath: string, record: StoredRecord): Promise<string> {
   const name = recordName(record.grantId);
-  await mkdir(holdersPath, { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
-    if (error.code !== 'EEXIST') throw error;
-  });
   // Checked before every write: a symlink planted as the directory would redirect the record.
-  await assertRealDirectory(holdersPath);
+  try {
+    await assertRealDirectory(holdersPath);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    await mkdir(holdersPath, { mode: 0o700 }).catch((mkdirError: NodeJS.ErrnoException) => {
+      if (mkdirError.code !== 'EEXIST') throw mkdirError;
+    });
+    await assertRealDirectory(holdersPath);
+  }
   await writeAtomically(holdersPath, name, JSON.stringify(record));
   return join(holdersPath, name);
 }
