@@ -1,11 +1,12 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
+const PDEATHSIG = ['/usr/bin/setpriv', '/bin/setpriv'].find((path) => existsSync(path));
 const started = new Set<ChildProcess>();
 
 // A crashed or interrupted test run must not leave its private servers behind.
@@ -139,7 +140,12 @@ export class RedisServer {
       '--dir', this.dir,
       ...this.extraArgs,
     ];
-    const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // setpriv --pdeathsig: the kernel kills the server when this process dies, however it
+    // dies (SIGKILL, a runner's timeout), so no test run leaves a server behind. It execs
+    // redis-server in place, so `child.pid` is still the server's own pid.
+    const child = PDEATHSIG
+      ? spawn(PDEATHSIG, ['--pdeathsig', 'SIGKILL', 'redis-server', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout?.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4_000)));
     child.stderr?.on('data', (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4_000)));
