@@ -36,6 +36,8 @@ import { ReleaseWatcher } from './release-watcher';
 const MECHANISMS: ReadonlySet<FileLockMechanism> = new Set(['auto', 'kernel', 'exclusive-create']);
 /** Stale records already reported by `inspect`/`list`, remembered so each is reported once. */
 const MAX_REMEMBERED_STALE = 10_000;
+/** Keys whose last attempt here was refused, remembered for the wait that follows. */
+const MAX_REMEMBERED_BUSY = 10_000;
 
 /** A refused attempt, with what a waiter can watch. */
 interface Busy {
@@ -109,9 +111,14 @@ export class FileLockBackend implements LockBackend {
     const files = keyFiles(dir, request.key);
     const seen = watcher.mark(files.anchor);
     const outcome = await table.serialize(files.anchorPath, () => this.acquireHeld(mechanism, files, request));
-    if (outcome.acquired) this.busySince.delete(files.anchor);
-    else this.busySince.set(files.anchor, { seen, holderPid: outcome.holderPid });
-    return outcome.acquired ? { acquired: true, fencingToken: outcome.fencingToken } : { acquired: false, retryAfterMs: outcome.retryAfterMs };
+    if (outcome.acquired) {
+      this.busySince.delete(files.anchor);
+      return outcome;
+    }
+    // Bounded: a forgotten entry only costs one wait without a known holder pid.
+    if (this.busySince.size >= MAX_REMEMBERED_BUSY) this.busySince.clear();
+    this.busySince.set(files.anchor, { seen, holderPid: outcome.holderPid });
+    return { acquired: false, retryAfterMs: outcome.retryAfterMs };
   }
 
   async extend(leases: readonly ExtendRequest[]): Promise<boolean[]> {

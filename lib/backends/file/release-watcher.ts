@@ -6,6 +6,8 @@ import { isPidAlive } from './holder-records';
  * no file access, so a SIGKILLed holder is noticed within a few milliseconds.
  */
 const PID_CHECK_MS = 3;
+/** Anchors tracked at most; past it the counts restart (a waiter then wakes once for nothing). */
+const MAX_TRACKED = 10_000;
 
 /**
  * Wakes waiters of this process when a lock of the directory may have been released. Releases
@@ -31,12 +33,18 @@ export class ReleaseWatcher {
   /** Start watching (once) and return how many events `anchor` has had so far. */
   mark(anchor: string): number {
     this.start();
-    return this.seen.get(anchor) ?? 0;
+    const seen = this.seen.get(anchor);
+    if (seen !== undefined) return seen;
+    if (this.seen.size >= MAX_TRACKED) this.seen.clear();
+    this.seen.set(anchor, 0);
+    return 0;
   }
 
-  /** A release of this process: wake local waiters without waiting for the watch. */
+  /** Something happened to `anchor` (a watch event, or a release of this process): wake its waiters. */
   notify(anchor: string): void {
-    this.seen.set(anchor, (this.seen.get(anchor) ?? 0) + 1);
+    const seen = this.seen.get(anchor);
+    // Only anchors this process asked about are counted: the directory's other traffic must not grow the map.
+    if (seen !== undefined) this.seen.set(anchor, seen + 1);
     this.deadHolders.delete(anchor);
     const waiters = this.waiters.get(anchor);
     if (!waiters) return;
@@ -93,7 +101,7 @@ export class ReleaseWatcher {
     try {
       // Not persistent: a watch must never keep the process alive on its own.
       this.watcher = watch(this.dir, { persistent: false }, (_event, filename) => {
-        if (typeof filename === 'string') this.notify(filename);
+        if (typeof filename === 'string' && (this.seen.has(filename) || this.waiters.has(filename))) this.notify(filename);
       });
       this.watcher.on('error', (error) => this.fail(error));
     } catch (error) {
