@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
 import { checkOverlaps } from '../support/overlap-checker';
 import { exited, killAll, spawnTs, waitForLine } from '../support/processes';
-import { RedisServer } from '../support/redis-server';
+import { RedisServer, until } from '../support/redis-server';
 import { lockApp, uniquePrefix, type LockApp } from './redis-test-app';
 
 const WORKER = join(__dirname, 'fixtures', 'lock-worker.ts');
@@ -68,12 +68,22 @@ describe('Redis backend across processes', () => {
 
   it('two app processes on one Redis: concurrent requests to one @WithLock route give exactly one 200', async () => {
     const prefix = uniquePrefix('http');
-    const replicas = [start(HTTP_APP, [], { KEY_PREFIX: prefix, HOLD_MS: '1500' }), start(HTTP_APP, [], { KEY_PREFIX: prefix, HOLD_MS: '1500' })];
+    const releaseFile = join(dir, 'http.release');
+    const env = { KEY_PREFIX: prefix, RELEASE_FILE: releaseFile };
+    const replicas = [start(HTTP_APP, [], env), start(HTTP_APP, [], env)];
     const ports = await Promise.all(replicas.map(async (replica) => Number((await waitForLine(replica, /^listening (\d+)$/, 30_000))[1])));
     expect(ports[0]).not.toBe(ports[1]);
-    const responses = await Promise.all(
-      [0, 1, 2, 3, 4, 5].map((index) => fetch(`http://127.0.0.1:${ports[index % 2]}/job`, { method: 'POST' })),
+    let answered = 0;
+    const pending = [0, 1, 2, 3, 4, 5].map((index) =>
+      fetch(`http://127.0.0.1:${ports[index % 2]}/job`, { method: 'POST' }).then((response) => {
+        answered += 1;
+        return response;
+      }),
     );
+    // The winner's handler holds the lock until we let it go: every other request is answered first.
+    await until(() => answered === 5, 20_000, 'five requests answered');
+    writeFileSync(releaseFile, '');
+    const responses = await Promise.all(pending);
     const statuses = responses.map((response) => response.status).sort();
     expect(statuses).toEqual([200, 503, 503, 503, 503, 503]);
     for (const response of responses.filter((response) => response.status === 503)) {
