@@ -70,7 +70,9 @@ async function handoffWorker(client: LockClient, task: Extract<Task, { task: 'ha
     let held: Held | null;
     try {
       held = await client.acquire(task.key, 60_000);
-    } catch {
+    } catch (error) {
+      if (process.env.BENCH_DEBUG) process.stderr.write(`[worker ${process.pid}] acquire failed: ${String(error)}\n`);
+      await sleep(1);
       continue;
     }
     if (!held) continue;
@@ -101,16 +103,20 @@ async function run(task: Task): Promise<void> {
       const keys = Array.from({ length: task.concurrency }, (_, loop) => `${task.keyPrefix}:${process.pid}:${loop}`);
       send({ type: 'ready' });
       await started;
-      const sentBefore = sent.commands;
+      let sentBefore = 0;
       const window = await closedLoop((loop) => cycleOnce(client, keys[loop]), {
         concurrency: task.concurrency,
         durationMs: task.durationMs,
         warmupMs: task.warmupMs,
+        probe: {
+          start: async () => void (sentBefore = sent.commands),
+          finish: async () => ({ sent: sent.commands - sentBefore }),
+        },
       });
       send({
         type: 'result',
         loop: { ops: window.ops, elapsedMs: window.elapsedMs, cpuUs: window.cpuUs, latencies: Array.from(window.latencies.values()) },
-        sentCommands: sent.commands - sentBefore,
+        sentCommands: window.extra.sent,
       });
       break;
     }
@@ -125,6 +131,7 @@ async function run(task: Task): Promise<void> {
     }
     case 'hold': {
       send({ type: 'ready' });
+      await started;
       const held = await client.acquire(task.key, 60_000);
       if (!held) throw new Error('hold: could not acquire');
       send({ type: 'held', at: hrNow() });

@@ -2,6 +2,7 @@ import type { Scenario } from '../harness/context';
 import { uncontendedRedisScenario } from './s1-uncontended-redis';
 import { handoffRedisScenario } from './s2-handoff-redis';
 import { localContentionScenario } from './s3-local-contention';
+import { fileScenario } from './s4-file';
 import { memoryScenario } from './s5-memory';
 import { heapScenario } from './s8-heap';
 import { scaleScenario } from './s9-scale';
@@ -11,6 +12,7 @@ export const SCENARIOS: readonly Scenario[] = [
   uncontendedRedisScenario,
   handoffRedisScenario,
   localContentionScenario,
+  fileScenario,
   memoryScenario,
   heapScenario,
   scaleScenario,
