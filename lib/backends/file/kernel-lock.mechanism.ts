@@ -26,7 +26,7 @@ const INODE_RETRIES = 3;
  * Kernel-held locks on a lock file that is never unlinked: Linux open-file-description locks
  * (`fcntl F_OFD_SETLK`, whole file, shared or exclusive), dropped by the kernel when the last
  * descriptor of the holder closes, including on SIGKILL. The fencing counter lives in the lock
- * file and is only written under the exclusive lock.
+ * file and only advances under the exclusive lock.
  */
 export class KernelLockMechanism implements LockMechanism {
   readonly kind = 'kernel';
@@ -41,8 +41,8 @@ export class KernelLockMechanism implements LockMechanism {
         if (!this.native.tryLock(handle.fd, { shared: mode === 'shared' })) {
           return { claim: null, retryAfterMs: null, holderPid: (await readFields(handle)).holderPid };
         }
-        // Whoever cleans lock files does so under the exclusive lock; if the path now names
-        // another file (or none), we locked an orphan that nobody else will ever see.
+        // This library never unlinks lock files, but a person or tool might: if the path now
+        // names another file (or none), we locked an orphan that nobody else will ever see.
         const current = await lstat(files.anchorPath).catch(() => null);
         if (!current || current.ino !== opened.ino || current.dev !== opened.dev) continue;
         const fencingToken = await this.stamp(handle, mode, identity);
@@ -62,13 +62,10 @@ export class KernelLockMechanism implements LockMechanism {
    * it for the holder (shared holders leave no pid: only the re-check notices their death).
    */
   private async stamp(handle: FileHandle, mode: LockMode, identity: ClaimIdentity): Promise<number> {
+    if (mode === 'exclusive') return advance(handle, identity);
     const { counter, holderPid } = await readFields(handle);
-    if (mode === 'shared') {
-      if (holderPid !== undefined && !isPidAlive(holderPid)) await writeFields(handle, counter, 0);
-      return counter;
-    }
-    await writeFields(handle, counter + 1, identity.hostname === HOSTNAME ? identity.pid : 0);
-    return counter + 1;
+    if (holderPid !== undefined && !isPidAlive(holderPid)) await writeFields(handle, counter, 0);
+    return counter;
   }
 }
 
@@ -83,9 +80,7 @@ class KernelClaim implements Claim {
 
   async renew(identity: ClaimIdentity): Promise<number | null> {
     if (this.released) return null;
-    const { counter } = await readFields(this.handle);
-    this.fencingToken = counter + 1;
-    await writeFields(this.handle, this.fencingToken, identity.hostname === HOSTNAME ? identity.pid : 0);
+    this.fencingToken = await advance(this.handle, identity);
     return this.fencingToken;
   }
 
@@ -147,6 +142,13 @@ async function readFields(handle: FileHandle): Promise<{ counter: number; holder
     counter: Number.isSafeInteger(counter) && counter > 0 ? counter : 0,
     holderPid: tag === HOST_TAG && holderPid > 0 ? holderPid : undefined,
   };
+}
+
+/** Next fencing token, stamped with its holder's pid in one write. Only under the exclusive lock. */
+async function advance(handle: FileHandle, identity: ClaimIdentity): Promise<number> {
+  const next = (await readFields(handle)).counter + 1;
+  await writeFields(handle, next, identity.hostname === HOSTNAME ? identity.pid : 0);
+  return next;
 }
 
 async function writeFields(handle: FileHandle, counter: number, holderPid: number): Promise<void> {
