@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,12 +63,23 @@ export class RedisServer {
   private constructor(
     readonly port: number,
     private readonly extraArgs: string[],
+    /** A config file written into `dir` and given first (Sentinel needs a writable one). */
+    private readonly configFile?: string,
   ) {
     this.dir = mkdtempSync(join(tmpdir(), `nestjs-lock-redis-${port}-`));
+    if (configFile !== undefined) writeFileSync(join(this.dir, 'redis.conf'), configFile);
   }
 
   static async start(extraArgs: string[] = []): Promise<RedisServer> {
     const server = new RedisServer(await freePort(), extraArgs);
+    await server.startProcess();
+    return server;
+  }
+
+  /** A Sentinel (quorum 1) watching `master` under the name `masterName`. */
+  static async startSentinel(master: RedisServer, masterName = 'locks-master'): Promise<RedisServer> {
+    const config = `sentinel monitor ${masterName} 127.0.0.1 ${master.port} 1\n`;
+    const server = new RedisServer(await freePort(), ['--sentinel'], config);
     await server.startProcess();
     return server;
   }
@@ -132,6 +143,7 @@ export class RedisServer {
 
   private async startProcess(): Promise<void> {
     const args = [
+      ...(this.configFile === undefined ? [] : [join(this.dir, 'redis.conf')]),
       '--port', String(this.port),
       '--bind', '127.0.0.1',
       '--save', '',
