@@ -14,12 +14,12 @@ export interface RedisBackendOptions {
    * Take the connection from `@nestjs-labs/nestjs-ioredis`: `RedisService.getOrThrow(namespace)`.
    * `RedisModule.forRoot` must be registered (global, its default). Default: unset.
    */
-  namespace?: string;
+  namespace?: string | symbol;
   /**
    * Take a Redis Cluster connection from `@nestjs-labs/nestjs-ioredis`:
    * `ClusterService.getOrThrow(clusterNamespace)`. Default: unset.
    */
-  clusterNamespace?: string;
+  clusterNamespace?: string | symbol;
   /** A client the app built (`new Redis(...)` or `new Cluster(...)`); never closed by us. Default: unset. */
   client?: Redis | Cluster;
   /**

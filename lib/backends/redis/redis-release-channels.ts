@@ -74,7 +74,7 @@ export class ReleaseChannels {
       subscribed: subscriber.subscribe(channel).then(
         () => true,
         (error: unknown) => {
-          this.logger.debug?.(`SUBSCRIBE ${channel} failed: ${describe(error)}; waiting on the timer`);
+          this.logger.debug(`SUBSCRIBE ${channel} failed: ${describe(error)}; waiting on the timer`);
           return false;
         },
       ),
@@ -99,7 +99,7 @@ export class ReleaseChannels {
       if (entry) [...entry.waiters].forEach((wake) => wake());
     });
     // Without a listener ioredis reports every reconnect failure as an unhandled error event.
-    subscriber.on('error', (error: unknown) => this.logger.debug?.(`subscriber: ${describe(error)}`));
+    subscriber.on('error', (error: unknown) => this.logger.debug(`subscriber: ${describe(error)}`));
     this.subscriber = subscriber;
     return subscriber;
   }
