@@ -4,6 +4,8 @@ import { handoffRedisScenario } from './s2-handoff-redis';
 import { localContentionScenario } from './s3-local-contention';
 import { fileScenario } from './s4-file';
 import { memoryScenario } from './s5-memory';
+import { manyLeasesScenario } from './s6-many-leases';
+import { httpScenario } from './s7-http';
 import { heapScenario } from './s8-heap';
 import { scaleScenario } from './s9-scale';
 
@@ -14,6 +16,8 @@ export const SCENARIOS: readonly Scenario[] = [
   localContentionScenario,
   fileScenario,
   memoryScenario,
+  manyLeasesScenario,
+  httpScenario,
   heapScenario,
   scaleScenario,
 ].sort((a, b) => a.id - b.id);
