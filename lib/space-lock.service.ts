@@ -6,7 +6,7 @@ import {
   OnApplicationBootstrap,
   OnModuleDestroy,
 } from '@nestjs/common';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type {
@@ -22,6 +22,7 @@ import type {
   SkipReason,
 } from './held-lock.interface';
 import { LeaseKeeper, type KeptLease } from './lease-keeper';
+import { newLockToken } from './lock-token';
 import {
   LockBackend,
   type ExtendRequest,
@@ -436,7 +437,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   private request(storeKey: string, options: CallOptions): LockRequest {
     return {
       key: storeKey,
-      token: randomBytes(16).toString('base64url'),
+      token: newLockToken(),
       ttlMs: options.ttlMs,
       mode: options.mode,
       owner: this.owner(options.ownerId),

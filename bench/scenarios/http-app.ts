@@ -1,10 +1,35 @@
-import { Controller, Get, Module, Param, type INestApplication } from '@nestjs/common';
+import {
+  Controller,
+  Get,
+  Injectable,
+  Module,
+  Param,
+  UseInterceptors,
+  type CallHandler,
+  type INestApplication,
+  type NestInterceptor,
+} from '@nestjs/common';
+import type { Observable } from 'rxjs';
 import { NestFactory } from '@nestjs/core';
 import { LockModule, WithLock } from '../../lib';
 import { oursOptions, type LockContext } from '../harness/locks';
 
+/** Control: what any (async) interceptor costs in Nest, without a lock. */
+@Injectable()
+class NoopInterceptor implements NestInterceptor {
+  async intercept(_context: unknown, next: CallHandler): Promise<Observable<unknown>> {
+    return next.handle();
+  }
+}
+
 @Controller()
 class BenchController {
+  @Get('noop/:id')
+  @UseInterceptors(NoopInterceptor)
+  noop(@Param('id') id: string): { id: string } {
+    return { id };
+  }
+
   @Get('plain/:id')
   plain(@Param('id') id: string): { id: string } {
     return { id };

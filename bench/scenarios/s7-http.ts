@@ -55,6 +55,7 @@ export const httpScenario: Scenario = {
     const durationS = context.quick ? 1 : 10;
     const routes: Route[] = [
       { name: 'undecorated (memory app)', port: () => memory.port, path: '/plain' },
+      { name: 'no-op async interceptor (control)', port: () => memory.port, path: '/noop' },
       { name: '@WithLock, memory backend', port: () => memory.port, path: '/locked' },
       ...(redis ? [{ name: '@WithLock, redis backend', port: () => redis.port, path: '/locked' }] : []),
     ];
@@ -94,8 +95,13 @@ export const httpScenario: Scenario = {
     return {
       body,
       verdicts: [
-        { scenario: '7', target: '@WithLock (memory) ≥ 0.85x undecorated', measured: x(rps[1] / rps[0]), met: rps[1] >= 0.85 * rps[0] },
-        ...(redis ? [{ scenario: '7', target: '@WithLock (redis) vs undecorated: report', measured: x(rps[2] / rps[0]), met: null }] : []),
+        {
+          scenario: '7',
+          target: '@WithLock (memory) ≥ 0.85x undecorated',
+          measured: `${x(rps[2] / rps[0])} (a no-op async interceptor alone: ${x(rps[1] / rps[0])})`,
+          met: rps[2] >= 0.85 * rps[0],
+        },
+        ...(redis ? [{ scenario: '7', target: '@WithLock (redis) vs undecorated: report', measured: x(rps[3] / rps[0]), met: null }] : []),
       ],
     };
   },
