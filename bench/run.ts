@@ -59,7 +59,7 @@ async function main(): Promise<void> {
   }
   const context: BenchContext = {
     quick: args.quick,
-    reps: 5,
+    reps: args.quick ? 3 : 5,
     windowMs: args.quick ? 150 : 1_000,
     warmupMs: args.quick ? 50 : 300,
     redis,

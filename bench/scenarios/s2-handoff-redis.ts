@@ -22,15 +22,15 @@ export async function handoffMatrix(
   key: string,
   probe?: () => WindowProbe,
 ): Promise<Map<string, HandoffSummary>> {
-  const durationMs = context.quick ? 400 : 2_000;
+  const durationMs = context.quick ? 300 : 2_000;
   const cells = variants.flatMap((variant) => kinds.map((kind) => ({ variant, kind })));
   const runs = new Map<string, HandoffRun[]>(cells.map((cell) => [`${cell.variant.label}|${cell.kind}`, []]));
-  const reps = context.quick ? 2 : context.reps;
+  const reps = context.quick ? 1 : context.reps;
   for (let rep = 0; rep < reps; rep++) {
     for (let i = 0; i < cells.length; i++) {
       const { variant, kind } = cells[(i + rep) % cells.length];
       context.log(`  rep ${rep + 1}/${reps} ${variant.label} ${kind}`);
-      const run = await runHandoff({ kind, context: context.locks, key: `${key}:${kind}`, ...variant, durationMs, warmupMs: 200, probe: probe?.() });
+      const run = await runHandoff({ kind, context: context.locks, key: `${key}:${kind}`, ...variant, durationMs, warmupMs: context.quick ? 100 : 200, probe: probe?.() });
       runs.get(`${variant.label}|${kind}`)!.push(run);
     }
   }

@@ -52,7 +52,7 @@ export const fileScenario: Scenario = {
         crash.set(kind, await Promise.all(Array.from({ length: context.reps }, (_, rep) => crashTakeover(context, kind, `s4c-${rep}`))));
       } else {
         const samples: number[] = [];
-        for (let rep = 0; rep < context.reps; rep++) samples.push(await crashTakeover(context, kind, `s4c-${kind}-${rep}`));
+        for (let rep = 0; rep < (context.quick ? 1 : context.reps); rep++) samples.push(await crashTakeover(context, kind, `s4c-${kind}-${rep}`));
         crash.set(kind, samples);
       }
     }

@@ -66,7 +66,7 @@ export const manyLeasesScenario: Scenario = {
   title: `Many leases: ${LEASES.toLocaleString('en-US')} held at once on Redis, heartbeats on (ttl ${TTL_MS} ms)`,
   async run(context) {
     const { ready, notes } = await missingRows(['ours-redis', 'redis-semaphore'], context.locks);
-    const holdMs = context.quick ? 3 * TICK_MS : 6 * TICK_MS;
+    const holdMs = context.quick ? 2 * TICK_MS : 6 * TICK_MS;
     const reps = context.quick ? 1 : 3;
     const results = new Map<LockKind, HoldResult[]>(ready.map((kind) => [kind, []]));
     for (let rep = 0; rep < reps; rep++) {
