@@ -40,6 +40,8 @@ export class CompiledKeyTemplate {
       const path = match[1].trim();
       if (!PATH.test(path)) throw new InvalidLockKeyError(source, `bad placeholder {${match[1]}}`);
       const segments = path.split('.');
+      // Node lower-cases incoming header names; `{headers.X-Tenant}` means `x-tenant`.
+      if (segments[0] === 'headers' && segments.length === 2) segments[1] = segments[1].toLowerCase();
       if (allowedRoots && !allowedRoots.includes(segments[0])) {
         throw new InvalidLockKeyError(source, `placeholder {${path}} must start with one of ${allowedRoots.join(', ')}`);
       }

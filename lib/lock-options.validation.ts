@@ -109,6 +109,9 @@ export function resolveCallOptions(
 function isLockBackend(value: unknown): boolean {
   if (typeof value !== 'object' || value === null) return false;
   const candidate = value as Record<string, unknown>;
+  if (typeof candidate.name !== 'string' || typeof candidate.capabilities !== 'object' || candidate.capabilities === null) {
+    return false;
+  }
   return ['tryAcquire', 'extend', 'release', 'waitForRelease', 'inspect', 'list', 'forceRelease'].every(
     (method) => typeof candidate[method] === 'function',
   );

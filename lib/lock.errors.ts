@@ -41,6 +41,13 @@ export class LockBackendError extends LockError {
   }
 }
 
+/** The module is shutting down: no new locks are granted. */
+export class LockShuttingDownError extends LockError {
+  constructor() {
+    super('The lock module is shutting down; no new locks are granted');
+  }
+}
+
 /** A key, key template or template value that cannot name a lock. */
 export class InvalidLockKeyError extends LockError {
   constructor(

@@ -1,8 +1,15 @@
-import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnModuleInit, type Type } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
 import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper';
 import { WITH_LOCK_METADATA } from './lock.constants';
-import { InvalidLockKeyError, LockHeldError, LockTimeoutError } from './lock.errors';
+import { LockBackend } from './lock-backend.interface';
+import {
+  InvalidLockKeyError,
+  LockHeldError,
+  LockNotSupportedError,
+  LockOptionsError,
+  LockTimeoutError,
+} from './lock.errors';
 import { HTTP_TEMPLATE_ROOTS } from './lock.interceptor';
 import { installRunner } from './locked-method';
 import type { LockKeyPart, WithLockMetadata } from './with-lock.decorator';
@@ -25,33 +32,53 @@ export class LockExplorer implements OnModuleInit {
     private readonly scanner: MetadataScanner,
     private readonly reflector: Reflector,
     private readonly locks: SpaceLockService,
+    @Inject(LockBackend) private readonly backend: LockBackend,
   ) {}
 
   onModuleInit(): void {
     for (const wrapper of this.discovery.getControllers()) {
-      this.forEachLockedMethod(wrapper, (metadata, name) => this.checkTemplates(metadata, name, 'http'));
+      this.forEachLockedMethod(wrapper, (metadata, name) => this.check(metadata, name, 'http'));
     }
     for (const wrapper of this.discovery.getProviders()) {
-      this.forEachLockedMethod(wrapper, (metadata, name, instance) => {
-        this.checkTemplates(metadata, name, 'arguments');
-        this.wrap(instance, name, metadata);
+      const type = wrapper.metatype as Type | undefined;
+      if (typeof type === 'function' && this.reflector.get(WITH_LOCK_METADATA, type)) {
+        throw new LockOptionsError(`@WithLock on the class ${type.name} only applies to controllers; put it on methods`);
+      }
+      this.forEachLockedMethod(wrapper, (metadata, name, target) => {
+        this.check(metadata, name, 'arguments');
+        this.wrap(target, name, metadata);
       });
     }
   }
 
+  /**
+   * Visits every `@WithLock` method of a class. `target` is where its runner goes: the
+   * instance for singletons, the prototype for request-scoped and transient providers (their
+   * instances are created later; the trampoline finds the runner through the prototype chain).
+   */
   private forEachLockedMethod(
     wrapper: InstanceWrapper,
-    visit: (metadata: WithLockMetadata, name: string, instance: Record<string, unknown>) => void,
+    visit: (metadata: WithLockMetadata, name: string, target: object) => void,
   ): void {
-    const instance = wrapper.instance as Record<string, unknown> | undefined;
-    if (!instance || typeof instance !== 'object' || !wrapper.isDependencyTreeStatic()) return;
-    const prototype = Object.getPrototypeOf(instance) as object;
+    const instance = wrapper.instance as object | undefined;
+    const isSingleton = !wrapper.isTransient && wrapper.isDependencyTreeStatic() && typeof instance === 'object' && instance !== null;
+    const prototype = isSingleton
+      ? (Object.getPrototypeOf(instance) as object | null)
+      : ((wrapper.metatype as Type | undefined)?.prototype as object | undefined);
+    if (!prototype) return;
     for (const name of this.scanner.getAllMethodNames(prototype)) {
-      const method = instance[name];
+      const method = (prototype as Record<string, unknown>)[name];
       if (typeof method !== 'function') continue;
       const metadata = this.reflector.get<WithLockMetadata | undefined>(WITH_LOCK_METADATA, method);
-      if (metadata) visit(metadata, name, instance);
+      if (metadata) visit(metadata, name, isSingleton ? (instance as object) : prototype);
     }
+  }
+
+  private check(metadata: WithLockMetadata, name: string, kind: 'http' | 'arguments'): void {
+    if (metadata.options.mode === 'shared' && !this.backend.capabilities.shared) {
+      throw new LockNotSupportedError(`${name}() asks for a shared lock; the ${this.backend.name} backend has none`);
+    }
+    this.checkTemplates(metadata, name, kind);
   }
 
   private checkTemplates(metadata: WithLockMetadata, name: string, kind: 'http' | 'arguments'): void {
@@ -69,9 +96,9 @@ export class LockExplorer implements OnModuleInit {
     }
   }
 
-  private wrap(instance: Record<string, unknown>, name: string, metadata: WithLockMetadata): void {
+  private wrap(target: object, name: string, metadata: WithLockMetadata): void {
     const { onLocked = 'skip', ...callOptions } = metadata.options;
-    installRunner(instance, name, async (original, self, args) => {
+    installRunner(target, name, async (original, self, args) => {
       const keys = metadata.keys.map((part) => renderFromArguments(part, args));
       let held;
       try {

@@ -8,10 +8,17 @@ import {
   ServiceUnavailableException,
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import { finalize, from, Observable, of, switchMap } from 'rxjs';
+import { concatWith, defer, finalize, ignoreElements, Observable, of } from 'rxjs';
 import type { HeldLock } from './held-lock.interface';
 import { LOCK_REQUEST_PROPERTY, WITH_LOCK_METADATA } from './lock.constants';
-import { InvalidLockKeyError, LockBackendError, LockHeldError, LockTimeoutError } from './lock.errors';
+import {
+  InvalidLockKeyError,
+  LockBackendError,
+  LockHeldError,
+  LockShuttingDownError,
+  LockTimeoutError,
+} from './lock.errors';
+import { assertValidKey } from './lock-options.validation';
 import type { WithLockMetadata } from './with-lock.decorator';
 import { SpaceLockService } from './space-lock.service';
 
@@ -48,7 +55,9 @@ export class LockInterceptor implements NestInterceptor {
         if (onLocked === 'skip') return of({ skipped: error instanceof LockHeldError ? error.reason : 'lock-held' });
         throw this.lockedException(context, error);
       }
-      if (error instanceof LockBackendError) throw this.backendException(context, error);
+      if (error instanceof LockBackendError || error instanceof LockShuttingDownError) {
+        throw this.backendException(context, error);
+      }
       throw error;
     }
     this.exposeLocks(context, held);
@@ -58,9 +67,10 @@ export class LockInterceptor implements NestInterceptor {
       released = true;
       return this.locks.releaseAll(held);
     };
-    // Release before the response is sent, then again (no-op) if the stream is torn down early.
+    // Release when the handler's stream completes (before Nest writes a plain response; after
+    // the last event of a stream), and again (no-op) if the stream errors or is torn down.
     return next.handle().pipe(
-      switchMap((value) => from(releaseOnce().then(() => value))),
+      concatWith(defer(() => releaseOnce()).pipe(ignoreElements())),
       finalize(() => void releaseOnce()),
     );
   }
@@ -69,9 +79,12 @@ export class LockInterceptor implements NestInterceptor {
   protected resolveKeys(context: ExecutionContext, metadata: WithLockMetadata): string[] {
     const source = this.templateSource(context);
     try {
-      return metadata.keys.map((part) =>
-        typeof part === 'function' ? (part as (ctx: ExecutionContext) => string)(context) : part.render(source),
-      );
+      return metadata.keys.map((part) => {
+        const key = typeof part === 'function' ? (part as (ctx: ExecutionContext) => string)(context) : part.render(source);
+        // Values come from the client: a bad one is the client's error (400), not ours.
+        assertValidKey(key);
+        return key;
+      });
     } catch (error) {
       if (error instanceof InvalidLockKeyError) throw this.invalidKeyException(context, error);
       throw error;
@@ -104,13 +117,14 @@ export class LockInterceptor implements NestInterceptor {
     });
   }
 
-  /** 503 without `Retry-After`: the store is down, not busy, and we cannot say when it returns. */
-  protected backendException(context: ExecutionContext, error: LockBackendError): unknown {
+  /** 503 without `Retry-After`: the store is down (or we are shutting down), not busy. */
+  protected backendException(context: ExecutionContext, error: LockBackendError | LockShuttingDownError): unknown {
     if (context.getType() !== 'http') return error;
     return new ServiceUnavailableException({
       statusCode: HttpStatus.SERVICE_UNAVAILABLE,
       error: 'Service Unavailable',
-      message: `Lock backend "${error.backend}" is unavailable`,
+      message:
+        error instanceof LockBackendError ? `Lock backend "${error.backend}" is unavailable` : 'Shutting down; no new locks',
     });
   }
 

@@ -1,9 +1,10 @@
-import { Controller, Get, Injectable, INestApplication, Module, Param, Post, Query } from '@nestjs/common';
+import { Controller, Get, Injectable, INestApplication, Module, Param, Post, Query, Scope } from '@nestjs/common';
 import { NestFactory, Reflector } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import { PATH_METADATA, METHOD_METADATA } from '@nestjs/common/constants';
 import request from 'supertest';
+import { interval, take, tap, type Observable } from 'rxjs';
 import {
   CurrentLock,
   InvalidLockKeyError,
@@ -27,6 +28,8 @@ class Gate {
 }
 
 const gates = new Map<string, Gate>();
+const streamed: string[][] = [];
+let locksForStream: SpaceLockService | undefined;
 const entered: string[] = [];
 
 @Controller('spaces')
@@ -43,6 +46,22 @@ class SpacesController {
   @WithLock('tenant:{headers.x-tenant}:{query.job}')
   byTenant(@Query('job') job: string): object {
     return { job };
+  }
+
+  @Get('by-header')
+  @WithLock('tenant:{headers.X-Tenant}')
+  byHeader(): object {
+    return { ok: true };
+  }
+
+  /** Emits over time: the lock must be held until the stream completes. */
+  @Get('stream')
+  @WithLock('stream')
+  stream(): Observable<number> {
+    return interval(40).pipe(
+      take(3),
+      tap(() => streamed.push(locksForStream?.held().map((lock) => lock.key) ?? [])),
+    );
   }
 
   @Get('computed')
@@ -140,6 +159,29 @@ describe.each(['express', 'fastify'] as const)('@WithLock over HTTP (%s)', (plat
     expect(await locks.list()).toEqual([]);
   });
 
+  it('client values that cannot name a lock answer 400', async () => {
+    const server = app.getHttpServer();
+    expect((await request(server).post('/spaces/%0A/sync')).status).toBe(400);
+    const longJob = await request(server).get(`/spaces/by-tenant?job=${'x'.repeat(600)}`).set('X-Tenant', 'acme');
+    expect(longJob.status).toBe(400);
+    expect(entered).toEqual([]);
+  });
+
+  it('header templates match whatever case the template uses', async () => {
+    const server = app.getHttpServer();
+    expect((await request(server).get('/spaces/by-header').set('x-tenant', 'acme')).status).toBe(200);
+    expect((await request(server).get('/spaces/by-header')).status).toBe(400);
+  });
+
+  it('a streaming handler keeps the lock until its last value', async () => {
+    locksForStream = app.get(SpaceLockService);
+    streamed.length = 0;
+    const response = await request(app.getHttpServer()).get('/spaces/stream');
+    expect(response.status).toBe(200);
+    expect(streamed).toEqual([['stream'], ['stream'], ['stream']]);
+    expect(app.get(SpaceLockService).held()).toEqual([]);
+  });
+
   it('a function key reads the ExecutionContext', async () => {
     const response = await request(app.getHttpServer()).get('/spaces/computed');
     expect(response.status).toBe(200);
@@ -195,6 +237,44 @@ describe('@WithLock on provider methods', () => {
     expect(() => WithLock('a:{}')).toThrow(InvalidLockKeyError);
     expect(() => WithLock([])).toThrow();
     expect(() => WithLock('a', { ttlMs: -1 })).toThrow();
+  });
+});
+
+describe('@WithLock misuse and scopes', () => {
+  it('locks methods of transient providers too', async () => {
+    @Injectable({ scope: Scope.TRANSIENT })
+    class TransientJob {
+      @WithLock('transient')
+      async run(gate?: Gate): Promise<string> {
+        await gate?.open;
+        return 'ran';
+      }
+    }
+    const moduleRef = await Test.createTestingModule({ imports: [LockModule.forRoot()], providers: [TransientJob] }).compile();
+    await moduleRef.init();
+    const [first, second] = await Promise.all([moduleRef.resolve(TransientJob), moduleRef.resolve(TransientJob)]);
+    expect(first).not.toBe(second);
+    const gate = new Gate();
+    const running = first.run(gate);
+    await expect(second.run()).resolves.toBeUndefined();
+    gate.release();
+    await expect(running).resolves.toBe('ran');
+    await moduleRef.close();
+  });
+
+  it('shared mode on a backend without it, and class-level @WithLock on a provider, fail at bootstrap', async () => {
+    @Injectable()
+    class SharedJob {
+      @WithLock('s', { mode: 'shared' })
+      async run(): Promise<void> {}
+    }
+    @Injectable()
+    @WithLock('whole-class')
+    class ClassJob {}
+    for (const provider of [SharedJob, ClassJob]) {
+      const moduleRef = await Test.createTestingModule({ imports: [LockModule.forRoot()], providers: [provider] }).compile();
+      await expect(moduleRef.init()).rejects.toThrow(/shared lock|only applies to controllers/);
+    }
   });
 });
 
