@@ -43,9 +43,14 @@ export class LeaseKeeper {
     if (this.leases.size === 0) this.stop();
   }
 
-  /** Confirms the lease after a successful extend that was sent at `sentAt`. */
+  /**
+   * Confirms the lease after a successful extend that was sent at `sentAt`. An explicit
+   * `extend(ttlMs)` may have shortened the lease: the next beat and the timer follow it.
+   */
   confirmed(lease: KeptLease, sentAt: number): void {
     lease.deadline = LeaseKeeper.deadlineFrom(sentAt, lease.ttlMs);
+    lease.nextBeatAt = Math.min(lease.nextBeatAt, sentAt + lease.heartbeatMs);
+    if (this.leases.has(lease)) this.scheduleAt(Math.min(lease.nextBeatAt, lease.deadline));
   }
 
   stop(): void {
