@@ -31,6 +31,7 @@ export {
 } from './lock.errors';
 export { LockBackend } from './lock-backend.interface';
 export type {
+  AcquireAllOutcome,
   AcquireOutcome,
   ExtendRequest,
   ForceReleaseOutcome,

@@ -36,6 +36,22 @@ export type AcquireOutcome =
       retryAfterMs: number | null;
     };
 
+/**
+ * The answer of `tryAcquireAll`: every request granted, or none. On a miss `held` names, in
+ * request order, the keys found held (at least one; on a Redis Cluster only those of the
+ * first slot group that failed) with their holders' remaining lease.
+ */
+export type AcquireAllOutcome =
+  | {
+      acquired: true;
+      /** One per request, in request order. */
+      fencingTokens: number[];
+    }
+  | {
+      acquired: false;
+      held: { key: string; retryAfterMs: number | null }[];
+    };
+
 /** What the backend needs to recognise a grant it handed out. */
 export interface LeaseRef {
   key: string;
@@ -102,6 +118,14 @@ export interface LockBackend {
 
   /** One non-blocking attempt. Must be atomic: take the lock and mint the fencing token together. */
   tryAcquire(request: LockRequest): Promise<AcquireOutcome>;
+
+  /**
+   * Optional: take several distinct keys at once, all or none, in as few round trips as the
+   * store allows (Redis: one script; on a Cluster one per hash slot, rolled back if a later
+   * one fails). Each granted request gets its own fencing token. Backends without it are
+   * asked key by key, in sorted order.
+   */
+  tryAcquireAll?(requests: readonly LockRequest[]): Promise<AcquireAllOutcome>;
 
   /**
    * Compare-and-extend many leases in one round trip where the store allows it.

@@ -25,6 +25,7 @@ import { LeaseKeeper, type KeptLease } from './lease-keeper';
 import { newLockToken } from './lock-token';
 import {
   LockBackend,
+  type AcquireAllOutcome,
   type ExtendRequest,
   type ForceReleaseOutcome,
   type LockMode,
@@ -118,6 +119,8 @@ interface LocalWaiter {
   options: CallOptions;
   /** A lease handed over directly, `'slot'` (the local slot is yours: go ask the store) or `'shutdown'`. */
   grant(turn: LocalTurn): void;
+  /** A lock set's waiter: takes the slot and asks the store for the whole set itself, never a handed lease. */
+  slotOnly: boolean;
 }
 
 type LocalTurn = Lease | 'slot' | 'shutdown';
@@ -132,7 +135,15 @@ interface LocalKey {
   consecutiveHandoffs: number;
 }
 
-type Attempt = Lease | { skipped: SkipReason; retryAfterMs: number | null };
+interface Miss {
+  skipped: SkipReason;
+  retryAfterMs: number | null;
+}
+
+type Attempt = Lease | Miss;
+
+/** A lock set: every lease, or the keys (without `keyPrefix`) that stayed taken, first first, and nothing held. */
+type SetAttempt = { leases: Lease[] } | { missed: (Miss & { key: string })[] };
 
 /**
  * Run work under a lock: an in-process per-key mutex first, then the backend's lease
@@ -196,20 +207,12 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     fn: (locks: HeldLock[]) => Promise<T> | T,
     options?: LockCallOptions,
   ): Promise<T | Skipped> {
-    const sorted = this.sortedKeys(keys);
-    const waitMs = resolveCallOptions(options, this.options).waitMs;
-    const giveUpAt = performance.now() + waitMs;
-    const held: Lease[] = [];
+    const set = await this.attemptSet(this.sortedKeys(keys), options);
+    if ('missed' in set) return { skipped: set.missed[0].skipped };
     try {
-      for (const key of sorted) {
-        const remaining = Math.max(0, Math.floor(giveUpAt - performance.now()));
-        const attempt = await this.attempt(key, { ...options, waitMs: Math.min(waitMs, remaining) });
-        if (!(attempt instanceof Lease)) return { skipped: attempt.skipped };
-        held.push(attempt);
-      }
-      return await fn([...held]);
+      return await fn([...set.leases]);
     } finally {
-      await Promise.all(held.reverse().map((lease) => this.releaseQuietly(lease)));
+      await this.releaseAll(set.leases);
     }
   }
 
@@ -224,10 +227,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     const started = performance.now();
     const attempt = await this.attempt(key, options);
     if (attempt instanceof Lease) return attempt;
-    if (options?.waitMs) {
-      throw new LockTimeoutError(key, Math.round(performance.now() - started), attempt.retryAfterMs);
-    }
-    throw new LockHeldError(key, attempt.retryAfterMs, attempt.skipped);
+    throw this.missError(key, attempt, options, started);
   }
 
   /**
@@ -235,20 +235,10 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
    * `LockTimeoutError` naming the first key that stayed taken. Nothing stays held on failure.
    */
   async acquireMany(keys: readonly string[], options?: LockCallOptions): Promise<HeldLock[]> {
-    const sorted = this.sortedKeys(keys);
-    const waitMs = resolveCallOptions(options, this.options).waitMs;
     const started = performance.now();
-    const held: HeldLock[] = [];
-    try {
-      for (const key of sorted) {
-        const remaining = Math.max(0, Math.floor(started + waitMs - performance.now()));
-        held.push(await this.acquire(key, { ...options, waitMs: waitMs === 0 ? 0 : Math.max(1, remaining) }));
-      }
-      return held;
-    } catch (error) {
-      await this.releaseAll(held);
-      throw error;
-    }
+    const set = await this.attemptSet(this.sortedKeys(keys), options);
+    if ('leases' in set) return set.leases;
+    throw this.missError(set.missed[0].key, set.missed[0], options, started);
   }
 
   /** Release every lock given; failures are logged, never thrown. */
@@ -264,26 +254,27 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   }
 
   /**
-   * Try every key once, in sorted order. With `partial`, keep what could be taken; without,
-   * all or nothing. `unavailable` names the holder of each key we could not take.
+   * Try the keys once, without waiting. Without `partial`, all or nothing (as `acquireMany`);
+   * with it, every key on its own, keeping what could be taken. `unavailable` names the holder
+   * of each key we could not take (without `partial`: the ones found taken before giving up).
    */
   async tryAcquireMany(
     keys: readonly string[],
     options?: LockCallOptions & { partial?: boolean },
   ): Promise<AcquireManyResult> {
-    const result: AcquireManyResult = { acquired: [], unavailable: [] };
-    for (const key of this.sortedKeys(keys)) {
-      const attempt = await this.attempt(key, { ...options, waitMs: 0 });
-      if (attempt instanceof Lease) {
-        result.acquired.push(attempt);
-        continue;
-      }
-      result.unavailable.push({ key, reason: attempt.skipped, holder: await this.inspect(key) });
-      if (!options?.partial) break;
+    const sorted = this.sortedKeys(keys);
+    const attempts: [string, Attempt][] = [];
+    if (options?.partial) {
+      for (const key of sorted) attempts.push([key, await this.attempt(key, { ...options, waitMs: 0 })]);
+    } else {
+      const set = await this.attemptSet(sorted, { ...options, waitMs: 0 });
+      if ('leases' in set) return { acquired: set.leases, unavailable: [] };
+      attempts.push(...set.missed.map((miss): [string, Attempt] => [miss.key, miss]));
     }
-    if (!options?.partial && result.unavailable.length > 0) {
-      await Promise.all(result.acquired.map((lease) => this.releaseQuietly(lease as Lease)));
-      result.acquired = [];
+    const result: AcquireManyResult = { acquired: [], unavailable: [] };
+    for (const [key, attempt] of attempts) {
+      if (attempt instanceof Lease) result.acquired.push(attempt);
+      else result.unavailable.push({ key, reason: attempt.skipped, holder: await this.inspect(key) });
     }
     return result;
   }
@@ -387,19 +378,12 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
 
   private async attempt(key: string, given: LockCallOptions | undefined): Promise<Attempt> {
     assertValidKey(key);
-    const options = resolveCallOptions(given, this.options);
-    if (options.mode === 'shared' && !this.backend.capabilities.shared) {
-      throw new LockNotSupportedError(`The ${this.backend.name} backend does not support shared locks`);
-    }
-    if (this.closing) throw new LockError('The lock module is shutting down');
+    const options = this.callOptions(given);
     const storeKey = this.storeKey(key);
     const giveUpAt = performance.now() + options.waitMs;
     const local = this.local.get(storeKey);
     if (local && !this.admits(local, options.mode)) {
-      if (options.waitMs === 0) return { skipped: 'in-progress', retryAfterMs: this.localRetryAfter(local) };
-      const turn = await this.queueLocally(local, options);
-      if (turn === 'timeout') return { skipped: 'in-progress', retryAfterMs: this.localRetryAfter(local) };
-      if (turn === 'shutdown') throw new LockError('The lock module is shutting down');
+      const turn = await this.waitLocally(local, options, false);
       if (turn !== 'slot') return turn;
     } else {
       this.occupy(storeKey, options.mode);
@@ -414,21 +398,142 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     }
   }
 
+  /**
+   * All of `keys` (sorted, unique) or none, waiting up to `waitMs` in total. With a backend
+   * that takes sets at once (`tryAcquireAll`): this process's slots first, in sorted order,
+   * then one store call for the whole set, asked again as keys are released. Otherwise key by
+   * key, in sorted order, holding the earlier keys while waiting for a later one.
+   */
+  private async attemptSet(keys: readonly string[], given: LockCallOptions | undefined): Promise<SetAttempt> {
+    if (!this.backend.tryAcquireAll || keys.length === 1) return this.attemptEach(keys, given);
+    const options = this.callOptions(given);
+    const giveUpAt = performance.now() + options.waitMs;
+    const storeKeys = keys.map((key) => this.storeKey(key));
+    const occupied: string[] = [];
+    try {
+      for (const [index, storeKey] of storeKeys.entries()) {
+        const local = this.local.get(storeKey);
+        if (local && !this.admits(local, options.mode)) {
+          const waitMs = Math.max(0, Math.ceil(giveUpAt - performance.now()));
+          const turn = await this.waitLocally(local, { ...options, waitMs }, true);
+          // A set waiter is never handed a lease: `turn` is the slot or a miss.
+          if (turn !== 'slot') {
+            this.vacateAll(occupied);
+            return { missed: [{ key: keys[index], ...(turn as Miss) }] };
+          }
+        } else {
+          this.occupy(storeKey, options.mode);
+        }
+        occupied.push(storeKey);
+      }
+      for (;;) {
+        const requests = storeKeys.map((storeKey) => this.request(storeKey, options));
+        const sentAt = performance.now();
+        const outcome = await this.askStoreForSet(requests);
+        if (outcome.acquired) {
+          return { leases: requests.map((request, index) => this.grant(keys[index], request, outcome.fencingTokens[index], sentAt)) };
+        }
+        const [first] = outcome.held;
+        if (!(await this.waitForStore(first.key, first.retryAfterMs, giveUpAt))) {
+          this.vacateAll(occupied);
+          const prefix = this.options.keyPrefix.length;
+          return { missed: outcome.held.map(({ key, retryAfterMs }) => ({ key: key.slice(prefix), skipped: 'lock-held', retryAfterMs })) };
+        }
+      }
+    } catch (error) {
+      this.vacateAll(occupied);
+      throw error;
+    }
+  }
+
+  /** Give back the local slots of a set that could not be taken. */
+  private vacateAll(occupied: string[]): void {
+    occupied.splice(0).forEach((storeKey) => this.vacate(storeKey));
+  }
+
+  /** `attemptSet` for backends without `tryAcquireAll`. */
+  private async attemptEach(keys: readonly string[], given: LockCallOptions | undefined): Promise<SetAttempt> {
+    const waitMs = resolveCallOptions(given, this.options).waitMs;
+    const giveUpAt = performance.now() + waitMs;
+    const leases: Lease[] = [];
+    try {
+      for (const key of keys) {
+        const remaining = Math.max(0, Math.floor(giveUpAt - performance.now()));
+        const attempt = await this.attempt(key, { ...given, waitMs: Math.min(waitMs, remaining) });
+        if (!(attempt instanceof Lease)) {
+          await this.releaseAll(leases);
+          return { missed: [{ key, ...attempt }] };
+        }
+        leases.push(attempt);
+      }
+      return { leases };
+    } catch (error) {
+      await this.releaseAll(leases);
+      throw error;
+    }
+  }
+
+  /**
+   * Wait up to `waitMs` behind this process's own holder of a key: `'slot'` when it is ours,
+   * a lease the holder handed straight over (never to `slotOnly` waiters), or a miss.
+   */
+  private async waitLocally(local: LocalKey, options: CallOptions, slotOnly: boolean): Promise<'slot' | Attempt> {
+    if (options.waitMs === 0) return { skipped: 'in-progress', retryAfterMs: this.localRetryAfter(local) };
+    const turn = await this.queueLocally(local, options, slotOnly);
+    if (turn === 'timeout') return { skipped: 'in-progress', retryAfterMs: this.localRetryAfter(local) };
+    if (turn === 'shutdown') throw new LockError('The lock module is shutting down');
+    return turn;
+  }
+
   /** Ask the store until it grants the lease or `giveUpAt` passes; woken by releases, not polling. */
   private async acquireFromStore(key: string, storeKey: string, options: CallOptions, giveUpAt: number): Promise<Attempt> {
     for (;;) {
       const request = this.request(storeKey, options);
       const sentAt = performance.now();
-      const outcome = await this.call('tryAcquire', () => this.backend.tryAcquire(request), (late) => {
-        // The store granted a lease we stopped waiting for: give it back.
-        if (late.acquired) void this.backend.release(request).catch(() => undefined);
-      });
+      const outcome = await this.call('tryAcquire', () => this.backend.tryAcquire(request), (late) => this.giveBack(late, [request]));
       if (outcome.acquired) return this.grant(key, request, outcome.fencingToken, sentAt);
-      const remaining = giveUpAt - performance.now();
-      if (remaining <= 0 || this.closing) return { skipped: 'lock-held', retryAfterMs: outcome.retryAfterMs };
-      const until = Math.max(1, Math.ceil(Math.min(remaining, outcome.retryAfterMs ?? remaining)));
-      await this.backend.waitForRelease(storeKey, until, this.shutdown.signal);
+      if (!(await this.waitForStore(storeKey, outcome.retryAfterMs, giveUpAt))) {
+        return { skipped: 'lock-held', retryAfterMs: outcome.retryAfterMs };
+      }
     }
+  }
+
+  /** One `tryAcquireAll` call for a whole set. */
+  private askStoreForSet(requests: readonly LockRequest[]): Promise<AcquireAllOutcome> {
+    const tryAcquireAll = this.backend.tryAcquireAll?.bind(this.backend) as NonNullable<LockBackend['tryAcquireAll']>;
+    return this.call('tryAcquireAll', () => tryAcquireAll(requests), (late) => this.giveBack(late, requests));
+  }
+
+  /** The store granted leases we stopped waiting for: give them back. */
+  private giveBack(late: { acquired: boolean }, requests: readonly LockRequest[]): void {
+    if (late.acquired) requests.forEach((request) => void this.backend.release(request).catch(() => undefined));
+  }
+
+  /**
+   * After a miss: `false` when `giveUpAt` has passed (or we are closing), else wait for a
+   * release of `storeKey`, at most its holder's remaining lease, and `true` to ask again.
+   */
+  private async waitForStore(storeKey: string, retryAfterMs: number | null, giveUpAt: number): Promise<boolean> {
+    const remaining = giveUpAt - performance.now();
+    if (remaining <= 0 || this.closing) return false;
+    const until = Math.max(1, Math.ceil(Math.min(remaining, retryAfterMs ?? remaining)));
+    await this.backend.waitForRelease(storeKey, until, this.shutdown.signal);
+    return true;
+  }
+
+  private callOptions(given: LockCallOptions | undefined): CallOptions {
+    const options = resolveCallOptions(given, this.options);
+    if (options.mode === 'shared' && !this.backend.capabilities.shared) {
+      throw new LockNotSupportedError(`The ${this.backend.name} backend does not support shared locks`);
+    }
+    if (this.closing) throw new LockError('The lock module is shutting down');
+    return options;
+  }
+
+  /** `LockTimeoutError` after a wait, `LockHeldError` without one. */
+  private missError(key: string, miss: Miss, given: LockCallOptions | undefined, started: number): LockError {
+    if (given?.waitMs) return new LockTimeoutError(key, Math.round(performance.now() - started), miss.retryAfterMs);
+    return new LockHeldError(key, miss.retryAfterMs, miss.skipped);
   }
 
   private grant(key: string, request: LockRequest, fencingToken: number, sentAt: number): Lease {
@@ -497,11 +602,12 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   }
 
   /** Wait behind this process's own holder for a turn, or `'timeout'` after `waitMs`. */
-  private queueLocally(local: LocalKey, options: CallOptions): Promise<LocalTurn | 'timeout'> {
+  private queueLocally(local: LocalKey, options: CallOptions, slotOnly: boolean): Promise<LocalTurn | 'timeout'> {
     return new Promise((resolve) => {
       const waiter: LocalWaiter = {
         mode: options.mode,
         options,
+        slotOnly,
         grant: (turn) => {
           clearTimeout(timer);
           resolve(turn);
@@ -560,7 +666,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   private async handOverLocally(lease: Lease, local: LocalKey): Promise<boolean> {
     const next = local.waiters[0];
     const handOver = this.backend.handOver?.bind(this.backend);
-    if (!next || !handOver || lease.mode !== 'exclusive' || next.mode !== 'exclusive' || this.closing) return false;
+    if (!next || next.slotOnly || !handOver || lease.mode !== 'exclusive' || next.mode !== 'exclusive' || this.closing) return false;
     if (local.consecutiveHandoffs >= this.options.maxLocalHandoffs) {
       local.consecutiveHandoffs = 0;
       return false;

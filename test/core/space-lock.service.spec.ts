@@ -37,6 +37,33 @@ class StallableBackend extends MemoryLockBackend {
     if (this.failing) throw new Error('connection refused');
     return super.tryAcquire(...args);
   }
+  override async tryAcquireAll(...args: Parameters<MemoryLockBackend['tryAcquireAll']>) {
+    if (this.failing) throw new Error('connection refused');
+    return super.tryAcquireAll(...args);
+  }
+}
+
+/** Memory backend counting the store calls that take locks. */
+class CountingBackend extends MemoryLockBackend {
+  calls = { tryAcquire: 0, tryAcquireAll: 0, handOver: 0 };
+  override tryAcquire(...args: Parameters<MemoryLockBackend['tryAcquire']>) {
+    this.calls.tryAcquire += 1;
+    return super.tryAcquire(...args);
+  }
+  override tryAcquireAll(...args: Parameters<MemoryLockBackend['tryAcquireAll']>) {
+    this.calls.tryAcquireAll += 1;
+    return super.tryAcquireAll(...args);
+  }
+  override handOver(...args: Parameters<MemoryLockBackend['handOver']>) {
+    this.calls.handOver += 1;
+    return super.handOver(...args);
+  }
+}
+
+/** The same backend without `tryAcquireAll`: the service takes sets key by key. */
+function withoutSets(backend: MemoryLockBackend): LockBackend {
+  Object.defineProperty(backend, 'tryAcquireAll', { value: undefined });
+  return backend;
 }
 
 function until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
@@ -242,10 +269,13 @@ describe('SpaceLockService on the memory backend', () => {
     expect(slow.held()).toEqual([]);
   });
 
-  it('lock sets: all or nothing, and partial returns the subset it could take', async () => {
+  it.each([
+    ['in one backend call (tryAcquireAll)', (store: MemoryLockStore): LockBackend => new MemoryLockBackend({ store })],
+    ['key by key (a backend without tryAcquireAll)', (store: MemoryLockStore): LockBackend => withoutSets(new MemoryLockBackend({ store }))],
+  ])('lock sets %s: all or nothing, and partial returns the subset it could take', async (_label, backendOn) => {
     const store = new MemoryLockStore();
-    const a = track(serviceOn(new MemoryLockBackend({ store })));
-    const b = track(serviceOn(new MemoryLockBackend({ store })));
+    const a = track(serviceOn(backendOn(store)));
+    const b = track(serviceOn(backendOn(store)));
     const blocker = await a.acquire('k2');
     expect(await b.withSpaceLocks(['k3', 'k1', 'k2'], async () => 'ran')).toEqual({ skipped: 'lock-held' });
     expect(await b.inspect('k1')).toBeNull();
@@ -257,6 +287,89 @@ describe('SpaceLockService on the memory backend', () => {
     expect(await b.inspect('k4')).toBeNull();
     await Promise.all([...partial.acquired, blocker].map((lock) => lock.release()));
     expect(await b.withSpaceLocks(['k1', 'k2'], async (locks) => locks.map((lock) => lock.key))).toEqual(['k1', 'k2']);
+  });
+
+  describe('lock sets on a backend with tryAcquireAll', () => {
+    it('the memory backend grants all or none, each key with its own fencing token', async () => {
+      const backend = new MemoryLockBackend();
+      const owner = { ownerId: 'o', instanceId: 'i', hostname: 'h', pid: 1 };
+      const request = (key: string, token: string) => ({ key, token, ttlMs: 5_000, mode: 'exclusive' as const, owner });
+      expect(await backend.tryAcquire(request('b', 'other'))).toEqual({ acquired: true, fencingToken: 1 });
+      const missed = await backend.tryAcquireAll(['a', 'b', 'c'].map((key) => request(key, 'mine')));
+      expect(missed).toEqual({ acquired: false, held: [{ key: 'b', retryAfterMs: expect.any(Number) }] });
+      expect(!missed.acquired && missed.held[0].retryAfterMs).toBeGreaterThan(4_000);
+      expect(await backend.inspect('a')).toEqual([]);
+      expect(await backend.release(request('b', 'other'))).toBe('released');
+      expect(await backend.tryAcquireAll(['a', 'b', 'c'].map((key) => request(key, 'mine')))).toEqual({
+        acquired: true,
+        fencingTokens: [2, 3, 4],
+      });
+      expect((await backend.inspect('c'))[0]).toMatchObject({ ownerId: 'o', fencingToken: 4 });
+    });
+
+    it('a 3-key set is one backend call; a miss in another replica leaves nothing held', async () => {
+      const store = new MemoryLockStore();
+      const backend = new CountingBackend({ store });
+      const locks = track(serviceOn(backend));
+      const other = track(serviceOn(new MemoryLockBackend({ store })));
+      expect(await locks.withSpaceLocks(['c', 'a', 'b'], (held) => held.map((lock) => lock.key))).toEqual(['a', 'b', 'c']);
+      expect(backend.calls).toEqual({ tryAcquire: 0, tryAcquireAll: 1, handOver: 0 });
+      const blocker = await other.acquire('b');
+      await expect(locks.acquireMany(['a', 'b', 'c'])).rejects.toMatchObject({ name: 'LockHeldError', key: 'b', reason: 'lock-held' });
+      expect(backend.calls.tryAcquireAll).toBe(2);
+      expect(locks.held()).toEqual([]);
+      expect(await locks.inspect('a')).toBeNull();
+      // Nothing of ours stays in the way of a single lock either.
+      await (await locks.acquire('a')).release();
+      await blocker.release();
+    });
+
+    it('a key busy in this process answers in-progress at once, or the set waits for its local slot', async () => {
+      const backend = new CountingBackend();
+      const locks = track(serviceOn(backend));
+      const mine = await locks.acquire('k2');
+      expect(await locks.withSpaceLocks(['k1', 'k2', 'k3'], () => 'ran')).toEqual({ skipped: 'in-progress' });
+      expect(backend.calls.tryAcquireAll).toBe(0);
+      // k1's local slot was given back.
+      await (await locks.acquire('k1')).release();
+
+      const waiting = locks.acquireMany(['k3', 'k2', 'k1'], { waitMs: 5_000 });
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      expect(locks.held().map((lock) => lock.key)).toEqual(['k2']);
+      await mine.release();
+      const set = await waiting;
+      expect(set.map((lock) => lock.key)).toEqual(['k1', 'k2', 'k3']);
+      // The set waiter took the slot and asked for the whole set: no hand-over of k2 alone.
+      expect(backend.calls).toMatchObject({ tryAcquireAll: 1, handOver: 0 });
+      expect(set[1].fencingToken).toBeGreaterThan(mine.fencingToken);
+      await locks.releaseAll(set);
+      expect(locks.held()).toEqual([]);
+    });
+
+    it('waits for a holder of another replica, then takes the whole set; times out holding nothing', async () => {
+      const store = new MemoryLockStore();
+      const locks = track(serviceOn(new MemoryLockBackend({ store })));
+      const other = track(serviceOn(new MemoryLockBackend({ store })));
+      const blocker = await other.acquire('s2');
+      await expect(locks.acquireMany(['s1', 's2'], { waitMs: 50 })).rejects.toMatchObject({ name: 'LockTimeoutError', key: 's2' });
+      expect(locks.held()).toEqual([]);
+      const waiting = locks.withSpaceLocks(['s1', 's2', 's3'], (held) => held.map((lock) => lock.key), { waitMs: 5_000 });
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      expect(await locks.inspect('s1')).toBeNull();
+      const releasedAt = performance.now();
+      await blocker.release();
+      expect(await waiting).toEqual(['s1', 's2', 's3']);
+      expect(performance.now() - releasedAt).toBeLessThan(100);
+    });
+
+    it('a store that fails gives LockBackendError and leaves no local slot taken', async () => {
+      const backend = new StallableBackend();
+      const locks = track(serviceOn(backend));
+      backend.failing = true;
+      await expect(locks.withSpaceLocks(['f1', 'f2'], () => 'ran')).rejects.toBeInstanceOf(LockBackendError);
+      backend.failing = false;
+      expect(await locks.withSpaceLocks(['f1', 'f2'], () => 'ran')).toBe('ran');
+    });
   });
 
   it('list, held and inspect describe holders', async () => {

@@ -1,7 +1,8 @@
 import { Cluster } from 'ioredis';
 import { performance } from 'node:perf_hooks';
-import { LockBackend, type HeldLock } from '../../lib';
+import { LockBackend, type HeldLock, type LockRequest } from '../../lib';
 import type { RedisLockBackend } from '../../lib/backends/redis/redis-lock.backend';
+import { clusterSlot, lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
 import { RedisCluster, until } from '../support/redis-server';
 import { lockApp, uniquePrefix, type LockApp } from './redis-test-app';
 
@@ -75,6 +76,82 @@ describe('Redis backend on a real 3-master Redis Cluster', () => {
     expect(performance.now() - releasedAt).toBeLessThan(200);
     expect(next.fencingToken).toBe(handed.fencingToken + 1);
     await next.release();
+  });
+
+  it('computes the slot of a key as CLUSTER KEYSLOT does', async () => {
+    const keys = ['job:1', '{job:1}', '{job:1}:fence', 'app:{x}', 'a{}b', 'a{b', '}a{b}', 'ünïcødé', lockKeys('}brace').lease, ''];
+    const server = cluster.servers[0];
+    for (const key of keys) expect([key, clusterSlot(key)]).toEqual([key, Number(await server.cli('cluster', 'keyslot', key))]);
+  });
+
+  describe('lock sets spanning slots', () => {
+    const slotOf = (storeKey: string): number => clusterSlot(lockKeys(storeKey).lease);
+    let tokens = 0;
+    const request = (key: string): LockRequest => ({
+      key,
+      token: `set-token-${(tokens += 1)}`,
+      ttlMs: 5_000,
+      mode: 'exclusive',
+      owner: { ownerId: 'set-taker', instanceId: 'i', hostname: 'h', pid: 1 },
+    });
+
+    /** `job:0`, a key in the same slot as `job:0`, and `other`: two slot groups. */
+    function spanningKeys(prefix: string): string[] {
+      let partner = 1;
+      while (slotOf(`${prefix}job:${partner}`) !== slotOf(`${prefix}job:0`)) partner += 1;
+      return ['job:0', `job:${partner}`, 'other'];
+    }
+
+    it('one script per slot group; every key granted with its own fencing token', async () => {
+      const prefix = uniquePrefix('cluster-set');
+      const { app } = await replica(prefix);
+      const backend = app.get<RedisLockBackend>(LockBackend);
+      const client = backend.client as Cluster;
+      const keys = spanningKeys(prefix).map((key) => `${prefix}${key}`);
+      expect(new Set(keys.map(slotOf)).size).toBe(2);
+      // Warm up: the client learns the slot map and the nodes cache the script.
+      const first = keys.map(request);
+      expect(await backend.tryAcquireAll(first)).toEqual({ acquired: true, fencingTokens: [1, 1, 1] });
+      await Promise.all(first.map((granted) => backend.release(granted)));
+
+      const spy = jest.spyOn(client, 'sendCommand');
+      const outcome = await backend.tryAcquireAll(keys.map(request));
+      const sent = spy.mock.calls.map(([command]) => command.name);
+      spy.mockRestore();
+      expect(sent).toEqual(['evalsha', 'evalsha']);
+      expect(outcome).toEqual({ acquired: true, fencingTokens: [2, 2, 2] });
+      for (const key of keys) expect(await backend.inspect(key)).toMatchObject([{ key, ownerId: 'set-taker', fencingToken: 2 }]);
+    });
+
+    it('rolls back the slot groups already granted when a later one is held', async () => {
+      const prefix = uniquePrefix('cluster-rollback');
+      const { app, locks } = await replica(prefix);
+      const rival = await replica(prefix);
+      const backend = app.get<RedisLockBackend>(LockBackend);
+      const keys = spanningKeys(prefix);
+      // Block the key of the slot taken last, so the other group is granted first and rolled back.
+      const last = [...keys].sort((a, b) => slotOf(prefix + a) - slotOf(prefix + b)).pop() as string;
+      const blocker = await rival.locks.acquire(last);
+      const outcome = await backend.tryAcquireAll(keys.map((key) => request(prefix + key)));
+      expect(outcome).toEqual({ acquired: false, held: [{ key: prefix + last, retryAfterMs: expect.any(Number) }] });
+      for (const key of keys.filter((key) => key !== last)) {
+        const stored = lockKeys(prefix + key);
+        expect(await backend.client.exists(stored.lease)).toBe(0);
+        expect(await backend.client.exists(stored.meta)).toBe(0);
+        // The earlier group was granted (its fence moved) and rolled back; the held key's group never was.
+        const rolledBack = slotOf(prefix + key) !== slotOf(prefix + last);
+        expect(await backend.client.get(stored.fence)).toBe(rolledBack ? '1' : null);
+      }
+      expect(await locks.list()).toMatchObject([{ key: last, fencingToken: blocker.fencingToken, local: false }]);
+
+      // Through the service: skipped, nothing held; then once free, the whole set.
+      expect(await locks.withSpaceLocks(keys, () => 'ran')).toEqual({ skipped: 'lock-held' });
+      expect((await locks.list()).map((record) => record.key)).toEqual([last]);
+      const waiting = locks.withSpaceLocks(keys, (held) => held.map((lock) => lock.key), { waitMs: 5_000 });
+      await blocker.release();
+      expect(await waiting).toEqual([...keys].sort());
+      expect(await locks.list()).toEqual([]);
+    });
   });
 
   it('also works on a Cluster client the app built (and does not close it)', async () => {

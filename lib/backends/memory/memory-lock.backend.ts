@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type {
+  AcquireAllOutcome,
   AcquireOutcome,
   ExtendRequest,
   ForceReleaseOutcome,
@@ -28,6 +29,16 @@ export class MemoryLockBackend implements LockBackend {
     const current = this.store.get(request.key);
     if (current) return { acquired: false, retryAfterMs: remaining(current.expiresAt) };
     return { acquired: true, fencingToken: this.store.grant(request) };
+  }
+
+  /** All or none, checked and granted in one synchronous step. */
+  async tryAcquireAll(requests: readonly LockRequest[]): Promise<AcquireAllOutcome> {
+    const held = requests.flatMap(({ key }) => {
+      const current = this.store.get(key);
+      return current ? [{ key, retryAfterMs: remaining(current.expiresAt) }] : [];
+    });
+    if (held.length > 0) return { acquired: false, held };
+    return { acquired: true, fencingTokens: requests.map((request) => this.store.grant(request)) };
   }
 
   async extend(leases: readonly ExtendRequest[]): Promise<boolean[]> {

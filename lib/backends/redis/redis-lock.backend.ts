@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 // Types only: this file is exported from the package root, which must load without ioredis.
 import type { Cluster, Redis } from 'ioredis';
 import type {
+  AcquireAllOutcome,
   AcquireOutcome,
   ExtendRequest,
   ForceReleaseOutcome,
@@ -18,6 +19,7 @@ import { LockNotSupportedError, LockOptionsError } from '../../lock.errors';
 import { ReleaseChannels } from './redis-release-channels';
 import {
   ACQUIRE,
+  ACQUIRE_ALL,
   EXTEND,
   FORCE_RELEASE,
   HAND_OVER,
@@ -25,6 +27,7 @@ import {
   LOCK_SCRIPTS,
   META_SUFFIX,
   RELEASE,
+  clusterSlot,
   lockKeys,
   metaPattern,
   type LockScript,
@@ -111,6 +114,34 @@ export class RedisLockBackend implements LockBackend {
     const [granted, value] = (await this.run(ACQUIRE, this.grantArgs(request))) as [number, number];
     if (granted === 1) return { acquired: true, fencingToken: value };
     return { acquired: false, retryAfterMs: value >= 0 ? value : null };
+  }
+
+  /**
+   * All or none. Standalone and Sentinel: one script for the whole set. Cluster: a script may
+   * only touch one slot, so one script per slot, in slot order (the same for every caller, so
+   * two overlapping sets cannot each keep the other from finishing), and the slots already
+   * granted are released again when a later one is held.
+   */
+  async tryAcquireAll(requests: readonly LockRequest[]): Promise<AcquireAllOutcome> {
+    requests.forEach((request) => this.assertExclusive(request.mode));
+    if (!this.isCluster) return this.acquireGroup(requests);
+    const fencingTokens = new Map<LockRequest, number>();
+    const granted: LockRequest[] = [];
+    try {
+      for (const group of this.slotGroups(requests)) {
+        const outcome = await this.acquireGroup(group);
+        if (!outcome.acquired) {
+          await this.rollBack(granted);
+          return outcome;
+        }
+        group.forEach((request, index) => fencingTokens.set(request, outcome.fencingTokens[index]));
+        granted.push(...group);
+      }
+    } catch (error) {
+      await this.rollBack(granted);
+      throw error;
+    }
+    return { acquired: true, fencingTokens: requests.map((request) => fencingTokens.get(request) as number) };
   }
 
   async handOver(from: LeaseRef, to: LockRequest): Promise<{ fencingToken: number } | null> {
@@ -231,6 +262,45 @@ export class RedisLockBackend implements LockBackend {
     if (mode !== 'exclusive') throw new LockNotSupportedError('The redis backend supports exclusive locks only');
   }
 
+  /** One ACQUIRE_ALL script for requests whose keys share a slot (or any keys, off a Cluster). */
+  private async acquireGroup(requests: readonly LockRequest[]): Promise<AcquireAllOutcome> {
+    const grants = requests.map((request) => this.grantArgs(request));
+    const keys = grants.flatMap((grant) => grant.slice(0, 3));
+    const args = grants.flatMap((grant) => grant.slice(3));
+    const [granted, ...values] = (await this.run(ACQUIRE_ALL, [keys.length, ...keys, ...args])) as number[];
+    if (granted === 1) return { acquired: true, fencingTokens: values };
+    const held: { key: string; retryAfterMs: number | null }[] = [];
+    for (let index = 0; index + 1 < values.length; index += 2) {
+      const pttl = values[index + 1];
+      held.push({ key: requests[values[index] - 1].key, retryAfterMs: pttl >= 0 ? pttl : null });
+    }
+    return { acquired: false, held };
+  }
+
+  /** Requests grouped by Cluster slot, groups in slot order, requests in given order within one. */
+  private slotGroups(requests: readonly LockRequest[]): LockRequest[][] {
+    const groups = new Map<number, LockRequest[]>();
+    for (const request of requests) {
+      const slot = clusterSlot(this.clientKeyPrefix + lockKeys(request.key).lease);
+      const group = groups.get(slot);
+      if (group) group.push(request);
+      else groups.set(slot, [request]);
+    }
+    return [...groups.entries()].sort(([a], [b]) => a - b).map(([, group]) => group);
+  }
+
+  /** Give back the grants of a set that could not be completed; a failure leaves them to expire. */
+  private async rollBack(granted: readonly LockRequest[]): Promise<void> {
+    await Promise.all(
+      granted.map((request) =>
+        this.release(request).catch((error: unknown) =>
+          this.logger.warn(`Could not roll back lock "${request.key}" of a lock set: ${describe(error)}; it expires with its lease`),
+        ),
+      ),
+    );
+  }
+
+  /** KEYS (lease, fence, meta) then ARGV (the 8 grant arguments of `stamp_grant`). */
   private grantArgs(request: LockRequest): string[] {
     const keys = lockKeys(request.key);
     const { owner } = request;

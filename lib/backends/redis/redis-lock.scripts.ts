@@ -36,6 +36,23 @@ export function lockKeys(key: string): LockKeys {
   return { lease: base, fence: `${base}:fence`, meta: `${base}${META_SUFFIX}`, channel: `${base}:released` };
 }
 
+/**
+ * The Redis Cluster slot of a full key (client `keyPrefix` included): CRC16 (XMODEM) of the
+ * hash tag, or of the whole key when it has none, modulo 16384; as `CLUSTER KEYSLOT` computes it.
+ */
+export function clusterSlot(key: string): number {
+  let bytes = Buffer.from(key);
+  const open = bytes.indexOf(0x7b); // {
+  const close = open < 0 ? -1 : bytes.indexOf(0x7d, open + 1); // }
+  if (close > open + 1) bytes = bytes.subarray(open + 1, close);
+  let crc = 0;
+  for (const byte of bytes) {
+    crc ^= byte << 8;
+    for (let bit = 0; bit < 8; bit += 1) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc % 16384;
+}
+
 /** SCAN MATCH pattern for the meta keys of every lock whose key starts with `prefix`. */
 export function metaPattern(clientKeyPrefix: string, prefix: string): string {
   return `${globEscape(clientKeyPrefix)}{${globEscape(escapeTag(prefix))}*}${META_SUFFIX}`;
@@ -47,23 +64,28 @@ function globEscape(text: string): string {
 
 /**
  * Writes the fencing token and the holder metadata of a grant whose lease was just set.
- * KEYS: lease, fence, meta. ARGV: token, ttlMs, key, ownerId, instanceId, hostname, pid, mode.
+ * `stamp_grant(fence, meta, offset)` reads its 8 arguments from ARGV after `offset`:
+ * token, ttlMs, key, ownerId, instanceId, hostname, pid, mode.
  * `acquiredAt` is Redis' clock, so records from many hosts compare on one clock.
  */
 const STAMP_GRANT = `
 -- Redis < 5 replicates scripts verbatim and would refuse writes after TIME.
 if redis.replicate_commands then redis.replicate_commands() end
-local function stamp_grant()
-  local fence = redis.call('INCR', KEYS[2])
+local function stamp_grant(fence_key, meta_key, offset)
+  local function arg(n) return ARGV[offset + n] end
+  local fence = redis.call('INCR', fence_key)
   local now = redis.call('TIME')
   local acquired_at = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
-  redis.call('DEL', KEYS[3])
-  redis.call('HSET', KEYS[3], 'key', ARGV[3], 'token', ARGV[1], 'ownerId', ARGV[4], 'instanceId', ARGV[5],
-    'hostname', ARGV[6], 'pid', ARGV[7], 'mode', ARGV[8], 'acquiredAt', acquired_at, 'ttlMs', ARGV[2],
+  redis.call('DEL', meta_key)
+  redis.call('HSET', meta_key, 'key', arg(3), 'token', arg(1), 'ownerId', arg(4), 'instanceId', arg(5),
+    'hostname', arg(6), 'pid', arg(7), 'mode', arg(8), 'acquiredAt', acquired_at, 'ttlMs', arg(2),
     'fencingToken', fence)
   return fence
 end
 `;
+
+/** How many ARGV entries one grant takes (see `stamp_grant`). */
+export const GRANT_ARGS = 8;
 
 export interface LockScript {
   /** Method name given to ioredis `defineCommand` (EVALSHA with NOSCRIPT fallback). */
@@ -73,7 +95,10 @@ export interface LockScript {
   lua: string;
 }
 
-/** Returns `{1, fencingToken}` when granted, `{0, pttl}` (the holder's remaining lease) when not. */
+/**
+ * KEYS: lease, fence, meta. ARGV: the grant's 8 arguments.
+ * Returns `{1, fencingToken}` when granted, `{0, pttl}` (the holder's remaining lease) when not.
+ */
 export const ACQUIRE: LockScript = {
   name: 'nestjsLockAcquire',
   numberOfKeys: 3,
@@ -81,7 +106,35 @@ export const ACQUIRE: LockScript = {
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {0, redis.call('PTTL', KEYS[1])}
 end
-return {1, stamp_grant()}
+return {1, stamp_grant(KEYS[2], KEYS[3], 0)}
+`,
+};
+
+/**
+ * Several locks, all or none. KEYS: lease, fence, meta of each lock. ARGV: the 8 grant
+ * arguments of each lock, in the same order. Every lease is checked before any is set, so
+ * a miss writes nothing. Returns `{1, fence1, fence2, ...}` when all were granted, else
+ * `{0, n1, pttl1, n2, pttl2, ...}` for each lock n found held (pttl -1: held without expiry).
+ */
+export const ACQUIRE_ALL: LockScript = {
+  name: 'nestjsLockAcquireAll',
+  lua: `${STAMP_GRANT}
+local held = {0}
+for n = 1, #KEYS / 3 do
+  local pttl = redis.call('PTTL', KEYS[3 * n - 2])
+  if pttl ~= -2 then
+    held[#held + 1] = n
+    held[#held + 1] = pttl
+  end
+end
+if #held > 1 then return held end
+local fences = {1}
+for n = 1, #KEYS / 3 do
+  local offset = ${GRANT_ARGS} * (n - 1)
+  redis.call('SET', KEYS[3 * n - 2], ARGV[offset + 1], 'PX', ARGV[offset + 2])
+  fences[n + 1] = stamp_grant(KEYS[3 * n - 1], KEYS[3 * n], offset)
+end
+return fences
 `,
 };
 
@@ -96,7 +149,7 @@ export const HAND_OVER: LockScript = {
   lua: `${STAMP_GRANT}
 if redis.call('GET', KEYS[1]) ~= ARGV[9] then return false end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return stamp_grant()
+return stamp_grant(KEYS[2], KEYS[3], 0)
 `,
 };
 
@@ -178,4 +231,4 @@ return {'released', pttl, meta}
 `,
 };
 
-export const LOCK_SCRIPTS: readonly LockScript[] = [ACQUIRE, HAND_OVER, RELEASE, EXTEND, INSPECT, FORCE_RELEASE];
+export const LOCK_SCRIPTS: readonly LockScript[] = [ACQUIRE, ACQUIRE_ALL, HAND_OVER, RELEASE, EXTEND, INSPECT, FORCE_RELEASE];

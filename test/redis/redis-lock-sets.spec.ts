@@ -1,0 +1,171 @@
+import { Redis } from 'ioredis';
+import { performance } from 'node:perf_hooks';
+import { LockBackend, RedisLockBackend, type LockOwner, type LockRequest } from '../../lib';
+import { lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
+import { RedisServer } from '../support/redis-server';
+import { lockApp, uniquePrefix, type LockApp } from './redis-test-app';
+
+const owner: LockOwner = { ownerId: 'set-taker', instanceId: 'instance-1', hostname: 'host-a', pid: 4242 };
+
+/** Records the commands a client sends: each one is a round trip here (nothing is pipelined). */
+function recordCommands(client: Redis): { stop(): string[]; sofar(): string[] } {
+  const spy = jest.spyOn(client, 'sendCommand'); // calls through to ioredis
+  const sofar = (): string[] => spy.mock.calls.map(([command]) => command.name);
+  return {
+    sofar,
+    stop: () => {
+      const names = sofar();
+      spy.mockRestore();
+      return names;
+    },
+  };
+}
+
+describe('lock sets on a real redis-server: one script per set, all or none', () => {
+  let server: RedisServer;
+  let raw: Redis;
+  let client: Redis;
+  let backend: RedisLockBackend;
+  const apps: LockApp[] = [];
+  let tokens = 0;
+
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    raw = new Redis(server.url);
+    client = new Redis(server.url);
+    backend = new RedisLockBackend(client);
+    await backend.init();
+  });
+
+  afterAll(async () => {
+    await Promise.all(apps.splice(0).map(({ app }) => app.close()));
+    await backend.close();
+    client.disconnect();
+    raw.disconnect();
+    await server.destroy();
+  });
+
+  function request(key: string, who: LockOwner = owner): LockRequest {
+    tokens += 1;
+    return { key, token: `token-${tokens}`, ttlMs: 5_000, mode: 'exclusive', owner: who };
+  }
+
+  /** Script calls the server executed (EVALSHA and the EVAL fallback), from INFO commandstats. */
+  async function scriptCalls(): Promise<number> {
+    const stats = await raw.info('commandstats');
+    return [...stats.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)].reduce((sum, match) => sum + Number(match[1]), 0);
+  }
+
+  async function app(prefix: string): Promise<LockApp> {
+    const created = await lockApp({ backend: 'redis', redis: { url: server.url }, keyPrefix: prefix, ttlMs: 5_000 });
+    apps.push(created);
+    return created;
+  }
+
+  it('tryAcquireAll takes 3 keys in one script: lease, fence and metadata for each', async () => {
+    const prefix = uniquePrefix('all');
+    await backend.tryAcquireAll([request(`${prefix}warm-up`)]); // loads the script on this connection
+    const keys = ['a', 'b', 'c'].map((name) => `${prefix}${name}`);
+    const requests = keys.map((key) => request(key));
+    const before = await scriptCalls();
+    const sent = recordCommands(client);
+    const outcome = await backend.tryAcquireAll(requests);
+    expect(sent.stop()).toEqual(['evalsha']);
+    expect(await scriptCalls()).toBe(before + 1);
+
+    expect(outcome).toEqual({ acquired: true, fencingTokens: [1, 1, 1] });
+    for (const [index, key] of keys.entries()) {
+      const stored = lockKeys(key);
+      expect(await raw.get(stored.lease)).toBe(requests[index].token);
+      expect(await raw.pttl(stored.lease)).toBeGreaterThan(4_000);
+      expect(await raw.get(stored.fence)).toBe('1');
+      expect(await backend.inspect(key)).toMatchObject([{ key, ...owner, ttlMs: 5_000, fencingToken: 1 }]);
+    }
+  });
+
+  it('one key held by another holder: nothing of the set is written, the held key and its lease are named', async () => {
+    const prefix = uniquePrefix('none');
+    const keys = ['a', 'b', 'c'].map((name) => `${prefix}${name}`);
+    const other = await backend.tryAcquire(request(keys[1], { ...owner, ownerId: 'other' }));
+    expect(other.acquired).toBe(true);
+    const before = await scriptCalls();
+    const outcome = await backend.tryAcquireAll(keys.map((key) => request(key)));
+    expect(await scriptCalls()).toBe(before + 1);
+    expect(outcome).toEqual({ acquired: false, held: [{ key: keys[1], retryAfterMs: expect.any(Number) }] });
+    expect(!outcome.acquired && outcome.held[0].retryAfterMs).toBeGreaterThan(4_000);
+    for (const key of [keys[0], keys[2]]) {
+      // Not even the fencing counter moved: the script checks every lease before it writes.
+      expect(await raw.exists(lockKeys(key).lease, lockKeys(key).fence, lockKeys(key).meta)).toBe(0);
+    }
+    expect(await backend.inspect(keys[1])).toMatchObject([{ ownerId: 'other', fencingToken: 1 }]);
+
+    // A lease without expiry (written by something else) is named too, with no retry time.
+    await raw.set(lockKeys(keys[2]).lease, 'foreign');
+    const both = await backend.tryAcquireAll(keys.map((key) => request(key)));
+    expect(both).toEqual({ acquired: false, held: [{ key: keys[1], retryAfterMs: expect.any(Number) }, { key: keys[2], retryAfterMs: null }] });
+  });
+
+  it('withSpaceLocks and acquireMany take a 3-key set with one script call; nothing stays held on a miss', async () => {
+    const prefix = uniquePrefix('service');
+    const { app: one, locks } = await app(prefix);
+    const { locks: rival } = await app(prefix);
+    await locks.withSpaceLocks(['warm', 'up'], () => undefined);
+    const lockClient = one.get<RedisLockBackend>(LockBackend).client as Redis;
+
+    const sent = recordCommands(lockClient);
+    let duringWork: string[] = [];
+    const tokens = await locks.withSpaceLocks(['c', 'a', 'b'], (held) => {
+      duringWork = sent.sofar();
+      return held.map((lock) => [lock.key, lock.fencingToken]);
+    });
+    const afterRelease = sent.stop();
+    expect(duringWork).toEqual(['evalsha']);
+    expect(tokens).toEqual([
+      ['a', 1],
+      ['b', 1],
+      ['c', 1],
+    ]);
+    // Released in finally: one compare-and-delete per key.
+    expect(afterRelease).toEqual(['evalsha', 'evalsha', 'evalsha', 'evalsha']);
+    expect(await locks.list()).toEqual([]);
+
+    const blocker = await rival.acquire('b');
+    const before = await scriptCalls();
+    expect(await locks.withSpaceLocks(['a', 'b', 'c'], () => 'ran')).toEqual({ skipped: 'lock-held' });
+    await expect(locks.acquireMany(['a', 'b', 'c'])).rejects.toMatchObject({ name: 'LockHeldError', key: 'b' });
+    const missed = await locks.tryAcquireMany(['c', 'b', 'a']);
+    expect(await scriptCalls()).toBe(before + 3 + 1); // three set attempts, one inspect of the holder
+    expect(missed.acquired).toEqual([]);
+    expect(missed.unavailable).toMatchObject([{ key: 'b', reason: 'lock-held', holder: { fencingToken: blocker.fencingToken, local: false } }]);
+    expect((await locks.list()).map((record) => record.key)).toEqual(['b']);
+    expect(locks.held()).toEqual([]);
+    await blocker.release();
+  });
+
+  it('a set waiting on a held key is woken by its release and then takes the whole set at once', async () => {
+    const prefix = uniquePrefix('wait');
+    const { locks } = await app(prefix);
+    const { locks: rival } = await app(prefix);
+    const blocker = await rival.acquire('y');
+    const waiting = locks.acquireMany(['x', 'y', 'z'], { waitMs: 5_000 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await locks.inspect('x')).toBeNull(); // nothing is held while waiting
+    const releasedAt = performance.now();
+    await blocker.release();
+    const held = await waiting;
+    expect(performance.now() - releasedAt).toBeLessThan(500);
+    expect(held.map((lock) => [lock.key, lock.fencingToken])).toEqual([
+      ['x', 1],
+      ['y', 2],
+      ['z', 1],
+    ]);
+    await locks.releaseAll(held);
+
+    const stays = await rival.acquire('z');
+    const started = performance.now();
+    await expect(locks.acquireMany(['x', 'z'], { waitMs: 150 })).rejects.toMatchObject({ name: 'LockTimeoutError', key: 'z' });
+    expect(performance.now() - started).toBeGreaterThanOrEqual(140);
+    expect(await locks.inspect('x')).toBeNull();
+    await stays.release();
+  });
+});
