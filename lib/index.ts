@@ -27,6 +27,7 @@ export {
   LockOptionsError,
   LockNotSupportedError,
   LockLostError,
+  LockShuttingDownError,
   type LockLostReason,
 } from './lock.errors';
 export { LockBackend } from './lock-backend.interface';

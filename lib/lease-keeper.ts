@@ -11,7 +11,7 @@ export interface KeptLease {
 
 export interface LeaseKeeperHooks {
   /** Compare-and-extend a batch; rejects when the store is unreachable. */
-  extend(batch: readonly KeptLease[]): Promise<boolean[]>;
+  extend(batch: readonly KeptLease[]): Promise<(boolean | null)[]>;
   lost(lease: KeptLease, reason: 'taken-over' | 'lease-timed-out'): void;
   extendFailed(error: unknown, batchSize: number): void;
 }
@@ -90,7 +90,7 @@ export class LeaseKeeper {
   }
 
   private async beat(batch: KeptLease[], sentAt: number): Promise<void> {
-    let stillOurs: boolean[];
+    let stillOurs: (boolean | null)[];
     try {
       stillOurs = await this.hooks.extend(batch);
     } catch (error) {
@@ -99,7 +99,7 @@ export class LeaseKeeper {
       return;
     }
     batch.forEach((lease, index) => {
-      if (!this.leases.has(lease)) return;
+      if (!this.leases.has(lease) || stillOurs[index] === null) return;
       if (stillOurs[index]) {
         this.confirmed(lease, sentAt);
         return;

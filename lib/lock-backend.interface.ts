@@ -129,10 +129,11 @@ export interface LockBackend {
 
   /**
    * Compare-and-extend many leases in one round trip where the store allows it.
-   * Answers, in order, whether each lease is still ours. Throws `LockBackendError` when the
-   * store cannot be reached; the service then keeps counting down the local lease.
+   * Answers, in order, whether each lease is still ours, or `null` where the store could not
+   * say (part of a cluster unreachable). Throws when the store cannot be reached at all; in
+   * both cases the service keeps counting down the local lease.
    */
-  extend(leases: readonly ExtendRequest[]): Promise<boolean[]>;
+  extend(leases: readonly ExtendRequest[]): Promise<(boolean | null)[]>;
 
   /** Compare-and-release; wakes waiters on success. */
   release(lease: LeaseRef): Promise<ReleaseOutcome>;

@@ -81,6 +81,13 @@ export function resolveLockOptions(options: LockModuleOptions | undefined): Reso
   };
 }
 
+/** One printable line of at most 512 characters (it is written to logs). */
+export function assertPrintable(name: string, value: unknown): asserts value is string {
+  if (typeof value !== 'string' || value.length > 512 || CONTROL_CHARACTERS.test(value)) {
+    throw new LockOptionsError(`${name} must be a string of at most 512 characters without control characters`);
+  }
+}
+
 export function assertValidOwnerId(ownerId: unknown): asserts ownerId is string {
   if (typeof ownerId !== 'string' || ownerId.length === 0 || ownerId.length > 256 || CONTROL_CHARACTERS.test(ownerId)) {
     throw new LockOptionsError('ownerId must be a non-empty string of at most 256 characters without control characters');

@@ -75,11 +75,10 @@ export class LockLostError extends LockError {
   }
 }
 
-export type LockLostReason = 'taken-over' | 'expired' | 'lease-timed-out' | 'shutdown';
+export type LockLostReason = 'taken-over' | 'lease-timed-out' | 'shutdown';
 
 const LOST_REASON_TEXT: Record<LockLostReason, string> = {
   'taken-over': 'the store no longer has our token (expired or reaped)',
-  expired: 'the store reports the lease gone',
   'lease-timed-out': 'no heartbeat could extend the lease before it ran out',
   shutdown: 'the application is shutting down',
 };

@@ -4,7 +4,6 @@ import {
   Injectable,
   Logger,
   OnApplicationBootstrap,
-  OnModuleDestroy,
 } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -42,11 +41,12 @@ import {
   LockLostError,
   LockNotSupportedError,
   LockOptionsError,
+  LockShuttingDownError,
   LockTimeoutError,
   type LockLostReason,
 } from './lock.errors';
 import type { ResolvedLockModuleOptions } from './lock-module-options.interface';
-import { assertValidKey, resolveCallOptions } from './lock-options.validation';
+import { assertPrintable, assertValidKey, resolveCallOptions } from './lock-options.validation';
 
 type CallOptions = Required<LockCallOptions>;
 
@@ -77,7 +77,7 @@ class Lease implements HeldLock, KeptLease {
     readonly mode: LockMode,
     readonly ownerId: string,
     public ttlMs: number,
-    readonly heartbeatMs: number,
+    public heartbeatMs: number,
     sentAt: number,
   ) {
     this.nextBeatAt = sentAt + heartbeatMs;
@@ -151,7 +151,7 @@ type SetAttempt = { leases: Lease[] } | { missed: (Miss & { key: string })[] };
  * `finally`.
  */
 @Injectable()
-export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicationShutdown, OnModuleDestroy {
+export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(SpaceLockService.name);
   /** Random per module instance: tells our records from other processes' and replicas'. */
   readonly instanceId = randomUUID();
@@ -159,6 +159,8 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   private readonly lostListeners = new Set<(event: LockLostEvent) => void>();
   private readonly keeper: LeaseKeeper;
   private backendFailing = false;
+  private callsInFlight = 0;
+  private onCallsSettled?: () => void;
   private readonly shutdown = new AbortController();
   private readonly leaseHolder: LeaseHolder = {
     extendLease: (lease, ttlMs) => this.extendLease(lease, ttlMs),
@@ -265,7 +267,12 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     const sorted = this.sortedKeys(keys);
     const attempts: [string, Attempt][] = [];
     if (options?.partial) {
-      for (const key of sorted) attempts.push([key, await this.attempt(key, { ...options, waitMs: 0 })]);
+      try {
+        for (const key of sorted) attempts.push([key, await this.attempt(key, { ...options, waitMs: 0 })]);
+      } catch (error) {
+        await this.releaseAll(attempts.flatMap(([, attempt]) => (attempt instanceof Lease ? [attempt] : [])));
+        throw error;
+      }
     } else {
       const set = await this.attemptSet(sorted, { ...options, waitMs: 0 });
       if ('leases' in set) return { acquired: set.leases, unavailable: [] };
@@ -274,7 +281,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     const result: AcquireManyResult = { acquired: [], unavailable: [] };
     for (const [key, attempt] of attempts) {
       if (attempt instanceof Lease) result.acquired.push(attempt);
-      else result.unavailable.push({ key, reason: attempt.skipped, holder: await this.inspect(key) });
+      else result.unavailable.push({ key, reason: attempt.skipped, holder: await this.inspect(key).catch(() => null) });
     }
     return result;
   }
@@ -329,6 +336,9 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     if (typeof options?.reason !== 'string' || options.reason.trim() === '') {
       throw new LockOptionsError('forceRelease needs a non-empty reason');
     }
+    // Both end up in the log line: keep them to one printable line.
+    assertPrintable('forceRelease reason', options.reason);
+    if (options.caller !== undefined) assertPrintable('forceRelease caller', options.caller);
     const caller = options.caller ?? this.options.ownerId;
     const outcome = await this.call('forceRelease', () =>
       this.backend.forceRelease({
@@ -365,13 +375,10 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
         return this.releaseQuietly(lease);
       }),
     );
+    // Grants still on their way are given back (see `refuseIfClosing`) before the backend closes.
+    await this.callsSettled();
     this.keeper.stop();
     await this.backend.close?.();
-  }
-
-  async onModuleDestroy(): Promise<void> {
-    // Apps closed without shutdown hooks still get their leases back.
-    await this.beforeApplicationShutdown();
   }
 
   // --- acquiring -------------------------------------------------------------------
@@ -431,6 +438,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
         const sentAt = performance.now();
         const outcome = await this.askStoreForSet(requests);
         if (outcome.acquired) {
+          this.refuseIfClosing(outcome, requests);
           return { leases: requests.map((request, index) => this.grant(keys[index], request, outcome.fencingTokens[index], sentAt)) };
         }
         const [first] = outcome.held;
@@ -481,7 +489,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     if (options.waitMs === 0) return { skipped: 'in-progress', retryAfterMs: this.localRetryAfter(local) };
     const turn = await this.queueLocally(local, options, slotOnly);
     if (turn === 'timeout') return { skipped: 'in-progress', retryAfterMs: this.localRetryAfter(local) };
-    if (turn === 'shutdown') throw new LockError('The lock module is shutting down');
+    if (turn === 'shutdown') throw new LockShuttingDownError();
     return turn;
   }
 
@@ -491,11 +499,21 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
       const request = this.request(storeKey, options);
       const sentAt = performance.now();
       const outcome = await this.call('tryAcquire', () => this.backend.tryAcquire(request), (late) => this.giveBack(late, [request]));
-      if (outcome.acquired) return this.grant(key, request, outcome.fencingToken, sentAt);
+      if (outcome.acquired) {
+        this.refuseIfClosing(outcome, [request]);
+        return this.grant(key, request, outcome.fencingToken, sentAt);
+      }
       if (!(await this.waitForStore(storeKey, outcome.retryAfterMs, giveUpAt))) {
         return { skipped: 'lock-held', retryAfterMs: outcome.retryAfterMs };
       }
     }
+  }
+
+  /** A grant that arrives after shutdown began is given back at once, never handed to the caller. */
+  private refuseIfClosing(grant: { acquired: boolean }, requests: readonly LockRequest[]): void {
+    if (!this.closing) return;
+    this.giveBack(grant, requests);
+    throw new LockShuttingDownError();
   }
 
   /** One `tryAcquireAll` call for a whole set. */
@@ -504,9 +522,10 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     return this.call('tryAcquireAll', () => tryAcquireAll(requests), (late) => this.giveBack(late, requests));
   }
 
-  /** The store granted leases we stopped waiting for: give them back. */
-  private giveBack(late: { acquired: boolean }, requests: readonly LockRequest[]): void {
-    if (late.acquired) requests.forEach((request) => void this.backend.release(request).catch(() => undefined));
+  /** The store granted leases nobody will hold (we stopped waiting, or are closing): give them back. */
+  private giveBack(grant: { acquired: boolean }, requests: readonly LockRequest[]): void {
+    if (!grant.acquired) return;
+    for (const request of requests) void this.call('release', () => this.backend.release(request)).catch(() => undefined);
   }
 
   /**
@@ -526,7 +545,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     if (options.mode === 'shared' && !this.backend.capabilities.shared) {
       throw new LockNotSupportedError(`The ${this.backend.name} backend does not support shared locks`);
     }
-    if (this.closing) throw new LockError('The lock module is shutting down');
+    if (this.closing) throw new LockShuttingDownError();
     return options;
   }
 
@@ -537,7 +556,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   }
 
   private grant(key: string, request: LockRequest, fencingToken: number, sentAt: number): Lease {
-    const heartbeatMs = Math.max(1, Math.min(this.options.heartbeatMs, Math.floor(request.ttlMs / 3)));
+    const heartbeatMs = this.heartbeatFor(request.ttlMs);
     const lease = new Lease(
       this.leaseHolder,
       key,
@@ -553,6 +572,11 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     this.local.get(request.key)?.leases.add(lease);
     this.keeper.add(lease);
     return lease;
+  }
+
+  /** The module's heartbeat, or a third of a shorter per-call lease. */
+  private heartbeatFor(ttlMs: number): number {
+    return Math.max(1, Math.min(this.options.heartbeatMs, Math.floor(ttlMs / 3)));
   }
 
   private request(storeKey: string, options: CallOptions): LockRequest {
@@ -596,9 +620,12 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
       this.local.delete(storeKey);
       return;
     }
-    local.occupants = 1;
+    // Readers queued behind a writer go in together, as they would have without the writer.
+    const admitted = [next];
+    while (next.mode === 'shared' && local.waiters[0]?.mode === 'shared') admitted.push(local.waiters.shift() as LocalWaiter);
+    local.occupants = admitted.length;
     local.mode = next.mode;
-    next.grant('slot');
+    for (const waiter of admitted) waiter.grant('slot');
   }
 
   /** Wait behind this process's own holder for a turn, or `'timeout'` after `waitMs`. */
@@ -618,7 +645,8 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
         if (index >= 0) local.waiters.splice(index, 1);
         resolve('timeout');
       }, options.waitMs);
-      timer.unref();
+      // Left ref'd on purpose: a caller is awaiting this bounded wait, and a script whose only
+      // work is that wait must not exit in the middle of it.
       local.waiters.push(waiter);
     });
   }
@@ -636,9 +664,11 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     if (ttlMs !== undefined) {
       resolveCallOptions({ ttlMs }, this.options);
       lease.ttlMs = ttlMs;
+      lease.heartbeatMs = this.heartbeatFor(ttlMs);
     }
     const sentAt = performance.now();
     const [stillOurs] = await this.call('extend', () => this.backend.extend([lease.ref]));
+    if (stillOurs === null) throw new LockBackendError(this.backend.name, 'extend: the store could not say');
     if (stillOurs) this.keeper.confirmed(lease, sentAt);
     else this.lose(lease, 'taken-over');
     return Boolean(stillOurs);
@@ -673,11 +703,15 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     }
     const request = this.request(lease.storeKey, next.options);
     const sentAt = performance.now();
-    const handed = await this.call('handOver', () => handOver(lease.ref, request)).catch(() => null);
+    const handed = await this.call(
+      'handOver',
+      () => handOver(lease.ref, request),
+      (late) => this.giveBack({ acquired: late !== null }, [request]),
+    ).catch(() => null);
     if (!handed) return false;
     if (local.waiters[0] !== next) {
       // The waiter gave up while the store was answering: the new grant is nobody's.
-      await this.call('release', () => this.backend.release(request));
+      this.giveBack({ acquired: true }, [request]);
       return true;
     }
     local.waiters.shift();
@@ -715,7 +749,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
    * ours becomes a `LockBackendError` so callers can tell "store down" from "busy".
    */
   private call<T>(operation: string, run: () => Promise<T>, onLateResult?: (value: T) => void): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
+    const call = new Promise<T>((resolve, reject) => {
       let settled = false;
       const timer = setTimeout(() => {
         settled = true;
@@ -746,6 +780,23 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
         },
       );
     });
+    this.trackCall(call);
+    return call;
+  }
+
+  /** Counts store calls in flight so shutdown can wait for them before closing the backend. */
+  private trackCall(call: Promise<unknown>): void {
+    this.callsInFlight += 1;
+    const settled = (): void => {
+      this.callsInFlight -= 1;
+      if (this.callsInFlight === 0) this.onCallsSettled?.();
+    };
+    call.then(settled, settled);
+  }
+
+  private async callsSettled(): Promise<void> {
+    while (this.callsInFlight > 0) await new Promise<void>((resolve) => (this.onCallsSettled = resolve));
+    this.onCallsSettled = undefined;
   }
 
   private noteBackendFailure(what: string, error: unknown): void {

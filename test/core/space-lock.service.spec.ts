@@ -7,6 +7,7 @@ import {
   LockLostError,
   LockNotSupportedError,
   LockOptionsError,
+  LockShuttingDownError,
   LockTimeoutError,
   MemoryLockBackend,
   MemoryLockStore,
@@ -422,6 +423,78 @@ describe('SpaceLockService on the memory backend', () => {
     );
     // 7 holders: hand-off, hand-off, release, hand-off, hand-off, release, final release.
     expect(releases).toBe(3);
+  });
+
+  it('extend(ttlMs) to a shorter lease moves the heartbeat with it', async () => {
+    const store = new MemoryLockStore();
+    const holder = track(serviceOn(new MemoryLockBackend({ store }), { ttlMs: 3_000 }));
+    const rival = track(serviceOn(new MemoryLockBackend({ store })));
+    const lock = await holder.acquire('shorter');
+    expect(await lock.extend(300)).toBe(true);
+    const startedAt = performance.now();
+    await until(() => performance.now() - startedAt > 900);
+    expect(lock.signal.aborted).toBe(false);
+    expect(await rival.tryAcquire('shorter')).toBeNull();
+    await lock.release();
+  });
+
+  it('a hand-over the store answers after we gave up is given back, not left blocking the key', async () => {
+    const backend = new MemoryLockBackend();
+    const handOver = backend.handOver.bind(backend);
+    // The store does the hand-over at once but its answer is late (a paused connection).
+    backend.handOver = async (from, to) => {
+      const handed = await handOver(from, to);
+      await new Promise((resolve) => setTimeout(resolve, 120));
+      return handed;
+    };
+    const locks = track(serviceOn(backend, { backendTimeoutMs: 50 }));
+    const first = await locks.acquire('late-handover');
+    const waiter = locks.acquire('late-handover', { waitMs: 5_000 });
+    await new Promise((resolve) => setImmediate(resolve));
+    await expect(first.release()).resolves.toBe('not-owner');
+    const startedAt = performance.now();
+    const second = await waiter;
+    // Freed by giving the orphan grant back (~120 ms), not by its 30 s lease running out.
+    expect(performance.now() - startedAt).toBeLessThan(2_000);
+    expect(second.fencingToken).toBeGreaterThan(first.fencingToken);
+    await second.release();
+  });
+
+  it('a grant that arrives during shutdown is given back and never runs the work', async () => {
+    const backend = new MemoryLockBackend();
+    const tryAcquire = backend.tryAcquire.bind(backend);
+    backend.tryAcquire = async (request) => {
+      await new Promise((resolve) => setTimeout(resolve, 80));
+      return tryAcquire(request);
+    };
+    const locks = serviceOn(backend);
+    let ran = false;
+    const attempt = locks.withSpaceLock('late', () => {
+      ran = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    await locks.beforeApplicationShutdown();
+    await expect(attempt).rejects.toBeInstanceOf(LockShuttingDownError);
+    expect(ran).toBe(false);
+    expect(await backend.inspect('lock:late')).toEqual([]);
+  });
+
+  it('tryAcquireMany with partial releases what it took when the store fails midway', async () => {
+    const backend = new StallableBackend();
+    const tryAcquire = backend.tryAcquire.bind(backend);
+    backend.tryAcquire = async (request) => {
+      if (request.key === 'lock:p2') throw new Error('ECONNRESET');
+      return tryAcquire(request);
+    };
+    const locks = track(serviceOn(backend));
+    await expect(locks.tryAcquireMany(['p1', 'p2'], { partial: true })).rejects.toBeInstanceOf(LockBackendError);
+    expect(locks.held()).toEqual([]);
+    expect(await backend.inspect('lock:p1')).toEqual([]);
+  });
+
+  it('forceRelease refuses reasons that would forge log lines', async () => {
+    const locks = track(serviceOn(new MemoryLockBackend()));
+    await expect(locks.forceRelease('k', { reason: 'ok\nFAKE LOG LINE' })).rejects.toBeInstanceOf(LockOptionsError);
   });
 
   describe('bad input gets a typed error and leaves no lock', () => {

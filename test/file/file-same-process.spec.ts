@@ -25,6 +25,29 @@ describe('file backend inside one process', () => {
     return app.get<FileLockBackend>(LockBackend);
   }
 
+  it('readers queued behind a writer of this process go in together when it leaves', async () => {
+    const locks = await moduleInstance(kit.tempDir());
+    const writer = await locks.acquire('doc');
+    let inside = 0;
+    let maxInside = 0;
+    const readers = [0, 1, 2].map(() =>
+      locks.withSpaceLock(
+        'doc',
+        async () => {
+          inside += 1;
+          maxInside = Math.max(maxInside, inside);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          inside -= 1;
+        },
+        { mode: 'shared', waitMs: 5_000 },
+      ),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await writer.release();
+    await Promise.all(readers);
+    expect(maxInside).toBe(3);
+  });
+
   it('two withSpaceLock calls on one key: the second is in-progress; shared re-entry works', async () => {
     const locks = await moduleInstance(kit.tempDir());
     let release!: () => void;

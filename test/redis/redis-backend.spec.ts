@@ -168,6 +168,17 @@ describe('RedisLockBackend against a real redis-server', () => {
     expect((await grant(key)).fencingToken).toBe(held.fencingToken + 2);
   });
 
+  it('reaping a crashed holder\'s leftover record reports it released, once', async () => {
+    const key = `${uniquePrefix('reap-stale')}job`;
+    const held = await grant(key);
+    await server.cli('del', lockKeys(key).lease); // the lease ran out; the record stayed
+    expect(await backend.forceRelease({ key, reason: 'test' })).toEqual({
+      outcome: 'released',
+      previous: expect.objectContaining({ fencingToken: held.fencingToken }),
+    });
+    expect(await backend.forceRelease({ key, reason: 'test' })).toEqual({ outcome: 'not-held' });
+  });
+
   it('works on a client with its own ioredis keyPrefix (list strips it, waiters still wake)', async () => {
     const prefixed = new Redis(server.url, { keyPrefix: 'app1:' });
     const scoped = new RedisLockBackend(prefixed);

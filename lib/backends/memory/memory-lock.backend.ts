@@ -72,8 +72,8 @@ export class MemoryLockBackend implements LockBackend {
         signal.removeEventListener('abort', done);
         resolve();
       };
+      // Ref'd: someone awaits this bounded wait (see SpaceLockService.queueLocally).
       const timer = setTimeout(done, timeoutMs);
-      timer.unref();
       const unsubscribe = this.store.onRelease(key, done);
       signal.addEventListener('abort', done, { once: true });
     });

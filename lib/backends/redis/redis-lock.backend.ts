@@ -150,14 +150,14 @@ export class RedisLockBackend implements LockBackend {
     return typeof fencingToken === 'number' ? { fencingToken } : null;
   }
 
-  async extend(leases: readonly ExtendRequest[]): Promise<boolean[]> {
+  async extend(leases: readonly ExtendRequest[]): Promise<(boolean | null)[]> {
     if (leases.length === 0) return [];
     // A Cluster script may only touch one slot, and every lock has its own: one script per
     // lease there, all sent at once (pipelined per node). Standalone: one script per chunk.
     const chunkSize = this.isCluster ? 1 : this.settings.extendChunkSize;
     const chunks: ExtendRequest[][] = [];
     for (let start = 0; start < leases.length; start += chunkSize) chunks.push(leases.slice(start, start + chunkSize));
-    const answers = await Promise.all(
+    const answers = await Promise.allSettled(
       chunks.map((chunk) => {
         const keys = chunk.flatMap((lease) => {
           const { lease: leaseKey, meta } = lockKeys(lease.key);
@@ -167,7 +167,13 @@ export class RedisLockBackend implements LockBackend {
         return this.run(EXTEND, [keys.length, ...keys, ...args]) as Promise<number[]>;
       }),
     );
-    return answers.flat().map((answer) => answer === 1);
+    const failed = answers.find((answer): answer is PromiseRejectedResult => answer.status === 'rejected');
+    if (failed && answers.every((answer) => answer.status === 'rejected')) throw failed.reason;
+    // One Cluster shard failing over must not cost the leases on the healthy ones: its
+    // leases are "unknown" and keep counting down locally.
+    return answers.flatMap((answer, index) =>
+      answer.status === 'fulfilled' ? answer.value.map((value) => value === 1) : chunks[index].map(() => null),
+    );
   }
 
   async release(lease: LeaseRef): Promise<ReleaseOutcome> {

@@ -218,8 +218,10 @@ export const FORCE_RELEASE: LockScript = {
 local pttl = redis.call('PTTL', KEYS[1])
 local meta = redis.call('HGETALL', KEYS[3])
 if pttl == -2 then
+  if #meta == 0 then return {'not-held', pttl, meta} end
+  -- A crashed holder's record: removing it is the reap the operator asked for.
   redis.call('DEL', KEYS[3])
-  return {'not-held', pttl, meta}
+  return {'released', pttl, meta}
 end
 if ARGV[1] ~= '' and redis.call('HGET', KEYS[3], 'fencingToken') ~= ARGV[1] then
   return {'changed-hands', pttl, meta}
