@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import type { LockInfo } from '../held-lock.interface';
 import type { LockRecord } from '../lock-backend.interface';
+import { isPidAlive } from '../backends/file/holder-records';
 
 const THIS_HOST = hostname();
 
@@ -31,18 +32,10 @@ export function sweptView(record: LockRecord, keyPrefix: string): HolderView | n
   };
 }
 
-/**
- * Signal 0 asks the kernel whether the pid exists without touching it. EPERM means it exists
- * but belongs to another user. Only meaningful on this host (and in this pid namespace).
- */
+/** Whether the holder's process lives; `null` when it is on another host (we cannot tell). */
 export function isAlive(host: string, pid: number): boolean | null {
   if (host !== THIS_HOST || !Number.isSafeInteger(pid) || pid <= 0) return null;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return isPidAlive(pid);
 }
 
 const COLUMNS: readonly [header: string, cell: (view: HolderView) => string][] = [
