@@ -10,6 +10,7 @@ import { resolveLockOptions } from '../lock-options.validation';
 import { SpaceLockService } from '../space-lock.service';
 import { describeStore, type CommonArgs, type StoreLocation } from './args';
 import { CliError, ExitCode, errorText } from './exit-codes';
+import { settleWithin } from '../settle-within';
 
 export interface OpenStore {
   locks: SpaceLockService;
@@ -135,18 +136,8 @@ async function assertDirectory(dir: string): Promise<void> {
 
 /** Rejects with a backend `CliError` when `work` has not settled in `ms`; also maps its own failures. */
 export function bounded<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new CliError(ExitCode.Backend, `Could not ${what}: no answer within ${ms} ms`)), ms);
-    timer.unref();
-    work.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error instanceof CliError ? error : new CliError(ExitCode.Backend, `Could not ${what}: ${errorText(error)}`));
-      },
-    );
-  });
+  const failed = (error: unknown): never => {
+    throw error instanceof CliError ? error : new CliError(ExitCode.Backend, `Could not ${what}: ${errorText(error)}`);
+  };
+  return settleWithin(work, ms, () => new CliError(ExitCode.Backend, `Could not ${what}: no answer within ${ms} ms`)).catch(failed);
 }

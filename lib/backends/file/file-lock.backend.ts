@@ -14,6 +14,7 @@ import type {
   ReleaseOutcome,
 } from '../../lock-backend.interface';
 import { LockOptionsError } from '../../lock.errors';
+import { holderRecord } from '../holder-record';
 import { chooseMechanism } from './choose-mechanism';
 import type { FileBackendOptions, FileLockMechanism, FileStaleRecord } from './file-backend-options.interface';
 import {
@@ -426,19 +427,8 @@ export class FileLockBackend implements LockBackend {
   }
 
   private newRecord(request: LockRequest, fencingToken: number): StoredRecord {
-    return {
-      v: 1,
-      key: request.key,
-      grantId: newGrantId(),
-      ownerId: request.owner.ownerId,
-      instanceId: request.owner.instanceId,
-      hostname: request.owner.hostname,
-      pid: request.owner.pid,
-      mode: request.mode,
-      acquiredAt: Date.now(),
-      ttlMs: request.ttlMs,
-      fencingToken,
-    };
+    const { expiresInMs: _noExpiryOnDisk, ...record } = holderRecord(request, fencingToken);
+    return { v: 1, grantId: newGrantId(), ...record };
   }
 
   private reaperOwner(): LockRequest['owner'] {

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { LockRecord, LockRequest } from '../../lock-backend.interface';
+import { holderRecord } from '../holder-record';
 
 interface MemoryLease {
   token: string;
@@ -34,18 +35,7 @@ export class MemoryLockStore {
     this.leases.set(request.key, {
       token: request.token,
       expiresAt: performance.now() + request.ttlMs,
-      record: {
-        key: request.key,
-        ownerId: request.owner.ownerId,
-        instanceId: request.owner.instanceId,
-        hostname: request.owner.hostname,
-        pid: request.owner.pid,
-        mode: request.mode,
-        acquiredAt: Date.now(),
-        expiresInMs: request.ttlMs,
-        fencingToken,
-        ttlMs: request.ttlMs,
-      },
+      record: holderRecord(request, fencingToken),
     });
     return fencingToken;
   }

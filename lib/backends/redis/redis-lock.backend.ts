@@ -32,6 +32,7 @@ import {
   metaPattern,
   type LockScript,
 } from './redis-lock.scripts';
+import { settleWithin } from '../../settle-within';
 
 export type RedisClient = Redis | Cluster;
 
@@ -94,7 +95,7 @@ export class RedisLockBackend implements LockBackend {
     if (!this.settings.warnOnEviction) return;
     let policies: string[];
     try {
-      policies = await withTimeout(this.evictionPolicies(), this.settings.probeTimeoutMs);
+      policies = await settleWithin(this.evictionPolicies(), this.settings.probeTimeoutMs, noAnswerWithin(this.settings.probeTimeoutMs));
     } catch (error) {
       // CONFIG is often disabled or renamed on managed Redis: nothing to learn, nothing to fail.
       this.logger.debug(`Could not read maxmemory-policy: ${describe(error)}`);
@@ -235,7 +236,7 @@ export class RedisLockBackend implements LockBackend {
     this.channels.close();
     if (!this.settings.ownsClient || !this.resolved) return;
     try {
-      await withTimeout(this.client.quit(), QUIT_TIMEOUT_MS);
+      await settleWithin(this.client.quit(), QUIT_TIMEOUT_MS, noAnswerWithin(QUIT_TIMEOUT_MS));
     } catch {
       // Redis is gone or slow: nothing left to flush, drop the socket.
       this.client.disconnect();
@@ -401,23 +402,11 @@ function positive(name: string, value: number | undefined, fallback: number): nu
   return value;
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    timer.unref();
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
-}
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+function noAnswerWithin(ms: number): () => Error {
+  return () => new Error(`no answer within ${ms} ms`);
 }

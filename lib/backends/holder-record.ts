@@ -1,0 +1,17 @@
+import type { LockRecord, LockRequest } from '../lock-backend.interface';
+
+/** The holder record every backend stores for a grant, as of now. */
+export function holderRecord(request: LockRequest, fencingToken: number): LockRecord {
+  return {
+    key: request.key,
+    ownerId: request.owner.ownerId,
+    instanceId: request.owner.instanceId,
+    hostname: request.owner.hostname,
+    pid: request.owner.pid,
+    mode: request.mode,
+    acquiredAt: Date.now(),
+    expiresInMs: request.ttlMs,
+    fencingToken,
+    ttlMs: request.ttlMs,
+  };
+}
