@@ -88,3 +88,11 @@ function describe(value: unknown): string {
   const shown = value.length > 60 ? `${value.slice(0, 60)}…` : value;
   return JSON.stringify(shown);
 }
+
+/** The message of anything thrown, for log lines; duck-typed, as errors from another realm (vm, jest) fail `instanceof Error`. */
+export function errorMessage(error: unknown): string {
+  if (typeof error === 'object' && error !== null && typeof (error as { message?: unknown }).message === 'string') {
+    return (error as { message: string }).message;
+  }
+  return String(error);
+}

@@ -47,6 +47,7 @@ import {
 } from './lock.errors';
 import type { ResolvedLockModuleOptions } from './lock-module-options.interface';
 import { assertPrintable, assertValidKey, resolveCallOptions } from './lock-options.validation';
+import { errorMessage } from './lock.errors';
 
 type CallOptions = Required<LockCallOptions>;
 
@@ -249,7 +250,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
       [...locks].reverse().map((lock) =>
         lock.release().then(
           () => undefined,
-          (error: unknown) => this.logger.warn(`Could not release lock "${lock.key}": ${message(error)}; it expires with its lease`),
+          (error: unknown) => this.logger.warn(`Could not release lock "${lock.key}": ${errorMessage(error)}; it expires with its lease`),
         ),
       ),
     );
@@ -737,7 +738,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
       try {
         listener(event);
       } catch (listenerError) {
-        this.logger.error(`onLockLost listener threw: ${message(listenerError)}`);
+        this.logger.error(`onLockLost listener threw: ${errorMessage(listenerError)}`);
       }
     }
   }
@@ -776,7 +777,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
           if (settled) return;
           settled = true;
           clearTimeout(timer);
-          reject(error instanceof LockError ? error : new LockBackendError(this.backend.name, `${operation}: ${message(error)}`, error));
+          reject(error instanceof LockError ? error : new LockBackendError(this.backend.name, `${operation}: ${errorMessage(error)}`, error));
         },
       );
     });
@@ -802,7 +803,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   private noteBackendFailure(what: string, error: unknown): void {
     if (this.backendFailing) return;
     this.backendFailing = true;
-    this.logger.warn(`Lock backend "${this.backend.name}" failed during ${what}: ${message(error)}; leases count down locally`);
+    this.logger.warn(`Lock backend "${this.backend.name}" failed during ${what}: ${errorMessage(error)}; leases count down locally`);
   }
 
   private backendRecovered(): void {
@@ -833,7 +834,3 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
 }
 
 const HOSTNAME = hostname();
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_KEY_PREFIX } from '../lock.constants';
-import { CliError, ExitCode, errorText } from './exit-codes';
+import { errorMessage } from '../lock.errors';
+import { CliError, ExitCode } from './exit-codes';
 
 /** Every option the CLI knows; each command says which of them it accepts. */
 const OPTIONS = {
@@ -49,7 +50,7 @@ export function parseCommandLine(argv: readonly string[]): ParsedCommandLine {
     return { command, positionals: rest, values };
   } catch (error) {
     // parseArgs explains unknown options and missing values well; keep its words.
-    throw new CliError(ExitCode.Usage, errorText(error));
+    throw new CliError(ExitCode.Usage, errorMessage(error));
   }
 }
 

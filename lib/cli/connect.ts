@@ -9,7 +9,8 @@ import type { LockModuleOptions } from '../lock-module-options.interface';
 import { resolveLockOptions } from '../lock-options.validation';
 import { SpaceLockService } from '../space-lock.service';
 import { describeStore, type CommonArgs, type StoreLocation } from './args';
-import { CliError, ExitCode, errorText } from './exit-codes';
+import { errorMessage } from '../lock.errors';
+import { CliError, ExitCode } from './exit-codes';
 import { settleWithin } from '../settle-within';
 
 export interface OpenStore {
@@ -52,7 +53,7 @@ export async function openStore(args: CommonArgs, callerId: string): Promise<Ope
         ownerId: callerId,
       });
     } catch (error) {
-      throw new CliError(ExitCode.Usage, errorText(error));
+      throw new CliError(ExitCode.Usage, errorMessage(error));
     }
     const backend = await bounded(createLockBackend({ options, moduleRef: NO_MODULE_REF }), args.timeoutMs, `open ${where}`);
     const locks = new SpaceLockService(options, backend);
@@ -137,7 +138,7 @@ async function assertDirectory(dir: string): Promise<void> {
 /** Rejects with a backend `CliError` when `work` has not settled in `ms`; also maps its own failures. */
 export function bounded<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   const failed = (error: unknown): never => {
-    throw error instanceof CliError ? error : new CliError(ExitCode.Backend, `Could not ${what}: ${errorText(error)}`);
+    throw error instanceof CliError ? error : new CliError(ExitCode.Backend, `Could not ${what}: ${errorMessage(error)}`);
   };
   return settleWithin(work, ms, () => new CliError(ExitCode.Backend, `Could not ${what}: no answer within ${ms} ms`)).catch(failed);
 }

@@ -25,11 +25,3 @@ export class CliError extends Error {
     this.name = 'CliError';
   }
 }
-
-/** The message of anything thrown; duck-typed because errors from another realm (vm, jest) fail `instanceof Error`. */
-export function errorText(error: unknown): string {
-  if (typeof error === 'object' && error !== null && typeof (error as { message?: unknown }).message === 'string') {
-    return (error as { message: string }).message;
-  }
-  return String(error);
-}

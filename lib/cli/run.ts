@@ -3,7 +3,8 @@ import { InvalidLockKeyError, LockOptionsError } from '../lock.errors';
 import { DEFAULT_TIMEOUT_MS, REDIS_URL_ENV, assertOptionsAllowed, commonArgs, parseCommandLine, type ParsedCommandLine } from './args';
 import { COMMANDS, type CliIo } from './commands';
 import { openStore } from './connect';
-import { CliError, ExitCode, errorText } from './exit-codes';
+import { errorMessage } from '../lock.errors';
+import { CliError, ExitCode } from './exit-codes';
 import { sweptView } from './format';
 
 /** Runs one command line and answers its exit code; never throws, never exits the process. */
@@ -37,7 +38,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<ExitCo
       await store.close();
     }
   } catch (error) {
-    io.err(`nestjs-lock: ${errorText(error)}\n`);
+    io.err(`nestjs-lock: ${errorMessage(error)}\n`);
     return exitCodeOf(error);
   }
 }

@@ -13,7 +13,7 @@ import type {
   LockRequest,
   ReleaseOutcome,
 } from '../../lock-backend.interface';
-import { LockOptionsError } from '../../lock.errors';
+import { errorMessage, LockOptionsError } from '../../lock.errors';
 import { holderRecord } from '../holder-record';
 import { chooseMechanism } from './choose-mechanism';
 import type { FileBackendOptions, FileLockMechanism, FileStaleRecord } from './file-backend-options.interface';
@@ -423,7 +423,7 @@ export class FileLockBackend implements LockBackend {
   }
 
   private hookFailed(error: unknown): void {
-    this.logger.error(`file.onStale threw: ${error instanceof Error ? error.message : String(error)}`);
+    this.logger.error(`file.onStale threw: ${errorMessage(error)}`);
   }
 
   private newRecord(request: LockRequest, fencingToken: number): StoredRecord {

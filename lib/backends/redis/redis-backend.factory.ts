@@ -4,6 +4,7 @@ import { LockOptionsError } from '../../lock.errors';
 import type { LockBackendFactory } from '../lock-backend.factory';
 import type { RedisBackendOptions } from './redis-backend-options.interface';
 import { RedisLockBackend, type RedisClient } from './redis-lock.backend';
+import { errorMessage } from '../../lock.errors';
 
 /** Owned connections fail fast while Redis is down instead of queueing calls nobody waits for. */
 const OWNED_CONNECTION_DEFAULTS: RedisOptions = { maxRetriesPerRequest: 1, connectionName: 'nestjs-lock' };
@@ -71,7 +72,7 @@ function fromApp<T>(moduleRef: ModuleRef, token: abstract new (...args: never[])
     return moduleRef.get(token, { strict: false });
   } catch (error) {
     throw new LockOptionsError(
-      `redis.namespace / redis.clusterNamespace needs @nestjs-labs/nestjs-ioredis's ${module}.forRoot registered in the app: ${describe(error)}`,
+      `redis.namespace / redis.clusterNamespace needs @nestjs-labs/nestjs-ioredis's ${module}.forRoot registered in the app: ${errorMessage(error)}`,
     );
   }
 }
@@ -80,10 +81,6 @@ async function load<T>(importer: () => Promise<T>, name: string): Promise<T> {
   try {
     return await importer();
   } catch (error) {
-    throw new LockOptionsError(`backend "redis" needs the optional package "${name}": npm install ${name} (${describe(error)})`);
+    throw new LockOptionsError(`backend "redis" needs the optional package "${name}": npm install ${name} (${errorMessage(error)})`);
   }
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -33,6 +33,7 @@ import {
   type LockScript,
 } from './redis-lock.scripts';
 import { settleWithin } from '../../settle-within';
+import { errorMessage } from '../../lock.errors';
 
 export type RedisClient = Redis | Cluster;
 
@@ -98,7 +99,7 @@ export class RedisLockBackend implements LockBackend {
       policies = await settleWithin(this.evictionPolicies(), this.settings.probeTimeoutMs, noAnswerWithin(this.settings.probeTimeoutMs));
     } catch (error) {
       // CONFIG is often disabled or renamed on managed Redis: nothing to learn, nothing to fail.
-      this.logger.debug(`Could not read maxmemory-policy: ${describe(error)}`);
+      this.logger.debug(`Could not read maxmemory-policy: ${errorMessage(error)}`);
       return;
     }
     const risky = [...new Set(policies.filter((policy) => policy !== 'noeviction'))];
@@ -301,7 +302,7 @@ export class RedisLockBackend implements LockBackend {
     await Promise.all(
       granted.map((request) =>
         this.release(request).catch((error: unknown) =>
-          this.logger.warn(`Could not roll back lock "${request.key}" of a lock set: ${describe(error)}; it expires with its lease`),
+          this.logger.warn(`Could not roll back lock "${request.key}" of a lock set: ${errorMessage(error)}; it expires with its lease`),
         ),
       ),
     );
@@ -403,9 +404,6 @@ function positive(name: string, value: number | undefined, fallback: number): nu
 }
 
 
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 function noAnswerWithin(ms: number): () => Error {
   return () => new Error(`no answer within ${ms} ms`);

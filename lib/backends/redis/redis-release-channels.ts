@@ -1,5 +1,6 @@
 import type { Logger } from '@nestjs/common';
 import type { Cluster, Redis } from 'ioredis';
+import { errorMessage } from '../../lock.errors';
 
 type Waker = () => void;
 
@@ -74,7 +75,7 @@ export class ReleaseChannels {
       subscribed: subscriber.subscribe(channel).then(
         () => true,
         (error: unknown) => {
-          this.logger.debug(`SUBSCRIBE ${channel} failed: ${describe(error)}; waiting on the timer`);
+          this.logger.debug(`SUBSCRIBE ${channel} failed: ${errorMessage(error)}; waiting on the timer`);
           return false;
         },
       ),
@@ -99,12 +100,8 @@ export class ReleaseChannels {
       if (entry) [...entry.waiters].forEach((wake) => wake());
     });
     // Without a listener ioredis reports every reconnect failure as an unhandled error event.
-    subscriber.on('error', (error: unknown) => this.logger.debug(`subscriber: ${describe(error)}`));
+    subscriber.on('error', (error: unknown) => this.logger.debug(`subscriber: ${errorMessage(error)}`));
     this.subscriber = subscriber;
     return subscriber;
   }
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
