@@ -4,7 +4,7 @@
  * Options: `--only 1,5` runs some scenarios; `--write FILE` also writes the markdown there.
  */
 import { execSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -121,7 +121,12 @@ async function main(): Promise<void> {
     ...sections,
   ].join('\n');
   process.stdout.write(`\n## Targets\n\n${summary}\n`);
-  if (args.write) writeFileSync(args.write, `${document}\n`);
+  if (args.write) {
+    // Hand-written analysis of the misses, kept next to the numbers.
+    const notesPath = join(__dirname, 'NOTES.md');
+    const notes = existsSync(notesPath) ? `\n${readFileSync(notesPath, 'utf8')}` : '';
+    writeFileSync(args.write, `${document}\n${notes}`);
+  }
 }
 
 main().then(
