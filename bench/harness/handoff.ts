@@ -15,6 +15,8 @@ export interface HandoffOptions {
   /** Measured part, after `warmupMs`. */
   durationMs: number;
   warmupMs: number;
+  /** How long after the run's end a worker may still be finishing before the run fails. Default 30 s. */
+  graceMs?: number;
   /** Snapshots around the whole run (warm-up included); `ops` = every acquisition. */
   probe?: WindowProbe;
 }
@@ -70,7 +72,7 @@ export async function runHandoff(options: HandoffOptions): Promise<HandoffRun> {
         for (const other of workers) other.send(broadcast);
       }));
     }
-    const results = workers.map((worker) => worker.next('result', options.warmupMs + options.durationMs + 120_000));
+    const results = workers.map((worker) => worker.next('result', options.warmupMs + options.durationMs + (options.graceMs ?? 30_000)));
     await options.probe?.start();
     const goAt = hrNow();
     for (const worker of workers) worker.send({ type: 'go' });

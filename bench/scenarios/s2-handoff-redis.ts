@@ -26,14 +26,25 @@ export async function handoffMatrix(
   const cells = variants.flatMap((variant) => kinds.map((kind) => ({ variant, kind })));
   const runs = new Map<string, HandoffRun[]>(cells.map((cell) => [`${cell.variant.label}|${cell.kind}`, []]));
   const reps = context.quick ? 1 : context.reps;
+  const retried: string[] = [];
   for (let rep = 0; rep < reps; rep++) {
     for (let i = 0; i < cells.length; i++) {
       const { variant, kind } = cells[(i + rep) % cells.length];
       context.log(`  rep ${rep + 1}/${reps} ${variant.label} ${kind}`);
-      const run = await runHandoff({ kind, context: context.locks, key: `${key}:${kind}`, ...variant, durationMs, warmupMs: context.quick ? 100 : 200, probe: probe?.() });
+      const options = { kind, context: context.locks, key: `${key}:${kind}:${rep}`, ...variant, durationMs, warmupMs: context.quick ? 100 : 200, graceMs: context.quick ? 8_000 : 30_000 };
+      let run: HandoffRun;
+      try {
+        run = await runHandoff({ ...options, probe: probe?.() });
+      } catch (error) {
+        // A stuck run (seen rarely with proper-lockfile's retry loop) must not sink the scenario.
+        context.log(`  ${variant.label} ${kind} failed (${error instanceof Error ? error.message : String(error)}); retrying once with fresh workers`);
+        retried.push(`${LABELS[kind]} (${variant.label})`);
+        run = await runHandoff({ ...options, key: `${options.key}:retry`, probe: probe?.() });
+      }
       runs.get(`${variant.label}|${kind}`)!.push(run);
     }
   }
+  if (retried.length > 0) context.log(`  retried: ${retried.join(', ')}`);
   return new Map([...runs].map(([cell, list]) => [cell, summarizeHandoff(list)]));
 }
 
