@@ -39,8 +39,9 @@ export class LeaseKeeper {
   }
 
   delete(lease: KeptLease): void {
+    // The timer stays armed (unref'd) when the last lease goes: re-arming it for every
+    // short-lived lease cost more than one spare tick.
     this.leases.delete(lease);
-    if (this.leases.size === 0) this.stop();
   }
 
   /**

@@ -18,7 +18,8 @@ export function assertValidKey(key: unknown): asserts key is string {
   if (typeof key !== 'string') throw new InvalidLockKeyError(key, 'must be a string');
   if (key.length === 0) throw new InvalidLockKeyError(key, 'must not be empty');
   if (CONTROL_CHARACTERS.test(key)) throw new InvalidLockKeyError(key, 'must not contain control characters');
-  if (Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) {
+  // A UTF-16 unit is at most 3 bytes of UTF-8: short keys need no count.
+  if (key.length * 3 > MAX_KEY_BYTES && Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) {
     throw new InvalidLockKeyError(key, `must be at most ${MAX_KEY_BYTES} bytes of UTF-8`);
   }
 }

@@ -20,6 +20,7 @@ import type {
   Skipped,
   SkipReason,
 } from './held-lock.interface';
+import { CallDeadlines } from './call-deadlines';
 import { LeaseKeeper, type KeptLease } from './lease-keeper';
 import { newLockToken } from './lock-token';
 import {
@@ -160,8 +161,9 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   private readonly lostListeners = new Set<(event: LockLostEvent) => void>();
   private readonly keeper: LeaseKeeper;
   private backendFailing = false;
-  private callsInFlight = 0;
-  private onCallsSettled?: () => void;
+  private readonly deadlines: CallDeadlines;
+  private readonly defaultCallOptions: CallOptions;
+  private readonly defaultOwner: LockOwner;
   private readonly shutdown = new AbortController();
   private readonly leaseHolder: LeaseHolder = {
     extendLease: (lease, ttlMs) => this.extendLease(lease, ttlMs),
@@ -173,6 +175,9 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     @Inject(LOCK_OPTIONS) private readonly options: ResolvedLockModuleOptions,
     @Inject(LockBackend) private readonly backend: LockBackend,
   ) {
+    this.deadlines = new CallDeadlines(options.backendTimeoutMs);
+    this.defaultCallOptions = Object.freeze(resolveCallOptions(undefined, options));
+    this.defaultOwner = Object.freeze({ ownerId: options.ownerId, instanceId: this.instanceId, hostname: HOSTNAME, pid: process.pid });
     this.keeper = new LeaseKeeper({
       extend: (batch) => this.call('extend', () => this.backend.extend(batch.map((lease) => (lease as Lease).ref))),
       lost: (lease, reason) => this.lose(lease as Lease, reason),
@@ -247,12 +252,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   /** Release every lock given; failures are logged, never thrown. */
   async releaseAll(locks: readonly HeldLock[]): Promise<void> {
     await Promise.all(
-      [...locks].reverse().map((lock) =>
-        lock.release().then(
-          () => undefined,
-          (error: unknown) => this.logger.warn(`Could not release lock "${lock.key}": ${errorMessage(error)}; it expires with its lease`),
-        ),
-      ),
+      [...locks].reverse().map((lock) => lock.release().then(noop, (error: unknown) => this.releaseFailed(lock, error))),
     );
   }
 
@@ -377,7 +377,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
       }),
     );
     // Grants still on their way are given back (see `refuseIfClosing`) before the backend closes.
-    await this.callsSettled();
+    await this.deadlines.idle();
     this.keeper.stop();
     await this.backend.close?.();
   }
@@ -542,7 +542,8 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   }
 
   private callOptions(given: LockCallOptions | undefined): CallOptions {
-    const options = resolveCallOptions(given, this.options);
+    // Most calls pass no options: validate the defaults once, not per call.
+    const options = given === undefined ? this.defaultCallOptions : resolveCallOptions(given, this.options);
     if (options.mode === 'shared' && !this.backend.capabilities.shared) {
       throw new LockNotSupportedError(`The ${this.backend.name} backend does not support shared locks`);
     }
@@ -591,7 +592,8 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   }
 
   private owner(ownerId: string): LockOwner {
-    return { ownerId, instanceId: this.instanceId, hostname: HOSTNAME, pid: process.pid };
+    if (ownerId === this.defaultOwner.ownerId) return this.defaultOwner;
+    return { ...this.defaultOwner, ownerId };
   }
 
   // --- the in-process mutex ----------------------------------------------------------
@@ -682,7 +684,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     const local = this.local.get(lease.storeKey);
     local?.leases.delete(lease);
     try {
-      if (wasHeld && local && (await this.handOverLocally(lease, local))) return 'released';
+      if (wasHeld && local && local.waiters.length > 0 && (await this.handOverLocally(lease, local))) return 'released';
       return await this.call('release', () => this.backend.release(lease.ref));
     } finally {
       this.vacate(lease.storeKey);
@@ -723,7 +725,11 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   }
 
   private releaseQuietly(lease: Lease): Promise<void> {
-    return this.releaseAll([lease]);
+    return lease.release().then(noop, (error: unknown) => this.releaseFailed(lease, error));
+  }
+
+  private releaseFailed(lock: HeldLock, error: unknown): void {
+    this.logger.warn(`Could not release lock "${lock.key}": ${errorMessage(error)}; it expires with its lease`);
   }
 
   private lose(lease: Lease, reason: LockLostReason): void {
@@ -750,15 +756,10 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
    * ours becomes a `LockBackendError` so callers can tell "store down" from "busy".
    */
   private call<T>(operation: string, run: () => Promise<T>, onLateResult?: (value: T) => void): Promise<T> {
-    const call = new Promise<T>((resolve, reject) => {
-      let settled = false;
-      const timer = setTimeout(() => {
-        settled = true;
-        reject(
-          new LockBackendError(this.backend.name, `${operation} timed out after ${this.options.backendTimeoutMs} ms`),
-        );
-      }, this.options.backendTimeoutMs);
-      timer.unref();
+    return new Promise<T>((resolve, reject) => {
+      const watched = this.deadlines.watch(() =>
+        reject(new LockBackendError(this.backend.name, `${operation} timed out after ${this.options.backendTimeoutMs} ms`)),
+      );
       let pending: Promise<T>;
       try {
         pending = run();
@@ -767,37 +768,18 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
       }
       pending.then(
         (value) => {
-          if (settled) return onLateResult?.(value);
-          settled = true;
-          clearTimeout(timer);
+          if (watched.done) return onLateResult?.(value);
+          this.deadlines.settle(watched);
           this.backendRecovered();
           resolve(value);
         },
         (error: unknown) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
+          if (watched.done) return;
+          this.deadlines.settle(watched);
           reject(error instanceof LockError ? error : new LockBackendError(this.backend.name, `${operation}: ${errorMessage(error)}`, error));
         },
       );
     });
-    this.trackCall(call);
-    return call;
-  }
-
-  /** Counts store calls in flight so shutdown can wait for them before closing the backend. */
-  private trackCall(call: Promise<unknown>): void {
-    this.callsInFlight += 1;
-    const settled = (): void => {
-      this.callsInFlight -= 1;
-      if (this.callsInFlight === 0) this.onCallsSettled?.();
-    };
-    call.then(settled, settled);
-  }
-
-  private async callsSettled(): Promise<void> {
-    while (this.callsInFlight > 0) await new Promise<void>((resolve) => (this.onCallsSettled = resolve));
-    this.onCallsSettled = undefined;
   }
 
   private noteBackendFailure(what: string, error: unknown): void {
@@ -834,3 +816,5 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
 }
 
 const HOSTNAME = hostname();
+
+function noop(): void {}
