@@ -8,7 +8,7 @@ import {
   ServiceUnavailableException,
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import { concatWith, defer, finalize, ignoreElements, Observable, of } from 'rxjs';
+import { Observable, of } from 'rxjs';
 import type { HeldLock } from './held-lock.interface';
 import { LOCK_REQUEST_PROPERTY, WITH_LOCK_METADATA } from './lock.constants';
 import {
@@ -49,7 +49,7 @@ export class LockInterceptor implements NestInterceptor {
     const { onLocked, ...callOptions } = metadata.options;
     let held: HeldLock[];
     try {
-      held = await this.locks.acquireMany(keys, callOptions);
+      held = keys.length === 1 ? [await this.locks.acquire(keys[0], callOptions)] : await this.locks.acquireMany(keys, callOptions);
     } catch (error) {
       if (error instanceof LockHeldError || error instanceof LockTimeoutError) {
         if (onLocked === 'skip') return of({ skipped: error instanceof LockHeldError ? error.reason : 'lock-held' });
@@ -61,18 +61,7 @@ export class LockInterceptor implements NestInterceptor {
       throw error;
     }
     this.exposeLocks(context, held);
-    let released = false;
-    const releaseOnce = (): Promise<void> => {
-      if (released) return Promise.resolve();
-      released = true;
-      return this.locks.releaseAll(held);
-    };
-    // Release when the handler's stream completes (before Nest writes a plain response; after
-    // the last event of a stream), and again (no-op) if the stream errors or is torn down.
-    return next.handle().pipe(
-      concatWith(defer(() => releaseOnce()).pipe(ignoreElements())),
-      finalize(() => void releaseOnce()),
-    );
+    return releasedWhenDone(next.handle(), () => this.locks.releaseAll(held));
   }
 
   /** Keys for this call, or 400 when the request lacks a value a template needs. */
@@ -91,10 +80,12 @@ export class LockInterceptor implements NestInterceptor {
     }
   }
 
-  /** What `{root.path}` placeholders read: the raw request, so guards' `user` is there too. */
+  /**
+   * What `{root.path}` placeholders read: the raw request itself (so a guard's `user` is there
+   * too); bootstrap already refused roots other than `HTTP_TEMPLATE_ROOTS`.
+   */
   protected templateSource(context: ExecutionContext): Record<string, unknown> {
-    const request = context.switchToHttp().getRequest<Record<string, unknown>>();
-    return Object.fromEntries(HTTP_TEMPLATE_ROOTS.map((root) => [root, request?.[root]]));
+    return context.switchToHttp().getRequest<Record<string, unknown>>() ?? {};
   }
 
   protected exposeLocks(context: ExecutionContext, locks: HeldLock[]): void {
@@ -146,4 +137,25 @@ export class LockInterceptor implements NestInterceptor {
     if (typeof response?.header === 'function') response.header(name, value);
     else response?.setHeader?.(name, value);
   }
+}
+
+/**
+ * `source`, with `release` run once when it completes (before the completion is passed on, so
+ * Nest writes a plain response only after the lock is free), errors (before the error) or is
+ * unsubscribed early. One Observable instead of an operator chain: this is on every request.
+ */
+function releasedWhenDone<T>(source: Observable<T>, release: () => Promise<void>): Observable<T> {
+  return new Observable<T>((subscriber) => {
+    let released: Promise<void> | undefined;
+    const releaseOnce = (): Promise<void> => (released ??= release());
+    const subscription = source.subscribe({
+      next: (value) => subscriber.next(value),
+      error: (error: unknown) => void releaseOnce().then(() => subscriber.error(error)),
+      complete: () => void releaseOnce().then(() => subscriber.complete()),
+    });
+    return () => {
+      subscription.unsubscribe();
+      void releaseOnce();
+    };
+  });
 }

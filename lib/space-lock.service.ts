@@ -251,6 +251,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
 
   /** Release every lock given; failures are logged, never thrown. */
   async releaseAll(locks: readonly HeldLock[]): Promise<void> {
+    if (locks.length === 1) return locks[0].release().then(noop, (error: unknown) => this.releaseFailed(locks[0], error));
     await Promise.all(
       [...locks].reverse().map((lock) => lock.release().then(noop, (error: unknown) => this.releaseFailed(lock, error))),
     );
