@@ -16,7 +16,9 @@ export function x(value: number): string {
 export function table(headers: readonly string[], rows: readonly (readonly Cell[])[]): string {
   const text = rows.map((row) => row.map((cell) => (typeof cell === 'number' ? num(cell) : cell)));
   const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`;
-  const align = headers.map((_, index) => (index === 0 ? '---' : '---:'));
+  // Numbers right, words left.
+  const numeric = /^(?:[-+]?[\d,.]+(?:x|%| ms| s)?|–|∞.*)$/;
+  const align = headers.map((_, index) => (index > 0 && text.every((row) => numeric.test(row[index] ?? '')) ? '---:' : '---'));
   return [line(headers), line(align), ...text.map(line)].join('\n');
 }
 
