@@ -103,8 +103,8 @@ export const httpScenario: Scenario = {
           measured: `${x(rps[2] / rps[0])} (a no-op async interceptor alone: ${x(rps[1] / rps[0])})`,
           met: rps[2] >= 0.85 * rps[0],
         },
-        { scenario: '7', target: 'proposed design (lock in a handler wrapper, no interceptor), memory: report', measured: x(rps[3] / rps[0]), met: null },
-        ...(redis ? [{ scenario: '7', target: '@WithLock (redis) vs undecorated: report', measured: x(rps[4] / rps[0]), met: null }] : []),
+        { scenario: '7', target: 'proposed design (lock in a handler wrapper, no interceptor), memory, vs undecorated', measured: x(rps[3] / rps[0]), met: null },
+        ...(redis ? [{ scenario: '7', target: '@WithLock (redis) vs undecorated', measured: x(rps[4] / rps[0]), met: null }] : []),
       ],
     };
   },
