@@ -23,6 +23,7 @@ import {
   stopWorkers,
   uniquePrefix,
 } from './ops-support';
+import { settleWithin } from '../../lib/settle-within';
 
 describe('operating locks on Redis (private redis-server, real processes)', () => {
   let redis: RedisServer;
@@ -202,17 +203,5 @@ describe('operating locks on Redis (private redis-server, real processes)', () =
 });
 
 function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms);
-    work.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
+  return settleWithin(work, ms, () => new Error(`${what} took over ${ms} ms`));
 }

@@ -2,26 +2,17 @@ import { constants } from 'node:fs';
 import { link, lstat, mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { LockMode, LockRecord } from '../../lock-backend.interface';
+import type { LockRecord } from '../../lock-backend.interface';
 import { LockBackendError } from '../../lock.errors';
 import { isHoldersDir, parseRecordName, recordName, TEMP_NAME, tempName } from './lock-file-names';
 
 export const HOSTNAME = hostname();
 
-/** What a record file holds: one grant of one holder. */
-export interface StoredRecord {
-  v: 1;
-  key: string;
-  grantId: string;
-  ownerId: string;
-  instanceId: string;
-  hostname: string;
-  pid: number;
-  mode: LockMode;
-  acquiredAt: number;
-  ttlMs: number;
-  fencingToken: number;
-}
+/**
+ * What a record file holds: one grant of one holder. No expiry is stored (kernel locks have
+ * none) and staleness is judged when read, so both stay out of the file.
+ */
+export type StoredRecord = Omit<LockRecord, 'expiresInMs' | 'stale'> & { v: 1; grantId: string };
 
 export interface FoundRecord {
   record: StoredRecord;
