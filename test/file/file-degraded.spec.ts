@@ -3,12 +3,13 @@ import { join } from 'node:path';
 import { FileLockBackend, LockOptionsError } from '../../lib';
 import { ExclusiveCreateMechanism } from '../../lib/backends/file/exclusive-create.mechanism';
 import { keyFiles } from '../../lib/backends/file/lock-file-names';
-import type { ClaimIdentity } from '../../lib/backends/file/lock-mechanism';
+import type { StoredRecord } from '../../lib/backends/file/holder-records';
 import { checkOverlaps } from '../support/overlap-checker';
 import { epochNow, Kit } from './file-test-kit';
 
-function identity(ttlMs: number, pid = process.pid): ClaimIdentity {
-  return { grantId: Math.random().toString(16).slice(2, 18).padEnd(16, '0'), ownerId: 'race', hostname: hostname(), pid, ttlMs };
+function identity(ttlMs: number, pid = process.pid): StoredRecord {
+  const grantId = Math.random().toString(16).slice(2, 18).padEnd(16, '0');
+  return { v: 1, grantId, key: 'race', ownerId: 'race', instanceId: 'race', hostname: hostname(), pid, mode: 'exclusive', acquiredAt: Date.now(), ttlMs, fencingToken: 0 };
 }
 
 /** The degraded exclusive-create mode, forced: what runs where the filesystem has no OS locks. */

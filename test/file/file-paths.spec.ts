@@ -9,8 +9,8 @@ import { Kit } from './file-test-kit';
 
 const owner = { ownerId: 'paths-test', instanceId: 'paths', hostname: hostname(), pid: process.pid };
 let tokens = 0;
-function request(key: string): LockRequest {
-  return { key, token: `t${++tokens}`, ttlMs: 10_000, mode: 'exclusive', owner };
+function request(key: string, mode: LockRequest['mode'] = 'exclusive'): LockRequest {
+  return { key, token: `t${++tokens}`, ttlMs: 10_000, mode, owner };
 }
 
 /** Keys straight into the backend: it must be safe on its own, whatever the core lets through. */
@@ -91,24 +91,33 @@ describe('file backend: keys cannot escape the lock directory', () => {
       await expect(backend.tryAcquire(request('dangling'))).rejects.toThrow(/symbolic link/);
       expect(readdirSync(parent).sort()).toEqual(['locks', 'precious.txt']);
 
-      // A directory symlink planted where a key's holder records go: no record is written through it.
+      // A directory symlink planted where a key's holder record files go (shared holders have
+      // one each): no record is written through it.
       const elsewhere = join(parent, 'elsewhere');
       mkdirSync(elsewhere);
       symlinkSync(elsewhere, keyFiles(dir, 'records').holdersPath);
-      await expect(backend.tryAcquire(request('records'))).rejects.toThrow(/not a directory/);
+      await expect(backend.tryAcquire(request('records', 'shared'))).rejects.toThrow(/not a directory/);
       expect(readdirSync(elsewhere)).toEqual([]);
       // The failed attempt gave the kernel lock back.
       const loaded = loadNativeFileLock();
       if (!('native' in loaded)) throw loaded.error;
-      const probe = await new KernelLockMechanism(loaded.native).claim(keyFiles(dir, 'records'), 'exclusive', {
+      const mechanism = new KernelLockMechanism(loaded.native);
+      const probe = mechanism.claim(keyFiles(dir, 'records'), 'exclusive', {
+        v: 1,
         grantId: '0'.repeat(16),
+        key: 'records',
         ownerId: 'probe',
+        instanceId: 'probe',
         hostname: hostname(),
         pid: process.pid,
+        mode: 'exclusive',
+        acquiredAt: Date.now(),
         ttlMs: 1_000,
+        fencingToken: 0,
       });
       expect(probe.claim).not.toBeNull();
-      await probe.claim?.release();
+      probe.claim?.release();
+      mechanism.close();
     } finally {
       await backend.close();
     }
@@ -118,14 +127,20 @@ describe('file backend: keys cannot escape the lock directory', () => {
     const dir = join(kit.tempDir(), 'nested', 'locks');
     const backend = new FileLockBackend({ dir });
     try {
+      // An exclusive holder's record lives in the lock file; a shared holder gets a record file.
       await backend.tryAcquire(request('modes'));
+      await backend.tryAcquire(request('shared-modes', 'shared'));
       expect(statSync(dir).mode & 0o777).toBe(0o700);
-      const files = keyFiles(await backend.directory(), 'modes');
-      expect(readdirSync(dir).filter((name) => !name.startsWith('.')).sort()).toEqual([basename(files.holdersPath), files.anchor]);
-      expect(statSync(files.holdersPath).mode & 0o777).toBe(0o700);
-      const records = readdirSync(files.holdersPath).map((name) => join(files.holdersPath, name));
+      const real = await backend.directory();
+      const [exclusive, shared] = [keyFiles(real, 'modes'), keyFiles(real, 'shared-modes')];
+      expect(readdirSync(dir).filter((name) => !name.startsWith('.')).sort()).toEqual(
+        [exclusive.anchor, basename(shared.holdersPath), shared.anchor].sort(),
+      );
+      expect(statSync(shared.holdersPath).mode & 0o777).toBe(0o700);
+      const records = readdirSync(shared.holdersPath).map((name) => join(shared.holdersPath, name));
       expect(records).toHaveLength(1);
-      for (const path of [...readdirSync(dir).filter((name) => name.startsWith('.')).map((name) => join(dir, name)), files.anchorPath, ...records]) {
+      const dotFiles = readdirSync(dir).filter((name) => name.startsWith('.')).map((name) => join(dir, name));
+      for (const path of [...dotFiles, exclusive.anchorPath, shared.anchorPath, ...records]) {
         expect({ path, mode: statSync(path).mode & 0o777 }).toEqual({ path, mode: 0o600 });
       }
     } finally {

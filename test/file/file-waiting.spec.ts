@@ -4,6 +4,7 @@ import { readdirSync, readlinkSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { LockModule, LockTimeoutError, SpaceLockService } from '../../lib';
+import { keyFiles } from '../../lib/backends/file/lock-file-names';
 import { Kit } from './file-test-kit';
 
 /** Every descriptor of this process with what it points to. */
@@ -69,9 +70,10 @@ describe('file backend: waiting for another process', () => {
       expect(longestGap).toBeLessThan(150);
       expect(poolMs).toBeLessThan(500);
 
+      // One idle descriptor of the busy key's lock file is kept for the next attempt (it holds
+      // no lock: the holder below gets the key); nothing else is left open.
       const fdsAfter = openFds();
-      expect([...fdsAfter.values()].filter((target) => target.startsWith(dir))).toEqual([]);
-      expect(new Set(fdsAfter.values())).toEqual(new Set(fdsBefore.values()));
+      expect(new Set(fdsAfter.values())).toEqual(new Set([...fdsBefore.values(), keyFiles(dir, 'lock:busy').anchorPath]));
       expect(readdirSync('/proc/self/task').length).toBe(threadsBefore);
 
       // Nothing of ours holds the key: once the holder leaves, another process takes it at once.

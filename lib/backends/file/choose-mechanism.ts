@@ -11,6 +11,12 @@ import { loadNativeFileLock, UNSUPPORTED_LOCK_ERRORS, type NativeFileLock } from
 
 /** Records which mechanism a directory is used with, so processes never mix two that do not exclude each other. */
 const MECHANISM_MARKER = '.mechanism';
+/**
+ * The marker's text: the mechanism and, since lock files keep the exclusive holder's record
+ * (format 2), the kernel layout's format. Versions before that wrote a bare `kernel` and read
+ * back anything else as another mechanism, so old and new processes refuse each other's directories.
+ */
+const MARKER_TEXT: Record<LockMechanism['kind'], string> = { kernel: 'kernel 2', 'exclusive-create': 'exclusive-create' };
 const PROBE_FILE = '.probe.lock';
 
 export interface ChosenMechanism {
@@ -65,13 +71,22 @@ async function probe(dir: string, native: NativeFileLock): Promise<string | null
 }
 
 async function agreeOnMechanism(dir: string, kind: LockMechanism['kind'], degradedBecause?: string): Promise<void> {
-  if (await createExclusively(dir, MECHANISM_MARKER, kind)) return;
-  const recorded = (await readFile(join(dir, MECHANISM_MARKER), { encoding: 'utf8', flag: constants.O_RDONLY | constants.O_NOFOLLOW })).trim();
-  if (recorded === kind) return;
+  if (await createExclusively(dir, MECHANISM_MARKER, MARKER_TEXT[kind])) return;
+  const marker = join(dir, MECHANISM_MARKER);
+  const recorded = (await readFile(marker, { encoding: 'utf8', flag: constants.O_RDONLY | constants.O_NOFOLLOW })).trim();
+  if (recorded === MARKER_TEXT[kind]) return;
+  const [recordedKind, recordedFormat = '1'] = recorded.split(' ');
+  if (recordedKind === kind) {
+    throw new LockOptionsError(
+      `File backend: ${dir} holds '${kind}' locks in format ${recordedFormat} (another version of nestjs-lock), ` +
+        `this version writes ${MARKER_TEXT[kind].split(' ')[1] ?? '1'}; processes on different formats would not see each other's ` +
+        `holders. Run one version per directory: use another dir, or stop every process using it and empty it.`,
+    );
+  }
   throw new LockOptionsError(
-    `File backend: ${dir} is used with the '${recorded}' mechanism, but this process would use '${kind}'` +
+    `File backend: ${dir} is used with the '${recordedKind}' mechanism, but this process would use '${kind}'` +
       (degradedBecause ? ` (${degradedBecause})` : '') +
       '. The two do not exclude each other; use another dir, or make every process use the same mechanism ' +
-      `(delete ${join(dir, MECHANISM_MARKER)} only when no process uses the directory).`,
+      `(delete ${marker} only when no process uses the directory).`,
   );
 }

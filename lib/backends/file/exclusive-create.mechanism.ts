@@ -3,9 +3,18 @@ import { lstat, mkdir, readdir, readFile, stat, utimes } from 'node:fs/promises'
 import { join } from 'node:path';
 import { LockBackendError } from '../../lock.errors';
 import type { LockMode } from '../../lock-backend.interface';
-import { createExclusively, isPidAlive, removeQuietly, writeAtomically } from './holder-records';
+import { createExclusively, isPidAlive, removeQuietly, writeAtomically, type StoredRecord } from './holder-records';
 import { TEMP_NAME, type KeyFiles } from './lock-file-names';
-import type { Claim, ClaimAttempt, ClaimIdentity, LockMechanism } from './lock-mechanism';
+import type { Claim, ClaimAttempt, LockMechanism } from './lock-mechanism';
+
+/** Who holds a generation, as its claim file stores it. */
+interface ClaimIdentity {
+  grantId: string;
+  ownerId: string;
+  hostname: string;
+  pid: number;
+  ttlMs: number;
+}
 
 /** Claim files `g<generation>`, release markers `r<generation>`. */
 const GENERATION = /^([gr])(\d{1,15})$/;
@@ -21,11 +30,14 @@ const GENERATION = /^([gr])(\d{1,15})$/;
  */
 export class ExclusiveCreateMechanism implements LockMechanism {
   readonly kind = 'exclusive-create';
+  /** Holder records stay in record files: a claim file outlives its release (until the next holder cleans up). */
+  readonly keepsExclusiveRecord = false;
 
   // The mode is not needed: between processes every claim here is exclusive (a shared request
   // still shares inside the process, through the process lock table).
-  async claim(files: KeyFiles, _mode: LockMode, identity: ClaimIdentity, force = false): Promise<ClaimAttempt> {
+  async claim(files: KeyFiles, _mode: LockMode, record: StoredRecord, force = false): Promise<ClaimAttempt> {
     const dir = files.anchorPath;
+    const identity = identityOf(record);
     await ensureClaimDir(dir);
     const { top, released } = await scan(dir);
     let tookOver: string | undefined;
@@ -53,7 +65,16 @@ export class ExclusiveCreateMechanism implements LockMechanism {
       return { claim: null, retryAfterMs: null };
     }
     await cleanUp(dir, generation);
-    return { claim: new ExclusiveCreateClaim(dir, generation, identity), tookOver };
+    record.fencingToken = generation;
+    return { claim: new ExclusiveCreateClaim(dir, generation, identity), tookOver, scanRecords: true };
+  }
+
+  lockRecord(): null {
+    return null; // see keepsExclusiveRecord
+  }
+
+  close(): void {
+    // Nothing is kept open between calls.
   }
 }
 
@@ -67,7 +88,8 @@ class ExclusiveCreateClaim implements Claim {
     private identity: ClaimIdentity,
   ) {}
 
-  async renew(identity: ClaimIdentity): Promise<number | null> {
+  async renew(record: StoredRecord): Promise<number | null> {
+    const identity = identityOf(record);
     if (this.released || !(await this.refresh(identity.ttlMs))) return null;
     const next = this.fencingToken + 1;
     if (!(await createExclusively(this.dir, `g${next}`, JSON.stringify(identity)))) return null;
@@ -75,6 +97,7 @@ class ExclusiveCreateClaim implements Claim {
     this.identity = identity;
     this.refreshedAt = Date.now();
     await cleanUp(this.dir, next);
+    record.fencingToken = next;
     return next;
   }
 
@@ -171,4 +194,8 @@ async function cleanUp(dir: string, generation: number): Promise<void> {
       }
     }),
   );
+}
+
+function identityOf(record: StoredRecord): ClaimIdentity {
+  return { grantId: record.grantId, ownerId: record.ownerId, hostname: record.hostname, pid: record.pid, ttlMs: record.ttlMs };
 }

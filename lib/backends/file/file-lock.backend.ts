@@ -30,7 +30,7 @@ import {
   type StoredRecord,
 } from './holder-records';
 import { keyFiles, newGrantId, type KeyFiles } from './lock-file-names';
-import type { ClaimIdentity, LockMechanism } from './lock-mechanism';
+import type { ClaimAttempt, LockMechanism } from './lock-mechanism';
 import { processLockTable as table, type HeldFile, type LocalHolder } from './process-lock-table';
 import { ReleaseWatcher } from './release-watcher';
 
@@ -39,6 +39,8 @@ const MECHANISMS: ReadonlySet<FileLockMechanism> = new Set(['auto', 'kernel', 'e
 const MAX_REMEMBERED_STALE = 10_000;
 /** Keys whose last attempt here was refused, remembered for the wait that follows. */
 const MAX_REMEMBERED_BUSY = 10_000;
+/** File names computed per key (a SHA-256 each), remembered for the keys in use. */
+const MAX_REMEMBERED_FILES = 10_000;
 
 /** A refused attempt, with what a waiter can watch. */
 interface Busy {
@@ -53,10 +55,13 @@ interface Started {
   watcher: ReleaseWatcher;
 }
 
+type Granted = Extract<ClaimAttempt, { claim: object }>;
+
 /**
  * Locks for the processes of one host: a lock file per key, held with a kernel lock that dies
- * with its holder (or, where the filesystem cannot, with the degraded exclusive-create claims),
- * plus one JSON holder record per grant for `inspect`, `list` and stale-holder reports.
+ * with its holder (or, where the filesystem cannot, with the degraded exclusive-create claims).
+ * An exclusive holder's record (for `inspect`, `list` and stale-holder reports) lives in the lock
+ * file itself; shared holders, and every holder in the degraded mode, get a record file each.
  */
 export class FileLockBackend implements LockBackend {
   readonly name = 'file';
@@ -67,6 +72,9 @@ export class FileLockBackend implements LockBackend {
   private readonly recheckMs: number;
   private readonly onStale?: FileBackendOptions['onStale'];
   private starting?: Promise<Started>;
+  /** Set once started, so the hot path does not wait on a settled promise. */
+  private started?: Started;
+  private readonly fileNames = new Map<string, KeyFiles>();
   private readonly reportedStale = new Set<string>();
   /**
    * Per anchor, after a failed attempt: watch events seen before it (so a release in between is
@@ -108,8 +116,8 @@ export class FileLockBackend implements LockBackend {
   }
 
   async tryAcquire(request: LockRequest): Promise<AcquireOutcome> {
-    const { dir, mechanism, watcher } = await this.start();
-    const files = keyFiles(dir, request.key);
+    const { dir, mechanism, watcher } = this.started ?? (await this.start());
+    const files = this.keyFiles(dir, request.key);
     const seen = watcher.mark(files.anchor);
     const outcome = await table.serialize(files.anchorPath, () => this.acquireHeld(mechanism, files, request));
     if (outcome.acquired) {
@@ -123,10 +131,10 @@ export class FileLockBackend implements LockBackend {
   }
 
   async extend(leases: readonly ExtendRequest[]): Promise<boolean[]> {
-    const { dir, mechanism } = await this.start();
+    const { dir, mechanism } = this.started ?? (await this.start());
     return Promise.all(
       leases.map((lease) => {
-        const files = keyFiles(dir, lease.key);
+        const files = this.keyFiles(dir, lease.key);
         return table.serialize(files.anchorPath, async () => {
           const held = table.get(files.anchorPath);
           const holder = held?.holders.get(lease.token);
@@ -140,8 +148,9 @@ export class FileLockBackend implements LockBackend {
           }
           if (holder.record.ttlMs !== lease.ttlMs) {
             holder.record = { ...holder.record, ttlMs: lease.ttlMs };
-            await writeRecord(files.holdersPath, holder.record);
-          } else if (mechanism.kind === 'exclusive-create') {
+            if (holder.recordPath) await writeRecord(files.holdersPath, holder.record);
+            else held.claim.rewrite?.(holder.record);
+          } else if (holder.recordPath && mechanism.kind === 'exclusive-create') {
             // Here the TTL matters: the record's mtime tells `inspect` how long the lease has left.
             const now = new Date();
             await utimes(holder.recordPath, now, now).catch(() => undefined);
@@ -153,8 +162,8 @@ export class FileLockBackend implements LockBackend {
   }
 
   async release(lease: LeaseRef): Promise<ReleaseOutcome> {
-    const { dir } = await this.start();
-    const files = keyFiles(dir, lease.key);
+    const { dir } = this.started ?? (await this.start());
+    const files = this.keyFiles(dir, lease.key);
     return table.serialize(files.anchorPath, async () => {
       const held = table.get(files.anchorPath);
       const holder = held?.holders.get(lease.token);
@@ -164,41 +173,41 @@ export class FileLockBackend implements LockBackend {
   }
 
   async handOver(from: LeaseRef, to: LockRequest): Promise<{ fencingToken: number } | null> {
-    const { dir } = await this.start();
-    const files = keyFiles(dir, from.key);
+    const { dir, mechanism } = this.started ?? (await this.start());
+    const files = this.keyFiles(dir, from.key);
     return table.serialize(files.anchorPath, async () => {
       const held = table.get(files.anchorPath);
       const holder = held?.holders.get(from.token);
       if (!held || !holder || held.mode !== 'exclusive' || to.mode !== 'exclusive') return null;
-      const record = this.newRecord(to, 0);
-      const fencingToken = await held.claim.renew(identityOf(record));
+      const record = this.newRecord(to);
+      const fencingToken = await held.claim.renew(record);
       if (fencingToken === null) return null;
-      record.fencingToken = fencingToken;
-      const recordPath = await writeRecord(files.holdersPath, record);
+      const recordPath = mechanism.keepsExclusiveRecord ? undefined : await writeRecord(files.holdersPath, record);
       held.holders.delete(from.token);
-      await removeQuietly(holder.recordPath);
+      if (holder.recordPath) await removeQuietly(holder.recordPath);
       held.holders.set(to.token, { token: to.token, record, recordPath, owner: this });
       return { fencingToken };
     });
   }
 
   async waitForRelease(key: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
-    const { dir, watcher } = await this.start();
-    const { anchor } = keyFiles(dir, key);
+    const { dir, watcher } = this.started ?? (await this.start());
+    const { anchor } = this.keyFiles(dir, key);
     const busy = this.busySince.get(anchor) ?? { seen: watcher.mark(anchor) };
     await watcher.wait(anchor, busy.seen, timeoutMs, signal, busy.holderPid);
   }
 
   async inspect(key: string): Promise<LockRecord[]> {
     const { dir, mechanism } = await this.start();
-    const files = keyFiles(dir, key);
-    const found = (await readRecords(files.holdersPath)).filter((entry) => entry.record.key === key);
+    const found = await this.recordsOf(mechanism, this.keyFiles(dir, key));
     return found.map((entry) => this.describe(entry, mechanism, 'inspect'));
   }
 
   async list({ prefix, limit }: ListOptions): Promise<LockRecord[]> {
     const { dir, mechanism } = await this.start();
-    const found = (await readAllRecords(dir)).filter((entry) => entry.record.key.startsWith(prefix)).slice(0, limit);
+    const found = (await readAllRecords(dir, (anchorPath) => mechanism.lockRecord(anchorPath)))
+      .filter((entry) => entry.record.key.startsWith(prefix))
+      .slice(0, limit);
     return found.map((entry) => this.describe(entry, mechanism, 'list'));
   }
 
@@ -210,38 +219,32 @@ export class FileLockBackend implements LockBackend {
    */
   async forceRelease({ key, expectFencingToken }: ForceReleaseRequest): Promise<ForceReleaseOutcome> {
     const { dir, mechanism } = await this.start();
-    const files = keyFiles(dir, key);
+    const files = this.keyFiles(dir, key);
     return table.serialize(files.anchorPath, async () => {
       const held = table.get(files.anchorPath);
       if (held) {
         const holders = [...held.holders.values()];
-        const previous = toLockRecord({ record: holders[0].record, path: holders[0].recordPath, mtimeMs: 0 }, held.claim.expiresInMs());
+        const [first] = holders;
+        const previous = toLockRecord({ record: first.record, path: first.recordPath ?? files.anchorPath, mtimeMs: 0 }, held.claim.expiresInMs());
         if (expectFencingToken !== undefined && !holders.some((holder) => holder.record.fencingToken === expectFencingToken)) {
           return { outcome: 'changed-hands', current: previous };
         }
         await this.dropHolders(held, holders);
         return { outcome: 'released', previous };
       }
-      const before = (await readRecords(files.holdersPath)).filter((entry) => entry.record.key === key);
+      const before = await this.recordsOf(mechanism, files);
       if (expectFencingToken !== undefined && before.length > 0 && !before.some((entry) => entry.record.fencingToken === expectFencingToken)) {
         return { outcome: 'changed-hands', current: this.describe(before[0], mechanism, 'force-release') };
       }
-      const reaper = this.newRecord({ key, token: '', ttlMs: 60_000, mode: 'exclusive', owner: this.reaperOwner() }, 0);
-      const attempt = await mechanism.claim(files, 'exclusive', identityOf(reaper), true);
-      if (!attempt.claim) {
+      const reaped = await this.reap(mechanism, files, true, 'force-release');
+      if (!reaped.claim) {
         // No record yet (the holder is between locking and writing it): the lock file names
         // an exclusive holder of this host.
-        const holder = before[0]?.record ?? (attempt.holderPid ? { pid: attempt.holderPid, hostname: HOSTNAME } : undefined);
+        const holder = before[0]?.record ?? (reaped.holderPid ? { pid: reaped.holderPid, hostname: HOSTNAME } : undefined);
         return { outcome: 'held-by-live-process', pid: holder?.pid ?? 0, hostname: holder?.hostname ?? 'unknown' };
       }
-      try {
-        const leftovers = await this.clearLeftovers(files, key, 'exclusive', attempt.tookOver, 'force-release');
-        if (leftovers.length === 0 && !attempt.tookOver) return { outcome: 'not-held' };
-        return { outcome: 'released', previous: leftovers[0] ?? null };
-      } finally {
-        await attempt.claim.release();
-        table.released(files.anchorPath);
-      }
+      if (reaped.leftovers.length === 0 && !reaped.tookOver) return { outcome: 'not-held' };
+      return { outcome: 'released', previous: reaped.leftovers[0] ?? null };
     });
   }
 
@@ -259,17 +262,30 @@ export class FileLockBackend implements LockBackend {
     );
     this.stopListening?.();
     started?.watcher.close();
+    started?.mechanism.close();
   }
 
   // --- internals -------------------------------------------------------------------------
 
   private start(): Promise<Started> {
-    this.starting ??= this.startOnce().catch((error: unknown) => {
-      // Let a later call retry (the directory may become available).
-      this.starting = undefined;
-      throw error;
-    });
+    this.starting ??= this.startOnce().then(
+      (started) => (this.started = started),
+      (error: unknown) => {
+        // Let a later call retry (the directory may become available).
+        this.starting = undefined;
+        throw error;
+      },
+    );
     return this.starting;
+  }
+
+  private keyFiles(dir: string, key: string): KeyFiles {
+    let files = this.fileNames.get(key);
+    if (!files) {
+      if (this.fileNames.size >= MAX_REMEMBERED_FILES) this.fileNames.clear();
+      this.fileNames.set(key, (files = keyFiles(dir, key)));
+    }
+    return files;
   }
 
   private async startOnce(): Promise<Started> {
@@ -292,20 +308,30 @@ export class FileLockBackend implements LockBackend {
     const watcher = new ReleaseWatcher(dir, this.recheckMs, (error) =>
       this.logger.warn(`Cannot watch ${dir} (${error.message}); waiters re-check every ${this.recheckMs} ms instead`),
     );
-    await this.sweep(dir);
+    await this.sweep(dir, mechanism);
     this.stopListening = table.onRelease((anchorPath) => {
       if (dirname(anchorPath) === dir) watcher.notify(basename(anchorPath));
     });
     return { dir, mechanism, watcher };
   }
 
-  /** Start-up: records and temp files of holders that died on this host. */
-  private async sweep(dir: string): Promise<void> {
-    for (const entry of await readAllRecords(dir)) {
+  /**
+   * Start-up: records and temp files of holders that died on this host. A record kept in a
+   * lock file can only be removed under the lock, so that lock is taken (and given back) once.
+   */
+  private async sweep(dir: string, mechanism: LockMechanism): Promise<void> {
+    for (const entry of await readAllRecords(dir, (anchorPath) => mechanism.lockRecord(anchorPath))) {
       const reason = deadHolderReason(entry.record);
       if (!reason) continue;
-      this.reportStale(entry, reason, 'init');
-      await removeQuietly(entry.path);
+      const files = keyFiles(dir, entry.record.key);
+      if (entry.path !== files.anchorPath) {
+        this.reportStale(entry, reason, 'init');
+        await removeQuietly(entry.path);
+      } else {
+        await table.serialize(files.anchorPath, async () => {
+          if (!table.get(files.anchorPath)) await this.reap(mechanism, files, false, 'init');
+        });
+      }
     }
     await removeDeadTempFiles(dir);
   }
@@ -316,63 +342,94 @@ export class FileLockBackend implements LockBackend {
     request: LockRequest,
   ): Promise<{ acquired: true; fencingToken: number } | Busy> {
     const held = table.get(files.anchorPath);
+    const record = this.newRecord(request);
     if (held) {
       // Another module instance of this process has it: join a shared hold, never wait on ourselves.
       if (held.mode !== 'shared' || request.mode !== 'shared') return { acquired: false, retryAfterMs: held.claim.expiresInMs() };
-      const holder = await this.addHolder(files, request, held.claim.fencingToken);
-      held.holders.set(request.token, holder);
+      record.fencingToken = held.claim.fencingToken;
+      held.holders.set(request.token, await this.addHolder(files, request.token, record));
       return { acquired: true, fencingToken: held.claim.fencingToken };
     }
-    const record = this.newRecord(request, 0);
-    const attempt = await mechanism.claim(files, request.mode, identityOf(record));
+    const attempt = await mechanism.claim(files, request.mode, record);
     if (!attempt.claim) return { acquired: false, retryAfterMs: attempt.retryAfterMs, holderPid: attempt.holderPid };
     try {
-      await this.clearLeftovers(files, request.key, request.mode, attempt.tookOver, 'acquire');
-      const holder = await this.addHolder(files, request, attempt.claim.fencingToken, record);
+      if (attempt.leftover || attempt.scanRecords) await this.clearLeftovers(mechanism, files, request.mode, attempt, 'acquire');
+      const holder: LocalHolder =
+        request.mode === 'exclusive' && mechanism.keepsExclusiveRecord
+          ? { token: request.token, record, owner: this }
+          : await this.addHolder(files, request.token, record);
       table.set({ files, mode: request.mode, claim: attempt.claim, holders: new Map([[request.token, holder]]) });
       return { acquired: true, fencingToken: attempt.claim.fencingToken };
     } catch (error) {
-      await attempt.claim.release().catch(() => undefined);
+      await Promise.resolve(attempt.claim.release()).catch(() => undefined);
       throw error;
     }
   }
 
-  private async addHolder(
-    files: KeyFiles,
-    request: LockRequest,
-    fencingToken: number,
-    record: StoredRecord = this.newRecord(request, fencingToken),
-  ): Promise<LocalHolder> {
-    record.fencingToken = fencingToken;
-    const recordPath = await writeRecord(files.holdersPath, record);
-    return { token: request.token, record, recordPath, owner: this };
+  private async addHolder(files: KeyFiles, token: string, record: StoredRecord): Promise<LocalHolder> {
+    return { token, record, recordPath: await writeRecord(files.holdersPath, record), owner: this };
+  }
+
+  /** Every record of the key: record files and the exclusive holder's record in the lock, oldest first. */
+  private async recordsOf(mechanism: LockMechanism, files: KeyFiles): Promise<FoundRecord[]> {
+    const inLock = mechanism.lockRecord(files.anchorPath);
+    const found = [...(await readRecords(files.holdersPath)), ...(inLock ? [inLock] : [])];
+    return found.filter((entry) => entry.record.key === files.key).sort((a, b) => a.record.acquiredAt - b.record.acquiredAt);
   }
 
   /**
-   * Records found right after taking the lock. Holding it exclusively (or holding a degraded
-   * claim, which is always exclusive across processes) proves every record a leftover; holding
-   * it shared proves that only for exclusive records and for records of dead pids.
+   * Take a lock nobody of this process holds, only to clear what dead holders left (operator
+   * reap, start-up sweep), and give it back. `force` takes a degraded claim even from a live holder.
+   */
+  private async reap(
+    mechanism: LockMechanism,
+    files: KeyFiles,
+    force: boolean,
+    detectedBy: FileStaleRecord['detectedBy'],
+  ): Promise<Exclude<ClaimAttempt, Granted> | (Granted & { leftovers: LockRecord[] })> {
+    const reaper = this.newRecord({ key: files.key, token: '', ttlMs: 60_000, mode: 'exclusive', owner: this.reaperOwner() });
+    const attempt = await mechanism.claim(files, 'exclusive', reaper, force);
+    if (!attempt.claim) return attempt;
+    try {
+      return { ...attempt, leftovers: await this.clearLeftovers(mechanism, files, 'exclusive', attempt, detectedBy) };
+    } finally {
+      await attempt.claim.release();
+      table.released(files.anchorPath);
+    }
+  }
+
+  /**
+   * Records found right after taking the lock: the one a dead exclusive holder left in the lock
+   * and, when the lock says some may exist, record files. Holding the lock exclusively (or
+   * holding a degraded claim, which is always exclusive across processes) proves every record
+   * a leftover; holding it shared proves that only for exclusive records and for dead pids.
    */
   private async clearLeftovers(
+    mechanism: LockMechanism,
     files: KeyFiles,
-    key: string,
     mode: LockRequest['mode'],
-    tookOver: string | undefined,
+    attempt: Granted,
     detectedBy: FileStaleRecord['detectedBy'],
   ): Promise<LockRecord[]> {
     const cleared: LockRecord[] = [];
-    const exclusive = mode === 'exclusive' || (await this.start()).mechanism.kind === 'exclusive-create';
-    for (const entry of await readRecords(files.holdersPath)) {
-      if (entry.record.key !== key) continue;
+    const exclusive = mode === 'exclusive' || mechanism.kind === 'exclusive-create';
+    // The claim has already replaced a leftover kept in the lock; record files are removed here.
+    const found = [
+      ...(attempt.leftover ? [{ record: attempt.leftover, path: files.anchorPath, mtimeMs: 0 }] : []),
+      ...(attempt.scanRecords ? await readRecords(files.holdersPath) : []),
+    ];
+    for (const entry of found) {
+      if (entry.record.key !== files.key) continue;
       const proven = exclusive || entry.record.mode === 'exclusive';
       const reason =
-        tookOver ??
+        attempt.tookOver ??
         deadHolderReason(entry.record) ??
         (proven ? `the lock was free although pid ${entry.record.pid} on ${entry.record.hostname} left a record` : null);
       if (!reason) continue;
       cleared.push(this.reportStale(entry, reason, detectedBy));
-      await removeQuietly(entry.path);
+      if (entry.path !== files.anchorPath) await removeQuietly(entry.path);
     }
+    if (attempt.scanRecords && exclusive) attempt.claim.recordsSwept?.();
     return cleared;
   }
 
@@ -380,8 +437,9 @@ export class FileLockBackend implements LockBackend {
   private async dropHolders(held: HeldFile, holders: LocalHolder[]): Promise<boolean> {
     for (const holder of holders) {
       held.holders.delete(holder.token);
-      // Record first: the next holder must not find it and report us as dead.
-      await removeQuietly(holder.recordPath);
+      // Record first: the next holder must not find it and report us as dead (a record kept
+      // in the lock goes with the claim's release, still under the lock).
+      if (holder.recordPath) await removeQuietly(holder.recordPath);
     }
     if (held.holders.size > 0) return true;
     table.delete(held.files.anchorPath);
@@ -396,9 +454,11 @@ export class FileLockBackend implements LockBackend {
     const stale = deadHolderReason(entry.record);
     const expiresInMs =
       mechanism.kind === 'kernel' ? null : Math.max(0, Math.ceil(entry.record.ttlMs - (Date.now() - entry.mtimeMs)));
-    if (stale && !this.reportedStale.has(entry.path)) {
+    // One lock file keeps the records of many grants in turn: the grant id tells them apart.
+    const id = `${entry.path}#${entry.record.grantId}`;
+    if (stale && !this.reportedStale.has(id)) {
       if (this.reportedStale.size >= MAX_REMEMBERED_STALE) this.reportedStale.clear();
-      this.reportedStale.add(entry.path);
+      this.reportedStale.add(id);
       this.reportStale(entry, stale, detectedBy);
     }
     return toLockRecord(entry, expiresInMs, stale);
@@ -426,16 +486,13 @@ export class FileLockBackend implements LockBackend {
     this.logger.error(`file.onStale threw: ${errorMessage(error)}`);
   }
 
-  private newRecord(request: LockRequest, fencingToken: number): StoredRecord {
-    const { expiresInMs: _noExpiryOnDisk, ...record } = holderRecord(request, fencingToken);
+  /** A record for `request`; its fencing token is set by whoever grants it. */
+  private newRecord(request: LockRequest): StoredRecord {
+    const { expiresInMs: _noExpiryOnDisk, ...record } = holderRecord(request, 0);
     return { v: 1, grantId: newGrantId(), ...record };
   }
 
   private reaperOwner(): LockRequest['owner'] {
     return { ownerId: `force-release:${HOSTNAME}:${process.pid}`, instanceId: 'force-release', hostname: HOSTNAME, pid: process.pid };
   }
-}
-
-function identityOf(record: StoredRecord): ClaimIdentity {
-  return { grantId: record.grantId, ownerId: record.ownerId, hostname: record.hostname, pid: record.pid, ttlMs: record.ttlMs };
 }

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { LockRecord } from '../../lock-backend.interface';
 import { LockBackendError } from '../../lock.errors';
-import { isHoldersDir, parseRecordName, recordName, TEMP_NAME, tempName } from './lock-file-names';
+import { isHoldersDir, isLockFile, parseRecordName, recordName, TEMP_NAME, tempName } from './lock-file-names';
 
 export const HOSTNAME = hostname();
 
@@ -16,6 +16,7 @@ export type StoredRecord = Omit<LockRecord, 'expiresInMs' | 'stale'> & { v: 1; g
 
 export interface FoundRecord {
   record: StoredRecord;
+  /** The record file, or the lock file for an exclusive holder's record kept in the lock. */
   path: string;
   /** Last write or heartbeat touch (epoch ms). */
   mtimeMs: number;
@@ -95,11 +96,15 @@ export async function readRecords(holdersPath: string): Promise<FoundRecord[]> {
   return found.sort((a, b) => a.record.acquiredAt - b.record.acquiredAt);
 }
 
-/** Records of every key in `dir` (operator calls and the start-up sweep only). */
-export async function readAllRecords(dir: string): Promise<FoundRecord[]> {
+/**
+ * Records of every key in `dir` (operator calls and the start-up sweep only): record files, and
+ * the exclusive holders' records that `lockRecord` reads from lock files.
+ */
+export async function readAllRecords(dir: string, lockRecord: (anchorPath: string) => FoundRecord | null): Promise<FoundRecord[]> {
   const found: FoundRecord[] = [];
   for (const name of await readdir(dir)) {
     if (isHoldersDir(name)) found.push(...(await readRecords(join(dir, name)).catch(() => [])));
+    else if (isLockFile(name)) found.push(...[lockRecord(join(dir, name))].filter((entry) => entry !== null));
   }
   return found.sort((a, b) => a.record.acquiredAt - b.record.acquiredAt);
 }
@@ -133,7 +138,7 @@ async function readRecordFile(path: string): Promise<FoundRecord | null> {
   }
 }
 
-function parseRecord(text: string): StoredRecord | null {
+export function parseRecord(text: string): StoredRecord | null {
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -1,71 +1,147 @@
-import { createHash } from 'node:crypto';
-import { constants, type Stats } from 'node:fs';
-import { lstat, open, type FileHandle } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, futimesSync, lstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { LockBackendError } from '../../lock.errors';
 import type { LockMode } from '../../lock-backend.interface';
+import { HOSTNAME, parseRecord, type FoundRecord, type StoredRecord } from './holder-records';
 import type { KeyFiles } from './lock-file-names';
-import { HOSTNAME, isPidAlive } from './holder-records';
-import type { Claim, ClaimAttempt, ClaimIdentity, LockMechanism } from './lock-mechanism';
+import type { Claim, ClaimAttempt, LockMechanism } from './lock-mechanism';
 import type { NativeFileLock } from './native-file-lock';
 
 // libuv adds O_CLOEXEC itself, so children we spawn never inherit (and keep alive) the lock.
 const OPEN_LOCK_FILE = constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW;
-/**
- * The lock file holds two fixed-width fields, rewritten in place (never truncated, so a crash
- * cannot leave them empty): the key's fencing counter, and the last exclusive holder as
- * `<pid> <host tag>` so a waiter on this host can watch that pid die.
+const READ_LOCK_FILE = constants.O_RDONLY | constants.O_NOFOLLOW;
+
+/*
+ * A lock file (directory format 2) is rewritten in place, never truncated or unlinked:
+ *   bytes 0-18   the key's fencing counter, 19 decimal digits
+ *   byte 20      'S' while shared holders may have record files in `<base>.holders/`, '-' once
+ *                an exclusive holder has swept them (so exclusive grants skip that directory)
+ *   from 22      the exclusive holder's record, one line of JSON; an empty line when none holds it
+ * Whatever follows that line is left from a longer earlier record and never read.
  */
-const COUNTER_WIDTH = 20;
-const HOLDER_WIDTH = 20;
-const PID_WIDTH = 10;
-const HOST_TAG = createHash('sha256').update(HOSTNAME).digest('hex').slice(0, HOLDER_WIDTH - PID_WIDTH - 2);
+const COUNTER_DIGITS = 19;
+const FLAG_AT = 20;
+const RECORD_AT = 22;
+const NEWLINE = 0x0a;
+const SHARED_RECORDS = 'S';
+const NO_SHARED_RECORDS = '-';
 /** A lock file swapped between our open and our lock is retried this often before giving up. */
 const INODE_RETRIES = 3;
+/**
+ * Descriptors kept open for keys not held right now, so the next grant of a hot key skips
+ * open, fstat and close. They hold no lock: an OFD lock belongs to the open file description
+ * and is dropped by `unlock` before a descriptor is put back.
+ */
+const MAX_IDLE_FILES = 256;
+
+interface OpenLockFile {
+  readonly path: string;
+  readonly fd: number;
+  readonly ino: number;
+  readonly dev: number;
+}
+
+interface LockFileState {
+  counter: number;
+  sharedRecords: boolean;
+  record: StoredRecord | null;
+}
+
+/** Reused for every read: a lock file is a header and one record, far below this. */
+const scratch = Buffer.allocUnsafe(4096);
 
 /**
  * Kernel-held locks on a lock file that is never unlinked: Linux open-file-description locks
  * (`fcntl F_OFD_SETLK`, whole file, shared or exclusive), dropped by the kernel when the last
- * descriptor of the holder closes, including on SIGKILL. The fencing counter lives in the lock
- * file and only advances under the exclusive lock.
+ * descriptor of the holder closes, including on SIGKILL. The fencing counter and the exclusive
+ * holder's record live in the lock file and change only under the lock. Every call is a few
+ * synchronous system calls on a local file (microseconds each): going through the libuv pool
+ * would cost more than the calls themselves.
  */
 export class KernelLockMechanism implements LockMechanism {
   readonly kind = 'kernel';
+  readonly keepsExclusiveRecord = true;
+  private readonly idle = new Map<string, OpenLockFile>();
+  private closed = false;
 
-  constructor(private readonly native: NativeFileLock) {}
+  constructor(readonly native: NativeFileLock) {}
 
-  async claim(files: KeyFiles, mode: LockMode, identity: ClaimIdentity): Promise<ClaimAttempt> {
+  claim(files: KeyFiles, mode: LockMode, record: StoredRecord): ClaimAttempt {
     for (let attempt = 0; attempt < INODE_RETRIES; attempt++) {
-      const { handle, opened } = await openLockFile(files.anchorPath);
-      let kept = false;
+      const file = this.take(files.anchorPath);
       try {
-        if (!this.native.tryLock(handle.fd, { shared: mode === 'shared' })) {
-          return { claim: null, retryAfterMs: null, holderPid: (await readFields(handle)).holderPid };
+        if (!this.native.tryLock(file.fd, { shared: mode === 'shared' })) {
+          const pid = holderPid(readState(file.fd).record);
+          this.putBack(file);
+          return { claim: null, retryAfterMs: null, holderPid: pid };
         }
         // This library never unlinks lock files, but a person or tool might: if the path now
         // names another file (or none), we locked an orphan that nobody else will ever see.
-        const current = await lstat(files.anchorPath).catch(() => null);
-        if (!current || current.ino !== opened.ino || current.dev !== opened.dev) continue;
-        const fencingToken = await this.stamp(handle, mode, identity);
-        kept = true;
-        return { claim: new KernelClaim(handle, this.native, fencingToken) };
-      } finally {
+        if (!stillNamed(file)) {
+          closeSync(file.fd);
+          continue;
+        }
+        const { counter, sharedRecords, record: leftover } = readState(file.fd);
+        if (mode === 'exclusive') {
+          record.fencingToken = counter + 1;
+          writeLockFile(file.fd, record.fencingToken, sharedRecords, record);
+        } else if (!sharedRecords || leftover) {
+          // Readers record themselves in files: say so before any is written. A leftover
+          // exclusive record goes too: holding a shared lock proves its writer gone.
+          writeLockFile(file.fd, counter, true, null);
+        }
+        const fencingToken = mode === 'exclusive' ? counter + 1 : counter;
+        return { claim: new KernelClaim(file, mode, fencingToken, sharedRecords, this), leftover: leftover ?? undefined, scanRecords: sharedRecords };
+      } catch (error) {
         // Closing the only descriptor of this open file description drops any lock we took.
-        if (!kept) await handle.close();
+        closeSync(file.fd);
+        throw error;
       }
     }
     throw new LockBackendError('file', `lock file ${files.anchorPath} keeps being replaced; is something deleting lock files?`);
   }
 
-  /**
-   * Exclusive: next fencing token and our pid, in one write under the exclusive lock. Shared:
-   * the current token; a dead pid left by a crashed writer is cleared, so waiters do not take
-   * it for the holder (shared holders leave no pid: only the re-check notices their death).
-   */
-  private async stamp(handle: FileHandle, mode: LockMode, identity: ClaimIdentity): Promise<number> {
-    if (mode === 'exclusive') return advance(handle, identity);
-    const { counter, holderPid } = await readFields(handle);
-    if (holderPid !== undefined && !isPidAlive(holderPid)) await writeFields(handle, counter, 0);
-    return counter;
+  lockRecord(anchorPath: string): FoundRecord | null {
+    let fd: number;
+    try {
+      fd = openSync(anchorPath, READ_LOCK_FILE);
+    } catch {
+      return null; // never locked here, or not ours to read
+    }
+    try {
+      const { record } = readState(fd);
+      return record && { record, path: anchorPath, mtimeMs: 0 };
+    } catch {
+      return null; // not a lock file (a directory planted at its name)
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const file of this.idle.values()) closeSync(file.fd);
+    this.idle.clear();
+  }
+
+  /** An idle descriptor of `path`, or a freshly opened and checked one. */
+  private take(path: string): OpenLockFile {
+    const file = this.idle.get(path);
+    if (!file) return openLockFile(path);
+    this.idle.delete(path);
+    return file;
+  }
+
+  /** Keep an unlocked descriptor for the next grant (least recently used ones are closed). */
+  putBack(file: OpenLockFile): void {
+    if (this.closed || this.idle.has(file.path)) {
+      closeSync(file.fd);
+      return;
+    }
+    this.idle.set(file.path, file);
+    if (this.idle.size <= MAX_IDLE_FILES) return;
+    const [oldest] = this.idle.values();
+    this.idle.delete(oldest.path);
+    closeSync(oldest.fd);
   }
 }
 
@@ -73,34 +149,58 @@ class KernelClaim implements Claim {
   private released = false;
 
   constructor(
-    private readonly handle: FileHandle,
-    private readonly native: NativeFileLock,
+    private readonly file: OpenLockFile,
+    private readonly mode: LockMode,
     public fencingToken: number,
+    /** The lock file's flag: record files of shared holders may exist. */
+    private sharedRecords: boolean,
+    private readonly mechanism: KernelLockMechanism,
   ) {}
 
-  async renew(identity: ClaimIdentity): Promise<number | null> {
-    if (this.released) return null;
-    this.fencingToken = await advance(this.handle, identity);
+  renew(record: StoredRecord): number | null {
+    if (this.released || this.mode !== 'exclusive') return null;
+    // Exclusive: nobody else can have moved the counter since we did.
+    record.fencingToken = this.fencingToken + 1;
+    writeLockFile(this.file.fd, record.fencingToken, this.sharedRecords, record);
+    this.fencingToken = record.fencingToken;
     return this.fencingToken;
   }
 
-  async refresh(): Promise<boolean> {
+  rewrite(record: StoredRecord): void {
+    if (!this.released && this.mode === 'exclusive') writeLockFile(this.file.fd, this.fencingToken, this.sharedRecords, record);
+  }
+
+  recordsSwept(): void {
+    if (this.released || this.mode !== 'exclusive') return;
+    writeSync(this.file.fd, NO_SHARED_RECORDS, FLAG_AT, 'latin1');
+    this.sharedRecords = false;
+  }
+
+  refresh(): boolean {
     return !this.released;
   }
 
-  async release(): Promise<boolean> {
+  release(): boolean {
     if (this.released) return false;
     this.released = true;
+    const { fd } = this.file;
     try {
-      // Unlock before anything slow so a waiter can take it at once; the handle is still ours,
-      // so this can never touch a descriptor number reused by someone else.
-      this.native.unlock(this.handle.fd);
-      // The touch is what the waiters' directory watch sees (an unlock makes no event).
-      const now = new Date();
-      await this.handle.utimes(now, now).catch(() => undefined);
-    } finally {
-      await this.handle.close();
+      // Record first, under the lock: the next holder must not find it and report us as dead.
+      if (this.mode === 'exclusive') writeSync(fd, '\n', RECORD_AT, 'latin1');
+      this.mechanism.native.unlock(fd);
+    } catch (error) {
+      closeSync(fd);
+      throw error;
     }
+    // The touch is what other processes' directory watches see (an unlock makes no event); it
+    // comes after the unlock so a waiter it wakes finds the lock free.
+    const now = Date.now() / 1000;
+    try {
+      futimesSync(fd, now, now);
+    } catch {
+      // Waiters still re-check on their own.
+    }
+    this.mechanism.putBack(this.file);
     return true;
   }
 
@@ -109,50 +209,61 @@ class KernelClaim implements Claim {
   }
 }
 
-async function openLockFile(path: string): Promise<{ handle: FileHandle; opened: Stats }> {
-  let handle: FileHandle;
+function openLockFile(path: string): OpenLockFile {
+  let fd: number;
   try {
-    handle = await open(path, OPEN_LOCK_FILE, 0o600);
+    fd = openSync(path, OPEN_LOCK_FILE, 0o600);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ELOOP') {
       throw new LockBackendError('file', `${path} is a symbolic link; refusing to follow it`, error);
     }
     throw error;
   }
-  const info = await handle.stat().catch(async (error: unknown) => {
-    await handle.close();
+  try {
+    const info = fstatSync(fd);
+    // A FIFO, device or hard link planted at our name must not be locked or written to.
+    if (!info.isFile() || info.nlink > 1) {
+      throw new LockBackendError('file', `${path} is not a plain lock file (planted link or special file?); refusing to use it`);
+    }
+    return { path, fd, ino: info.ino, dev: info.dev };
+  } catch (error) {
+    closeSync(fd);
     throw error;
-  });
-  // A FIFO, device or hard link planted at our name must not be locked or written to.
-  if (!info.isFile() || info.nlink > 1) {
-    await handle.close();
-    throw new LockBackendError('file', `${path} is not a plain lock file (planted link or special file?); refusing to use it`);
   }
-  return { handle, opened: info };
 }
 
-async function readFields(handle: FileHandle): Promise<{ counter: number; holderPid?: number }> {
-  const buffer = Buffer.alloc(COUNTER_WIDTH + HOLDER_WIDTH);
-  const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-  const text = buffer.subarray(0, bytesRead).toString('latin1');
-  const counter = Number.parseInt(text.slice(0, COUNTER_WIDTH), 10);
-  const [pid, tag] = text.slice(COUNTER_WIDTH).trim().split(' ');
-  const holderPid = Number.parseInt(pid, 10);
+/** The path still names the file we hold open, with no second link planted since we opened it. */
+function stillNamed(file: OpenLockFile): boolean {
+  const current = lstatSync(file.path, { throwIfNoEntry: false });
+  return current !== undefined && current.ino === file.ino && current.dev === file.dev && current.nlink === 1;
+}
+
+function readState(fd: number): LockFileState {
+  let buffer = scratch;
+  let length = readSync(fd, buffer, 0, buffer.length, 0);
+  if (length === buffer.length) {
+    // A record longer than the scratch buffer (a very long key or owner): read all of it.
+    buffer = Buffer.allocUnsafe(fstatSync(fd).size);
+    length = readSync(fd, buffer, 0, buffer.length, 0);
+  }
+  const counter = length >= COUNTER_DIGITS ? Number.parseInt(buffer.toString('latin1', 0, COUNTER_DIGITS), 10) : 0;
+  const end = length > RECORD_AT ? buffer.indexOf(NEWLINE, RECORD_AT) : -1;
+  // An unterminated line is a write we raced (we read without the lock when busy): no record.
+  const record = end > RECORD_AT && end < length ? parseRecord(buffer.toString('utf8', RECORD_AT, end)) : null;
   return {
     counter: Number.isSafeInteger(counter) && counter > 0 ? counter : 0,
-    holderPid: tag === HOST_TAG && holderPid > 0 ? holderPid : undefined,
+    sharedRecords: length > FLAG_AT && buffer[FLAG_AT] !== NO_SHARED_RECORDS.charCodeAt(0),
+    record,
   };
 }
 
-/** Next fencing token, stamped with its holder's pid in one write. Only under the exclusive lock. */
-async function advance(handle: FileHandle, identity: ClaimIdentity): Promise<number> {
-  const next = (await readFields(handle)).counter + 1;
-  await writeFields(handle, next, identity.hostname === HOSTNAME ? identity.pid : 0);
-  return next;
+/** The header and the exclusive holder's record (or an empty line), in one write. */
+function writeLockFile(fd: number, counter: number, sharedRecords: boolean, record: StoredRecord | null): void {
+  const header = `${String(counter).padStart(COUNTER_DIGITS, '0')} ${sharedRecords ? SHARED_RECORDS : NO_SHARED_RECORDS}\n`;
+  writeSync(fd, `${header}${record ? JSON.stringify(record) : ''}\n`, 0, 'utf8');
 }
 
-async function writeFields(handle: FileHandle, counter: number, holderPid: number): Promise<void> {
-  const text =
-    String(counter).padStart(COUNTER_WIDTH - 1, '0') + '\n' + String(holderPid).padStart(PID_WIDTH, '0') + ' ' + HOST_TAG + '\n';
-  await handle.write(text, 0, 'latin1');
+/** The exclusive holder's pid when it runs on this host: waiters watch it die (SIGKILL makes no event). */
+function holderPid(record: StoredRecord | null): number | undefined {
+  return record && record.hostname === HOSTNAME && record.mode === 'exclusive' ? record.pid : undefined;
 }

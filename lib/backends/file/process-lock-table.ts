@@ -7,7 +7,8 @@ import type { Claim } from './lock-mechanism';
 export interface LocalHolder {
   token: string;
   record: StoredRecord;
-  recordPath: string;
+  /** Its record file; absent when the record lives in the lock file (kernel exclusive grants). */
+  recordPath?: string;
   /** The backend instance that granted it (for `close`). */
   owner: object;
 }
