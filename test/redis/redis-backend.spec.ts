@@ -11,7 +11,7 @@ import {
   type LockOwner,
   type LockRequest,
 } from '../../lib';
-import { lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
+import { ACQUIRE, EXTEND, RELEASE, lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
 import { exited, spawnTs, waitForLine } from '../support/processes';
 import { RedisServer, until } from '../support/redis-server';
 import { lockApp, uniquePrefix } from './redis-test-app';
@@ -76,6 +76,34 @@ describe('RedisLockBackend against a real redis-server', () => {
     expect(record.stale).toBeUndefined();
   });
 
+
+  it('falls back to EVAL when Redis lost its scripts (restart, fail-over), then uses EVALSHA again', async () => {
+    await raw.script('FLUSH');
+    const held = await grant(`${uniquePrefix('noscript')}job`);
+    expect(await backend.release(held)).toBe('released');
+    // EVAL loaded them again as a side effect.
+    expect(await raw.script('EXISTS', ACQUIRE.sha, RELEASE.sha, EXTEND.sha)).toEqual([1, 1, 0]);
+    await backend.init(); // the tests below count script calls: reload all
+  });
+
+  it('keeps the holder record as one packed string: any owner text round-trips, foreign data never throws', async () => {
+    const key = `${uniquePrefix('record')}job`;
+    const awkward: LockOwner = { ownerId: 'line\nbreak "quoted" \\ |pipe|', instanceId: '\n\n', hostname: 'h\u00e9', pid: 7 };
+    const req = request(key, 4_000, awkward);
+    const outcome = await backend.tryAcquire(req);
+    expect(outcome.acquired).toBe(true);
+    const keys = lockKeys(key);
+    expect(await raw.type(keys.holder)).toBe('string');
+    expect((await backend.inspect(key))[0]).toMatchObject({ ...awkward, ttlMs: 4_000 });
+    // A release by another token must not delete the holder's record, even when the owner
+    // text contains that token between newlines.
+    expect(await backend.release({ key, token: 'break "quoted"', mode: 'exclusive' })).toBe('not-owner');
+    expect(await raw.exists(keys.holder)).toBe(1);
+    await raw.set(keys.holder, 'not a record');
+    expect((await backend.inspect(key))[0]).toMatchObject({ key, ownerId: 'unknown', pid: 0 });
+    expect(await backend.release(req)).toBe('released');
+    expect(await raw.exists(keys.lease, keys.holder)).toBe(0);
+  });
   it('release is compare-and-delete: released, then expired; another holder is not-owner', async () => {
     const key = `${uniquePrefix('release')}job`;
     const first = await grant(key);
@@ -106,7 +134,7 @@ describe('RedisLockBackend against a real redis-server', () => {
     expect(await raw.pttl(lockKeys(`${prefix}0`).lease)).toBeGreaterThan(50_000);
     expect(await raw.pttl(lockKeys(`${prefix}7`).lease)).toBeLessThanOrEqual(1_000);
     expect((await backend.inspect(`${prefix}1`))[0].ttlMs).toBe(60_000);
-    expect(await raw.exists(lockKeys(`${prefix}never-taken`).meta)).toBe(0);
+    expect(await raw.exists(lockKeys(`${prefix}never-taken`).holder)).toBe(0);
   }, 30_000);
 
   it('hands over atomically: new token, next fencing token, fresh TTL, new metadata', async () => {

@@ -137,7 +137,7 @@ describe('Redis backend on a real 3-master Redis Cluster', () => {
       for (const key of keys.filter((key) => key !== last)) {
         const stored = lockKeys(prefix + key);
         expect(await backend.client.exists(stored.lease)).toBe(0);
-        expect(await backend.client.exists(stored.meta)).toBe(0);
+        expect(await backend.client.exists(stored.holder)).toBe(0);
         // The earlier group was granted (its fence moved) and rolled back; the held key's group never was.
         const rolledBack = slotOf(prefix + key) !== slotOf(prefix + last);
         expect(await backend.client.get(stored.fence)).toBe(rolledBack ? '1' : null);

@@ -95,7 +95,7 @@ describe('lock sets on a real redis-server: one script per set, all or none', ()
     expect(!outcome.acquired && outcome.held[0].retryAfterMs).toBeGreaterThan(4_000);
     for (const key of [keys[0], keys[2]]) {
       // Not even the fencing counter moved: the script checks every lease before it writes.
-      expect(await raw.exists(lockKeys(key).lease, lockKeys(key).fence, lockKeys(key).meta)).toBe(0);
+      expect(await raw.exists(lockKeys(key).lease, lockKeys(key).fence, lockKeys(key).holder)).toBe(0);
     }
     expect(await backend.inspect(keys[1])).toMatchObject([{ ownerId: 'other', fencingToken: 1 }]);
 

@@ -4,6 +4,7 @@ import { RedisModule, RedisService } from '@nestjs-labs/nestjs-ioredis';
 import { Redis } from 'ioredis';
 import { LockModule, LockOptionsError, SpaceLockService, type HeldLock } from '../../lib';
 import { RedisServer, until } from '../support/redis-server';
+import { parseHolderRecord } from '../../lib/backends/redis/redis-lock.scripts';
 import { uniquePrefix } from './redis-test-app';
 
 describe('Redis backend with @nestjs-labs/nestjs-ioredis', () => {
@@ -42,11 +43,11 @@ describe('Redis backend with @nestjs-labs/nestjs-ioredis', () => {
     const lock: HeldLock = await app.get(Worker).locks.acquire('report');
     const leaseKey = `{${prefix}report}`;
     expect(await raw.get(leaseKey)).toBe(lock.token);
-    expect(await raw.hget(`${leaseKey}:meta`, 'fencingToken')).toBe(String(lock.fencingToken));
+    expect(parseHolderRecord(await raw.get(`${leaseKey}:holder`))?.fencingToken).toBe(lock.fencingToken);
 
     await app.close();
     // Released through RedisModule's client before that module quit it: nothing is left in Redis.
-    expect(await raw.exists(leaseKey, `${leaseKey}:meta`)).toBe(0);
+    expect(await raw.exists(leaseKey, `${leaseKey}:holder`)).toBe(0);
     expect(lock.signal.aborted).toBe(true);
     // RedisModule closed its own client after us (its onApplicationShutdown runs after our beforeApplicationShutdown).
     await until(() => client.status === 'end', 2_000, 'RedisModule client closed');

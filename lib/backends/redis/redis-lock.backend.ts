@@ -11,6 +11,7 @@ import type {
   ListOptions,
   LockBackend,
   LockMode,
+  LockOwner,
   LockRecord,
   LockRequest,
   ReleaseOutcome,
@@ -25,11 +26,13 @@ import {
   HAND_OVER,
   INSPECT,
   LOCK_SCRIPTS,
-  META_SUFFIX,
+  HOLDER_SUFFIX,
   RELEASE,
   clusterSlot,
+  holderPattern,
   lockKeys,
-  metaPattern,
+  parseHolderRecord,
+  recordTail,
   type LockScript,
 } from './redis-lock.scripts';
 import { settleWithin } from '../../settle-within';
@@ -51,7 +54,7 @@ export interface RedisLockBackendOptions {
 }
 
 type Reply = string | number | null | Reply[];
-type ScriptCall = (...args: (string | number)[]) => Promise<Reply>;
+type ScriptCommand = (this: RedisClient, shaOrLua: string, ...args: (string | number)[]) => Promise<Reply>;
 
 const STALE_REASON = 'lease expired without a release (holder crashed, paused or lost it)';
 const QUIT_TIMEOUT_MS = 1_000;
@@ -68,6 +71,7 @@ export class RedisLockBackend implements LockBackend {
   private readonly channels: ReleaseChannels;
   private readonly settings: Required<RedisLockBackendOptions>;
   private resolved?: { client: RedisClient; keyPrefix: string };
+  private readonly ownerJsonCache = new WeakMap<LockOwner, string>();
 
   /**
    * @param source the connection, or a function returning it, called once at `init()` or at
@@ -93,7 +97,20 @@ export class RedisLockBackend implements LockBackend {
 
   async init(): Promise<void> {
     this.connection();
-    if (!this.settings.warnOnEviction) return;
+    await Promise.all([this.loadScripts(), this.settings.warnOnEviction ? this.warnOnEviction() : undefined]);
+  }
+
+  /** So the first calls are EVALSHA hits; `run()` still falls back to EVAL (restart, fail-over). */
+  private async loadScripts(): Promise<void> {
+    try {
+      const loads = this.scanNodes().flatMap((node) => LOCK_SCRIPTS.map((script) => node.script('LOAD', script.lua)));
+      await settleWithin(Promise.all(loads), this.settings.probeTimeoutMs, noAnswerWithin(this.settings.probeTimeoutMs));
+    } catch (error) {
+      this.logger.debug(`Could not preload the lock scripts: ${errorMessage(error)}`);
+    }
+  }
+
+  private async warnOnEviction(): Promise<void> {
     let policies: string[];
     try {
       policies = await settleWithin(this.evictionPolicies(), this.settings.probeTimeoutMs, noAnswerWithin(this.settings.probeTimeoutMs));
@@ -162,8 +179,8 @@ export class RedisLockBackend implements LockBackend {
     const answers = await Promise.allSettled(
       chunks.map((chunk) => {
         const keys = chunk.flatMap((lease) => {
-          const { lease: leaseKey, meta } = lockKeys(lease.key);
-          return [leaseKey, meta];
+          const { lease: leaseKey, holder } = lockKeys(lease.key);
+          return [leaseKey, holder];
         });
         const args = chunk.flatMap((lease) => [lease.token, String(lease.ttlMs)]);
         return this.run(EXTEND, [keys.length, ...keys, ...args]) as Promise<number[]>;
@@ -180,7 +197,7 @@ export class RedisLockBackend implements LockBackend {
 
   async release(lease: LeaseRef): Promise<ReleaseOutcome> {
     const keys = lockKeys(lease.key);
-    const answer = await this.run(RELEASE, [keys.lease, keys.meta, lease.token, keys.channel]);
+    const answer = await this.run(RELEASE, [keys.lease, keys.holder, lease.token, keys.channel]);
     if (answer === 1) return 'released';
     return answer === 0 ? 'expired' : 'not-owner';
   }
@@ -200,13 +217,13 @@ export class RedisLockBackend implements LockBackend {
 
   async list({ prefix, limit }: ListOptions): Promise<LockRecord[]> {
     const records: LockRecord[] = [];
-    const pattern = metaPattern(this.clientKeyPrefix, prefix);
+    const pattern = holderPattern(this.clientKeyPrefix, prefix);
     for (const node of this.scanNodes()) {
       let cursor = '0';
       do {
-        const [next, metaKeys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', this.settings.scanCount);
+        const [next, holderKeys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', this.settings.scanCount);
         cursor = next;
-        const keys = metaKeys.map((metaKey) => this.lockKeyOf(metaKey)).filter((key) => key.startsWith(prefix));
+        const keys = holderKeys.map((holderKey) => this.lockKeyOf(holderKey)).filter((key) => key.startsWith(prefix));
         const found = await Promise.all(keys.map((key) => this.snapshot(key)));
         for (const record of found) {
           if (record && records.length < limit) records.push(record);
@@ -220,14 +237,14 @@ export class RedisLockBackend implements LockBackend {
   async forceRelease({ key, expectFencingToken }: ForceReleaseRequest): Promise<ForceReleaseOutcome> {
     const keys = lockKeys(key);
     const expected = expectFencingToken === undefined ? '' : String(expectFencingToken);
-    const [outcome, pttl, meta] = (await this.run(FORCE_RELEASE, [
+    const [outcome, pttl, stored] = (await this.run(FORCE_RELEASE, [
       keys.lease,
       keys.fence,
-      keys.meta,
+      keys.holder,
       expected,
       keys.channel,
-    ])) as [string, number, string[]];
-    const record = toRecord(key, pttl, null, meta);
+    ])) as [string, number, string | null];
+    const record = toRecord(key, pttl, null, stored);
     if (outcome === 'released') return { outcome: 'released', previous: record };
     if (outcome === 'changed-hands') return { outcome: 'changed-hands', current: record };
     return { outcome: 'not-held' };
@@ -249,10 +266,6 @@ export class RedisLockBackend implements LockBackend {
   private connection(): { client: RedisClient; keyPrefix: string } {
     if (this.resolved) return this.resolved;
     const client = typeof this.source === 'function' ? this.source() : this.source;
-    // Idempotent: a client shared by several modules just gets the same commands again.
-    for (const script of LOCK_SCRIPTS) {
-      client.defineCommand(script.name, { lua: script.lua, numberOfKeys: script.numberOfKeys });
-    }
     this.resolved = { client, keyPrefix: client.options.keyPrefix ?? '' };
     return this.resolved;
   }
@@ -308,39 +321,44 @@ export class RedisLockBackend implements LockBackend {
     );
   }
 
-  /** KEYS (lease, fence, meta) then ARGV (the 8 grant arguments of `stamp_grant`). */
+  /** KEYS (lease, fence, holder) then ARGV (the 3 grant arguments of `stamp_grant`). */
   private grantArgs(request: LockRequest): string[] {
     const keys = lockKeys(request.key);
-    const { owner } = request;
-    return [
-      keys.lease,
-      keys.fence,
-      keys.meta,
-      request.token,
-      String(request.ttlMs),
-      request.key,
-      owner.ownerId,
-      owner.instanceId,
-      owner.hostname,
-      String(owner.pid),
-      request.mode,
-    ];
+    return [keys.lease, keys.fence, keys.holder, request.token, String(request.ttlMs), recordTail(Date.now(), this.ownerJson(request.owner))];
   }
 
-  /** Calls a script defined with `defineCommand` (EVALSHA, EVAL on NOSCRIPT). */
+  /** An owner is the same object for every lease of a service: serialise it once. */
+  private ownerJson(owner: LockOwner): string {
+    let json = this.ownerJsonCache.get(owner);
+    if (json === undefined) {
+      json = JSON.stringify({ ownerId: owner.ownerId, instanceId: owner.instanceId, hostname: owner.hostname, pid: owner.pid });
+      this.ownerJsonCache.set(owner, json);
+    }
+    return json;
+  }
+
+  /**
+   * EVALSHA, and EVAL when this node does not have the script yet (first use, restart,
+   * fail-over). Called directly rather than through ioredis `defineCommand`, whose wrapper
+   * costs a command subclass, closures and an extra promise on every call of the hot path.
+   */
   private run(script: LockScript, args: (string | number)[]): Promise<Reply> {
-    const call = (this.client as unknown as Record<string, ScriptCall>)[script.name];
-    return call.apply(this.client, args);
+    const client = this.client;
+    const scriptArgs = script.numberOfKeys === undefined ? args : [script.numberOfKeys, ...args];
+    return (client.evalsha as ScriptCommand).call(client, script.sha, ...scriptArgs).catch((error: unknown) => {
+      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+      return (client.eval as ScriptCommand).call(client, script.lua, ...scriptArgs);
+    });
   }
 
   private async snapshot(key: string): Promise<LockRecord | null> {
     const keys = lockKeys(key);
-    const [pttl, fence, meta] = (await this.run(INSPECT, [keys.lease, keys.fence, keys.meta])) as [
+    const [pttl, fence, stored] = (await this.run(INSPECT, [keys.lease, keys.fence, keys.holder])) as [
       number,
       string | null,
-      string[],
+      string | null,
     ];
-    return toRecord(key, pttl, fence, meta);
+    return toRecord(key, pttl, fence, stored);
   }
 
   /** Standalone: the client. Cluster: every master, since SCAN walks one node's keyspace. */
@@ -349,9 +367,9 @@ export class RedisLockBackend implements LockBackend {
     return isCluster(client) ? client.nodes('master') : [client as Redis];
   }
 
-  /** The lock key stored in a meta key's name (`<clientPrefix>{E}:meta`), unescaped. */
-  private lockKeyOf(metaKey: string): string {
-    const tagged = metaKey.slice(this.clientKeyPrefix.length, metaKey.length - META_SUFFIX.length);
+  /** The lock key stored in a holder key's name (`<clientPrefix>{E}:holder`), unescaped. */
+  private lockKeyOf(holderKey: string): string {
+    const tagged = holderKey.slice(this.clientKeyPrefix.length, holderKey.length - HOLDER_SUFFIX.length);
     return tagged.slice(1, -1).replace(/%(25|7D)/g, (escape) => (escape === '%25' ? '%' : '}'));
   }
 
@@ -364,30 +382,39 @@ export class RedisLockBackend implements LockBackend {
 }
 
 /** A holder record from the inspect / force-release replies; `null` when nothing is there. */
-function toRecord(key: string, pttl: number, fence: string | null, meta: string[]): LockRecord | null {
-  const fields = new Map<string, string>();
-  for (let index = 0; index + 1 < meta.length; index += 2) fields.set(meta[index], meta[index + 1]);
+function toRecord(key: string, pttl: number, fence: string | null, stored: string | null): LockRecord | null {
   const leaseExists = pttl !== -2;
-  if (!leaseExists && fields.size === 0) return null;
-  const number = (name: string, fallback: number): number => {
-    const value = Number(fields.get(name));
-    return Number.isFinite(value) ? value : fallback;
-  };
+  const holder = parseHolderRecord(stored);
+  if (!leaseExists && !holder) return null;
+  const owner = holder ? parseOwner(holder.owner) : {};
   const record: LockRecord = {
     key,
-    // A lease without metadata was written by something else (or its hash was evicted).
-    ownerId: fields.get('ownerId') ?? 'unknown',
-    instanceId: fields.get('instanceId') ?? 'unknown',
-    hostname: fields.get('hostname') ?? 'unknown',
-    pid: number('pid', 0),
-    mode: fields.get('mode') === 'shared' ? 'shared' : 'exclusive',
-    acquiredAt: number('acquiredAt', 0),
+    // A lease without a record was written by something else (or its record was evicted).
+    ownerId: typeof owner.ownerId === 'string' ? owner.ownerId : 'unknown',
+    instanceId: typeof owner.instanceId === 'string' ? owner.instanceId : 'unknown',
+    hostname: typeof owner.hostname === 'string' ? owner.hostname : 'unknown',
+    pid: typeof owner.pid === 'number' ? owner.pid : 0,
+    mode: 'exclusive',
+    acquiredAt: finiteOr(holder?.acquiredAt, 0),
     expiresInMs: pttl >= 0 ? pttl : pttl === -2 ? 0 : null,
-    fencingToken: number('fencingToken', Number(fence ?? 0) || 0),
-    ttlMs: number('ttlMs', 0),
+    fencingToken: finiteOr(holder?.fencingToken, Number(fence ?? 0) || 0),
+    ttlMs: finiteOr(holder?.ttlMs, 0),
   };
   if (!leaseExists) record.stale = STALE_REASON;
   return record;
+}
+
+function parseOwner(json: string): Partial<Record<keyof LockOwner, unknown>> {
+  try {
+    const owner: unknown = JSON.parse(json);
+    return typeof owner === 'object' && owner !== null ? (owner as Partial<Record<keyof LockOwner, unknown>>) : {};
+  } catch {
+    return {};
+  }
+}
+
+function finiteOr(value: number | undefined, fallback: number): number {
+  return value !== undefined && Number.isFinite(value) ? value : fallback;
 }
 
 /** Duck-typed so this file never needs ioredis at run time. */
@@ -402,8 +429,6 @@ function positive(name: string, value: number | undefined, fallback: number): nu
   }
   return value;
 }
-
-
 
 function noAnswerWithin(ms: number): () => Error {
   return () => new Error(`no answer within ${ms} ms`);

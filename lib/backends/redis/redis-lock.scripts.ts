@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /**
  * Key layout and Lua scripts of the Redis backend.
  *
@@ -7,20 +9,25 @@
  *   `{E}`          the lease: the holder's token, with a PX expiry
  *   `{E}:fence`    the fencing counter: INCR on every grant, never expires (it must outlive
  *                  leases, or tokens would restart at 1; see README "maxmemory-policy")
- *   `{E}:meta`     holder metadata hash; no expiry, deleted on release, so a record whose
- *                  lease is gone is a holder that died or lost its lease (shown as stale)
+ *   `{E}:holder`   the holder record, one packed string (see `HolderRecord`); no expiry,
+ *                  deleted on release, so a record whose lease is gone is a holder that died
+ *                  or lost its lease (shown as stale)
  * Release messages go to the channel `{E}:released`.
+ *
+ * The record is one string rather than a hash because every Lua `redis.call` and every
+ * script argument costs Redis time on the hot path: an 11-field HSET made the acquire script
+ * cost ~10 µs against ~7 µs now (bench/RESULTS.md, section 1).
  */
 
 export interface LockKeys {
   lease: string;
   fence: string;
-  meta: string;
+  holder: string;
   channel: string;
 }
 
-/** Suffix every meta key ends with; `list()` scans for it. */
-export const META_SUFFIX = ':meta';
+/** Suffix every holder-record key ends with; `list()` scans for it. */
+export const HOLDER_SUFFIX = ':holder';
 
 /**
  * `}` would end the hash tag early (a key starting with `}` would even give an empty tag and
@@ -28,12 +35,50 @@ export const META_SUFFIX = ':meta';
  * mapping one-to-one.
  */
 export function escapeTag(key: string): string {
+  // Most keys contain neither: skip two regex passes on every call.
+  if (!key.includes('%') && !key.includes('}')) return key;
   return key.replace(/%/g, '%25').replace(/\}/g, '%7D');
 }
 
 export function lockKeys(key: string): LockKeys {
   const base = `{${escapeTag(key)}}`;
-  return { lease: base, fence: `${base}:fence`, meta: `${base}${META_SUFFIX}`, channel: `${base}:released` };
+  return { lease: base, fence: `${base}:fence`, holder: `${base}${HOLDER_SUFFIX}`, channel: `${base}:released` };
+}
+
+/**
+ * The holder record as stored: `ttlMs \n token \n fencingToken \n acquiredAt \n owner`, where
+ * acquiredAt is the holder's clock (ms since the epoch) and `owner` the JSON of its
+ * `LockOwner`, written last because it is the only field that may contain any character.
+ * ttlMs comes first so the heartbeat can compare it with a prefix check.
+ */
+export interface HolderRecord {
+  ttlMs: number;
+  token: string;
+  fencingToken: number;
+  acquiredAt: number;
+  owner: string;
+}
+
+const RECORD_FIELDS = 5;
+
+/** The record's fields after the fencing token, as the last grant argument (see `stamp_grant`). */
+export function recordTail(acquiredAt: number, ownerJson: string): string {
+  return `\n${acquiredAt}\n${ownerJson}`;
+}
+
+/** Splits a stored record; `null` for anything that is not one (never throws on foreign data). */
+export function parseHolderRecord(stored: string | null): HolderRecord | null {
+  if (!stored) return null;
+  const fields: string[] = [];
+  let start = 0;
+  while (fields.length < RECORD_FIELDS - 1) {
+    const end = stored.indexOf('\n', start);
+    if (end < 0) return null;
+    fields.push(stored.slice(start, end));
+    start = end + 1;
+  }
+  const [ttlMs, token, fencingToken, acquiredAt] = fields;
+  return { ttlMs: Number(ttlMs), token, fencingToken: Number(fencingToken), acquiredAt: Number(acquiredAt), owner: stored.slice(start) };
 }
 
 /**
@@ -53,9 +98,9 @@ export function clusterSlot(key: string): number {
   return crc % 16384;
 }
 
-/** SCAN MATCH pattern for the meta keys of every lock whose key starts with `prefix`. */
-export function metaPattern(clientKeyPrefix: string, prefix: string): string {
-  return `${globEscape(clientKeyPrefix)}{${globEscape(escapeTag(prefix))}*}${META_SUFFIX}`;
+/** SCAN MATCH pattern for the holder records of every lock whose key starts with `prefix`. */
+export function holderPattern(clientKeyPrefix: string, prefix: string): string {
+  return `${globEscape(clientKeyPrefix)}{${globEscape(escapeTag(prefix))}*}${HOLDER_SUFFIX}`;
 }
 
 function globEscape(text: string): string {
@@ -63,62 +108,57 @@ function globEscape(text: string): string {
 }
 
 /**
- * Writes the fencing token and the holder metadata of a grant whose lease was just set.
- * `stamp_grant(fence, meta, offset)` reads its 8 arguments from ARGV after `offset`:
- * token, ttlMs, key, ownerId, instanceId, hostname, pid, mode.
- * `acquiredAt` is Redis' clock, so records from many hosts compare on one clock.
+ * Mints the fencing token of a grant whose lease was just set and writes its holder record.
+ * `stamp_grant(fence_key, holder_key, offset)` reads its 3 arguments from ARGV after
+ * `offset`: token, ttlMs, and the record's tail (`recordTail()`). Everything but the fence is
+ * prepared by the client: each Lua call and each concatenated piece costs Redis time on every
+ * acquire (bench/RESULTS.md, section 1).
  */
 const STAMP_GRANT = `
--- Redis < 5 replicates scripts verbatim and would refuse writes after TIME.
-if redis.replicate_commands then redis.replicate_commands() end
-local function stamp_grant(fence_key, meta_key, offset)
-  local function arg(n) return ARGV[offset + n] end
+local function stamp_grant(fence_key, holder_key, offset)
   local fence = redis.call('INCR', fence_key)
-  local now = redis.call('TIME')
-  local acquired_at = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
-  redis.call('DEL', meta_key)
-  redis.call('HSET', meta_key, 'key', arg(3), 'token', arg(1), 'ownerId', arg(4), 'instanceId', arg(5),
-    'hostname', arg(6), 'pid', arg(7), 'mode', arg(8), 'acquiredAt', acquired_at, 'ttlMs', arg(2),
-    'fencingToken', fence)
+  redis.call('SET', holder_key, ARGV[offset + 2] .. '\\n' .. ARGV[offset + 1] .. '\\n' .. fence .. ARGV[offset + 3])
   return fence
 end
 `;
 
 /** How many ARGV entries one grant takes (see `stamp_grant`). */
-export const GRANT_ARGS = 8;
+export const GRANT_ARGS = 3;
 
 export interface LockScript {
-  /** Method name given to ioredis `defineCommand` (EVALSHA with NOSCRIPT fallback). */
-  name: string;
   /** Fixed key count, or `undefined` when the caller passes it (batched extend). */
   numberOfKeys?: number;
   lua: string;
+  /** SHA1 of `lua`, for EVALSHA. */
+  sha: string;
+}
+
+function lockScript(lua: string, numberOfKeys?: number): LockScript {
+  return { numberOfKeys, lua, sha: createHash('sha1').update(lua).digest('hex') };
 }
 
 /**
- * KEYS: lease, fence, meta. ARGV: the grant's 8 arguments.
+ * KEYS: lease, fence, holder. ARGV: the grant's 3 arguments.
  * Returns `{1, fencingToken}` when granted, `{0, pttl}` (the holder's remaining lease) when not.
  */
-export const ACQUIRE: LockScript = {
-  name: 'nestjsLockAcquire',
-  numberOfKeys: 3,
-  lua: `${STAMP_GRANT}
+export const ACQUIRE = lockScript(
+  `${STAMP_GRANT}
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {0, redis.call('PTTL', KEYS[1])}
 end
 return {1, stamp_grant(KEYS[2], KEYS[3], 0)}
 `,
-};
+  3,
+);
 
 /**
- * Several locks, all or none. KEYS: lease, fence, meta of each lock. ARGV: the 8 grant
+ * Several locks, all or none. KEYS: lease, fence, holder of each lock. ARGV: the 3 grant
  * arguments of each lock, in the same order. Every lease is checked before any is set, so
  * a miss writes nothing. Returns `{1, fence1, fence2, ...}` when all were granted, else
  * `{0, n1, pttl1, n2, pttl2, ...}` for each lock n found held (pttl -1: held without expiry).
  */
-export const ACQUIRE_ALL: LockScript = {
-  name: 'nestjsLockAcquireAll',
-  lua: `${STAMP_GRANT}
+export const ACQUIRE_ALL = lockScript(
+  `${STAMP_GRANT}
 local held = {0}
 for n = 1, #KEYS / 3 do
   local pttl = redis.call('PTTL', KEYS[3 * n - 2])
@@ -136,58 +176,68 @@ for n = 1, #KEYS / 3 do
 end
 return fences
 `,
-};
+);
 
 /**
- * Passes a held lease to a new grant in one step: checks the old token (ARGV[9]), sets the
- * new token with the new TTL, mints a fencing token and rewrites the metadata.
+ * Passes a held lease to a new grant in one step: checks the old token (ARGV[4]), sets the
+ * new token with the new TTL, mints a fencing token and rewrites the holder record.
  * Returns the fencing token, or `false` (nil) when the old token no longer holds the lease.
  */
-export const HAND_OVER: LockScript = {
-  name: 'nestjsLockHandOver',
-  numberOfKeys: 3,
-  lua: `${STAMP_GRANT}
-if redis.call('GET', KEYS[1]) ~= ARGV[9] then return false end
+export const HAND_OVER = lockScript(
+  `${STAMP_GRANT}
+if redis.call('GET', KEYS[1]) ~= ARGV[4] then return false end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return stamp_grant(KEYS[2], KEYS[3], 0)
 `,
-};
+  3,
+);
+
+/** Lua: does the holder record `record` belong to `token`? (The token is the record's 2nd field.) */
+const RECORD_OF = `
+local function record_of(record, token)
+  if not record then return false end
+  local first_newline = string.find(record, '\\n', 1, true)
+  return first_newline ~= nil and string.sub(record, first_newline + 1, first_newline + #token + 1) == token .. '\\n'
+end
+`;
 
 /**
- * Compare-and-delete. KEYS: lease, meta. ARGV: token, channel.
+ * Compare-and-delete. KEYS: lease, holder. ARGV: token, channel.
  * Returns 1 released (and publishes), 0 expired, -1 held by another token. An expired
- * lease's metadata is removed too when it is still ours, so it stops showing as stale.
+ * lease's record is removed too when it is still ours, so it stops showing as stale.
  */
-export const RELEASE: LockScript = {
-  name: 'nestjsLockRelease',
-  numberOfKeys: 2,
-  lua: `
+export const RELEASE = lockScript(
+  `${RECORD_OF}
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] then
   redis.call('DEL', KEYS[1], KEYS[2])
   redis.call('PUBLISH', ARGV[2], 'released')
   return 1
 end
-if redis.call('HGET', KEYS[2], 'token') == ARGV[1] then redis.call('DEL', KEYS[2]) end
+if record_of(redis.call('GET', KEYS[2]), ARGV[1]) then redis.call('DEL', KEYS[2]) end
 if current then return -1 end
 return 0
 `,
-};
+  2,
+);
 
 /**
- * Compare-and-pexpire for many leases. KEYS: lease1, meta1, lease2, meta2, ...
- * ARGV: token1, ttl1, token2, ttl2, ... Returns 1/0 per lease, in order.
+ * Compare-and-pexpire for many leases. KEYS: lease1, holder1, lease2, holder2, ...
+ * ARGV: token1, ttl1, token2, ttl2, ... Returns 1/0 per lease, in order. The record's ttlMs
+ * (its first field) is rewritten only when the lease length changed.
  */
-export const EXTEND: LockScript = {
-  name: 'nestjsLockExtend',
-  lua: `
+export const EXTEND = lockScript(
+  `
 local result = {}
 for n = 1, #KEYS / 2 do
-  local lease, meta, token, ttl = KEYS[2 * n - 1], KEYS[2 * n], ARGV[2 * n - 1], ARGV[2 * n]
+  local lease, holder, token, ttl = KEYS[2 * n - 1], KEYS[2 * n], ARGV[2 * n - 1], ARGV[2 * n]
   if redis.call('GET', lease) == token then
     redis.call('PEXPIRE', lease, ttl)
-    local old = redis.call('HGET', meta, 'ttlMs')
-    if old and old ~= ttl then redis.call('HSET', meta, 'ttlMs', ttl) end
+    local record = redis.call('GET', holder)
+    if record and string.sub(record, 1, #ttl + 1) ~= ttl .. '\\n' then
+      local first_newline = string.find(record, '\\n', 1, true)
+      if first_newline then redis.call('SET', holder, ttl .. string.sub(record, first_newline)) end
+    end
     result[n] = 1
   else
     result[n] = 0
@@ -195,42 +245,41 @@ for n = 1, #KEYS / 2 do
 end
 return result
 `,
-};
+);
 
-/** Read-only snapshot. KEYS: lease, fence, meta. Returns `{pttl, fence or false, meta as flat array}`. */
-export const INSPECT: LockScript = {
-  name: 'nestjsLockInspect',
-  numberOfKeys: 3,
-  lua: `
-return {redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[3])}
+/** Read-only snapshot. KEYS: lease, fence, holder. Returns `{pttl, fence or false, record or false}`. */
+export const INSPECT = lockScript(
+  `
+return {redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('GET', KEYS[3])}
 `,
-};
+  3,
+);
 
 /**
- * An operator's reap. KEYS: lease, fence, meta. ARGV: expected fencing token ('' for any), channel.
- * Returns `{outcome, pttl, meta as flat array}`, outcome one of released / not-held / changed-hands.
+ * An operator's reap. KEYS: lease, fence, holder. ARGV: expected fencing token ('' for any), channel.
+ * Returns `{outcome, pttl, record or false}`, outcome one of released / not-held / changed-hands.
  * A reap moves the fence on, so even with nobody re-acquiring, the reaped holder's token is old.
  */
-export const FORCE_RELEASE: LockScript = {
-  name: 'nestjsLockForceRelease',
-  numberOfKeys: 3,
-  lua: `
+export const FORCE_RELEASE = lockScript(
+  `
 local pttl = redis.call('PTTL', KEYS[1])
-local meta = redis.call('HGETALL', KEYS[3])
+local record = redis.call('GET', KEYS[3])
 if pttl == -2 then
-  if #meta == 0 then return {'not-held', pttl, meta} end
+  if not record then return {'not-held', pttl, false} end
   -- A crashed holder's record: removing it is the reap the operator asked for.
   redis.call('DEL', KEYS[3])
-  return {'released', pttl, meta}
+  return {'released', pttl, record}
 end
-if ARGV[1] ~= '' and redis.call('HGET', KEYS[3], 'fencingToken') ~= ARGV[1] then
-  return {'changed-hands', pttl, meta}
+if ARGV[1] ~= '' then
+  local fence = record and string.match(record, '^[^\\n]*\\n[^\\n]*\\n([^\\n]*)\\n')
+  if fence ~= ARGV[1] then return {'changed-hands', pttl, record} end
 end
 redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('INCR', KEYS[2])
 redis.call('PUBLISH', ARGV[2], 'released')
-return {'released', pttl, meta}
+return {'released', pttl, record}
 `,
-};
+  3,
+);
 
 export const LOCK_SCRIPTS: readonly LockScript[] = [ACQUIRE, ACQUIRE_ALL, HAND_OVER, RELEASE, EXTEND, INSPECT, FORCE_RELEASE];
