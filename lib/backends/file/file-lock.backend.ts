@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { mkdir, realpath, stat, utimes } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import { resolve, sep } from 'node:path';
 import type {
   AcquireOutcome,
   ExtendRequest,
@@ -309,8 +309,10 @@ export class FileLockBackend implements LockBackend {
       this.logger.warn(`Cannot watch ${dir} (${error.message}); waiters re-check every ${this.recheckMs} ms instead`),
     );
     await this.sweep(dir, mechanism);
+    const prefix = dir.endsWith(sep) ? dir : dir + sep;
     this.stopListening = table.onRelease((anchorPath) => {
-      if (dirname(anchorPath) === dir) watcher.notify(basename(anchorPath));
+      // A lock file right in this directory (checked without splitting the path: once per release).
+      if (anchorPath.startsWith(prefix) && !anchorPath.includes(sep, prefix.length)) watcher.notify(anchorPath.slice(prefix.length));
     });
     return { dir, mechanism, watcher };
   }

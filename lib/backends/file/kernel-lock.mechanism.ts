@@ -1,7 +1,7 @@
-import { closeSync, constants, fstatSync, futimesSync, lstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { LockBackendError } from '../../lock.errors';
 import type { LockMode } from '../../lock-backend.interface';
-import { HOSTNAME, parseRecord, type FoundRecord, type StoredRecord } from './holder-records';
+import { HOSTNAME, isPidAlive, parseRecord, type FoundRecord, type StoredRecord } from './holder-records';
 import type { KeyFiles } from './lock-file-names';
 import type { Claim, ClaimAttempt, LockMechanism } from './lock-mechanism';
 import type { NativeFileLock } from './native-file-lock';
@@ -15,12 +15,22 @@ const READ_LOCK_FILE = constants.O_RDONLY | constants.O_NOFOLLOW;
  *   bytes 0-18   the key's fencing counter, 19 decimal digits
  *   byte 20      'S' while shared holders may have record files in `<base>.holders/`, '-' once
  *                an exclusive holder has swept them (so exclusive grants skip that directory)
- *   from 22      the exclusive holder's record, one line of JSON; an empty line when none holds it
+ *   bytes 22-40  the newest fencing token whose holder released it
+ *   from 42      the last exclusive holder's record, one line of JSON (or an empty line); it
+ *                names the holder while its fencing token is above the released one
  * Whatever follows that line is left from a longer earlier record and never read.
+ *
+ * A release unlocks first and then writes its token as released: that one write is also the
+ * modification other processes' directory watches see, so the waiters it wakes find the lock
+ * free. It may land after the next holder's grant (it is below that holder's token, so it
+ * changes nothing) or, if the releasing process stalls between the two calls, even after a
+ * later release (then that holder looks held until the next grant; a live pid is never
+ * reported stale for it).
  */
 const COUNTER_DIGITS = 19;
 const FLAG_AT = 20;
-const RECORD_AT = 22;
+const RELEASED_AT = 22;
+const RECORD_AT = 42;
 const NEWLINE = 0x0a;
 const SHARED_RECORDS = 'S';
 const NO_SHARED_RECORDS = '-';
@@ -40,9 +50,15 @@ interface OpenLockFile {
   readonly dev: number;
 }
 
-interface LockFileState {
+interface LockFileHeader {
   counter: number;
   sharedRecords: boolean;
+  released: number;
+}
+
+interface LockFileState {
+  header: LockFileHeader;
+  /** The last exclusive holder's record when its grant was not released, else `null`. */
   record: StoredRecord | null;
 }
 
@@ -80,17 +96,25 @@ export class KernelLockMechanism implements LockMechanism {
           closeSync(file.fd);
           continue;
         }
-        const { counter, sharedRecords, record: leftover } = readState(file.fd);
+        const { header, record: previous } = readState(file.fd);
+        // An unreleased record of a live local pid is a release still writing its token.
+        const leftover = previous && !(previous.hostname === HOSTNAME && isPidAlive(previous.pid)) ? previous : undefined;
+        const scanRecords = header.sharedRecords;
         if (mode === 'exclusive') {
-          record.fencingToken = counter + 1;
-          writeLockFile(file.fd, record.fencingToken, sharedRecords, record);
-        } else if (!sharedRecords || leftover) {
-          // Readers record themselves in files: say so before any is written. A leftover
-          // exclusive record goes too: holding a shared lock proves its writer gone.
-          writeLockFile(file.fd, counter, true, null);
+          header.counter += 1;
+          record.fencingToken = header.counter;
+          writeLockFile(file.fd, header, record);
+        } else {
+          record.fencingToken = header.counter;
+          if (!header.sharedRecords || previous) {
+            // Readers record themselves in files: say so before any is written. An unreleased
+            // exclusive record is closed too: holding a shared lock proves its writer gone.
+            header.sharedRecords = true;
+            header.released = header.counter;
+            writeLockFile(file.fd, header, null);
+          }
         }
-        const fencingToken = mode === 'exclusive' ? counter + 1 : counter;
-        return { claim: new KernelClaim(file, mode, fencingToken, sharedRecords, this), leftover: leftover ?? undefined, scanRecords: sharedRecords };
+        return { claim: new KernelClaim(file, mode, header, this), leftover, scanRecords };
       } catch (error) {
         // Closing the only descriptor of this open file description drops any lock we took.
         closeSync(file.fd);
@@ -151,29 +175,32 @@ class KernelClaim implements Claim {
   constructor(
     private readonly file: OpenLockFile,
     private readonly mode: LockMode,
-    public fencingToken: number,
-    /** The lock file's flag: record files of shared holders may exist. */
-    private sharedRecords: boolean,
+    /** The lock file's header as this claim last wrote it; `counter` is the claim's fencing token. */
+    private readonly header: LockFileHeader,
     private readonly mechanism: KernelLockMechanism,
   ) {}
+
+  get fencingToken(): number {
+    return this.header.counter;
+  }
 
   renew(record: StoredRecord): number | null {
     if (this.released || this.mode !== 'exclusive') return null;
     // Exclusive: nobody else can have moved the counter since we did.
-    record.fencingToken = this.fencingToken + 1;
-    writeLockFile(this.file.fd, record.fencingToken, this.sharedRecords, record);
-    this.fencingToken = record.fencingToken;
-    return this.fencingToken;
+    this.header.counter += 1;
+    record.fencingToken = this.header.counter;
+    writeLockFile(this.file.fd, this.header, record);
+    return this.header.counter;
   }
 
   rewrite(record: StoredRecord): void {
-    if (!this.released && this.mode === 'exclusive') writeLockFile(this.file.fd, this.fencingToken, this.sharedRecords, record);
+    if (!this.released && this.mode === 'exclusive') writeLockFile(this.file.fd, this.header, record);
   }
 
   recordsSwept(): void {
     if (this.released || this.mode !== 'exclusive') return;
     writeSync(this.file.fd, NO_SHARED_RECORDS, FLAG_AT, 'latin1');
-    this.sharedRecords = false;
+    this.header.sharedRecords = false;
   }
 
   refresh(): boolean {
@@ -185,20 +212,16 @@ class KernelClaim implements Claim {
     this.released = true;
     const { fd } = this.file;
     try {
-      // Record first, under the lock: the next holder must not find it and report us as dead.
-      if (this.mode === 'exclusive') writeSync(fd, '\n', RECORD_AT, 'latin1');
       this.mechanism.native.unlock(fd);
     } catch (error) {
+      // Closing the only descriptor of this open file description drops the lock for sure.
       closeSync(fd);
       throw error;
     }
-    // The touch is what other processes' directory watches see (an unlock makes no event); it
-    // comes after the unlock so a waiter it wakes finds the lock free.
-    const now = Date.now() / 1000;
     try {
-      futimesSync(fd, now, now);
+      writeSync(fd, digits(this.header.counter), RELEASED_AT, 'latin1');
     } catch {
-      // Waiters still re-check on their own.
+      // Waiters still re-check on their own; the next holder replaces the record.
     }
     this.mechanism.putBack(this.file);
     return true;
@@ -246,21 +269,32 @@ function readState(fd: number): LockFileState {
     buffer = Buffer.allocUnsafe(fstatSync(fd).size);
     length = readSync(fd, buffer, 0, buffer.length, 0);
   }
-  const counter = length >= COUNTER_DIGITS ? Number.parseInt(buffer.toString('latin1', 0, COUNTER_DIGITS), 10) : 0;
+  const header = {
+    counter: numberAt(buffer, 0, length),
+    sharedRecords: length > FLAG_AT && buffer[FLAG_AT] !== NO_SHARED_RECORDS.charCodeAt(0),
+    released: numberAt(buffer, RELEASED_AT, length),
+  };
+  // Most grants find the last one released: the record is parsed only when it may be a holder.
+  if (header.released >= header.counter) return { header, record: null };
   const end = length > RECORD_AT ? buffer.indexOf(NEWLINE, RECORD_AT) : -1;
   // An unterminated line is a write we raced (we read without the lock when busy): no record.
   const record = end > RECORD_AT && end < length ? parseRecord(buffer.toString('utf8', RECORD_AT, end)) : null;
-  return {
-    counter: Number.isSafeInteger(counter) && counter > 0 ? counter : 0,
-    sharedRecords: length > FLAG_AT && buffer[FLAG_AT] !== NO_SHARED_RECORDS.charCodeAt(0),
-    record,
-  };
+  return { header, record: record && record.fencingToken > header.released ? record : null };
+}
+
+function numberAt(buffer: Buffer, at: number, length: number): number {
+  const value = length >= at + COUNTER_DIGITS ? Number.parseInt(buffer.toString('latin1', at, at + COUNTER_DIGITS), 10) : 0;
+  return Number.isSafeInteger(value) && value > 0 ? value : 0;
+}
+
+function digits(value: number): string {
+  return String(value).padStart(COUNTER_DIGITS, '0');
 }
 
 /** The header and the exclusive holder's record (or an empty line), in one write. */
-function writeLockFile(fd: number, counter: number, sharedRecords: boolean, record: StoredRecord | null): void {
-  const header = `${String(counter).padStart(COUNTER_DIGITS, '0')} ${sharedRecords ? SHARED_RECORDS : NO_SHARED_RECORDS}\n`;
-  writeSync(fd, `${header}${record ? JSON.stringify(record) : ''}\n`, 0, 'utf8');
+function writeLockFile(fd: number, header: LockFileHeader, record: StoredRecord | null): void {
+  const flag = header.sharedRecords ? SHARED_RECORDS : NO_SHARED_RECORDS;
+  writeSync(fd, `${digits(header.counter)} ${flag} ${digits(header.released)}\n${record ? JSON.stringify(record) : ''}\n`, 0, 'utf8');
 }
 
 /** The exclusive holder's pid when it runs on this host: waiters watch it die (SIGKILL makes no event). */

@@ -11,7 +11,7 @@ const MAX_TRACKED = 10_000;
 
 /**
  * Wakes waiters of this process when a lock of the directory may have been released. Releases
- * touch the lock's anchor (a file or directory right in `dir`), which a directory watch
+ * modify the lock's anchor (a file or directory right in `dir`), which a directory watch
  * (inotify on Linux) reports within a millisecond or so; a bounded fallback timer covers what no
  * event announces: a holder killed with SIGKILL, or a platform where watching fails.
  */
@@ -30,9 +30,8 @@ export class ReleaseWatcher {
     private readonly onError: (error: Error) => void,
   ) {}
 
-  /** Start watching (once) and return how many events `anchor` has had so far. */
+  /** How many events `anchor` has had so far. */
   mark(anchor: string): number {
-    this.start();
     const seen = this.seen.get(anchor);
     if (seen !== undefined) return seen;
     if (this.seen.size >= MAX_TRACKED) this.seen.clear();
@@ -58,7 +57,10 @@ export class ReleaseWatcher {
    * listener behind.
    */
   wait(anchor: string, since: number, timeoutMs: number, signal: AbortSignal, holderPid?: number): Promise<void> {
-    if ((this.seen.get(anchor) ?? 0) !== since || signal.aborted) return Promise.resolve();
+    // The watch starts with the first wait, so a process that never waits never pays for the
+    // events of its own writes; a release before it started went unseen, so that wait returns
+    // at once and the caller tries again, now watched.
+    if (this.start() || (this.seen.get(anchor) ?? 0) !== since || signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
       // A dead pid still named after our retry is a leftover, not the holder: watch it only once.
       const watchPid = holderPid !== undefined && this.deadHolders.get(anchor) !== holderPid;
@@ -96,8 +98,9 @@ export class ReleaseWatcher {
     this.waiters.clear();
   }
 
-  private start(): void {
-    if (this.watcher || this.failed) return;
+  /** `true` when the watch began just now. */
+  private start(): boolean {
+    if (this.watcher || this.failed) return false;
     try {
       // Not persistent: a watch must never keep the process alive on its own.
       this.watcher = watch(this.dir, { persistent: false }, (_event, filename) => {
@@ -107,6 +110,7 @@ export class ReleaseWatcher {
     } catch (error) {
       this.fail(error instanceof Error ? error : new Error(String(error)));
     }
+    return true;
   }
 
   private fail(error: Error): void {
