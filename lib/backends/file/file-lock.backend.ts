@@ -32,6 +32,7 @@ import {
 import { keyFiles, newGrantId, type KeyFiles } from './lock-file-names';
 import type { ClaimAttempt, LockMechanism } from './lock-mechanism';
 import { processLockTable as table, type HeldFile, type LocalHolder } from './process-lock-table';
+import { andThen } from './maybe-async';
 import { ReleaseWatcher } from './release-watcher';
 
 const MECHANISMS: ReadonlySet<FileLockMechanism> = new Set(['auto', 'kernel', 'exclusive-create']);
@@ -56,6 +57,7 @@ interface Started {
 }
 
 type Granted = Extract<ClaimAttempt, { claim: object }>;
+type Outcome = { acquired: true; fencingToken: number } | Busy;
 
 /**
  * Locks for the processes of one host: a lock file per key, held with a kernel lock that dies
@@ -164,11 +166,11 @@ export class FileLockBackend implements LockBackend {
   async release(lease: LeaseRef): Promise<ReleaseOutcome> {
     const { dir } = this.started ?? (await this.start());
     const files = this.keyFiles(dir, lease.key);
-    return table.serialize(files.anchorPath, async () => {
+    return table.serialize(files.anchorPath, () => {
       const held = table.get(files.anchorPath);
       const holder = held?.holders.get(lease.token);
       if (!held || !holder) return held ? 'not-owner' : 'expired';
-      return (await this.dropHolders(held, [holder])) ? 'released' : 'not-owner';
+      return andThen(this.dropHolders(held, [holder]), (stillOurs) => (stillOurs ? 'released' : 'not-owner'));
     });
   }
 
@@ -338,34 +340,50 @@ export class FileLockBackend implements LockBackend {
     await removeDeadTempFiles(dir);
   }
 
-  private async acquireHeld(
+  private acquireHeld(mechanism: LockMechanism, files: KeyFiles, request: LockRequest): Outcome | Promise<Outcome> {
+    const held = table.get(files.anchorPath);
+    const record = this.newRecord(request);
+    if (held) return this.join(held, files, request, record);
+    return andThen(mechanism.claim(files, request.mode, record), (attempt) => this.hold(mechanism, files, request, record, attempt));
+  }
+
+  /** Another module instance of this process has it: join a shared hold, never wait on ourselves. */
+  private async join(held: HeldFile, files: KeyFiles, request: LockRequest, record: StoredRecord): Promise<Outcome> {
+    if (held.mode !== 'shared' || request.mode !== 'shared') return { acquired: false, retryAfterMs: held.claim.expiresInMs() };
+    record.fencingToken = held.claim.fencingToken;
+    held.holders.set(request.token, await this.addHolder(files, request.token, record));
+    return { acquired: true, fencingToken: held.claim.fencingToken };
+  }
+
+  /**
+   * Register a granted claim: at once when no leftover is to be cleared and no record file to
+   * be written (an exclusive grant on kernel locks, whose record the claim already wrote).
+   */
+  private hold(mechanism: LockMechanism, files: KeyFiles, request: LockRequest, record: StoredRecord, attempt: ClaimAttempt): Outcome | Promise<Outcome> {
+    if (!attempt.claim) return { acquired: false, retryAfterMs: attempt.retryAfterMs, holderPid: attempt.holderPid };
+    const { claim } = attempt;
+    const register = (holder: LocalHolder): Outcome => {
+      table.set({ files, mode: request.mode, claim, holders: new Map([[request.token, holder]]) });
+      return { acquired: true, fencingToken: claim.fencingToken };
+    };
+    const keptInLock = request.mode === 'exclusive' && mechanism.keepsExclusiveRecord;
+    if (keptInLock && !attempt.leftover && !attempt.scanRecords) return register({ token: request.token, record, owner: this });
+    return this.prepareHolder(mechanism, files, request, record, attempt, keptInLock).then(register, async (error: unknown) => {
+      await Promise.resolve(claim.release()).catch(() => undefined);
+      throw error;
+    });
+  }
+
+  private async prepareHolder(
     mechanism: LockMechanism,
     files: KeyFiles,
     request: LockRequest,
-  ): Promise<{ acquired: true; fencingToken: number } | Busy> {
-    const held = table.get(files.anchorPath);
-    const record = this.newRecord(request);
-    if (held) {
-      // Another module instance of this process has it: join a shared hold, never wait on ourselves.
-      if (held.mode !== 'shared' || request.mode !== 'shared') return { acquired: false, retryAfterMs: held.claim.expiresInMs() };
-      record.fencingToken = held.claim.fencingToken;
-      held.holders.set(request.token, await this.addHolder(files, request.token, record));
-      return { acquired: true, fencingToken: held.claim.fencingToken };
-    }
-    const attempt = await mechanism.claim(files, request.mode, record);
-    if (!attempt.claim) return { acquired: false, retryAfterMs: attempt.retryAfterMs, holderPid: attempt.holderPid };
-    try {
-      if (attempt.leftover || attempt.scanRecords) await this.clearLeftovers(mechanism, files, request.mode, attempt, 'acquire');
-      const holder: LocalHolder =
-        request.mode === 'exclusive' && mechanism.keepsExclusiveRecord
-          ? { token: request.token, record, owner: this }
-          : await this.addHolder(files, request.token, record);
-      table.set({ files, mode: request.mode, claim: attempt.claim, holders: new Map([[request.token, holder]]) });
-      return { acquired: true, fencingToken: attempt.claim.fencingToken };
-    } catch (error) {
-      await Promise.resolve(attempt.claim.release()).catch(() => undefined);
-      throw error;
-    }
+    record: StoredRecord,
+    attempt: Granted,
+    keptInLock: boolean,
+  ): Promise<LocalHolder> {
+    if (attempt.leftover || attempt.scanRecords) await this.clearLeftovers(mechanism, files, request.mode, attempt, 'acquire');
+    return keptInLock ? { token: request.token, record, owner: this } : this.addHolder(files, request.token, record);
   }
 
   private async addHolder(files: KeyFiles, token: string, record: StoredRecord): Promise<LocalHolder> {
@@ -436,18 +454,22 @@ export class FileLockBackend implements LockBackend {
   }
 
   /** Remove holders of this process; the last one out gives the lock up and wakes waiters. */
-  private async dropHolders(held: HeldFile, holders: LocalHolder[]): Promise<boolean> {
-    for (const holder of holders) {
-      held.holders.delete(holder.token);
-      // Record first: the next holder must not find it and report us as dead (a record kept
-      // in the lock goes with the claim's release, still under the lock).
-      if (holder.recordPath) await removeQuietly(holder.recordPath);
-    }
+  private dropHolders(held: HeldFile, holders: LocalHolder[]): boolean | Promise<boolean> {
+    for (const holder of holders) held.holders.delete(holder.token);
+    // Record files first: the next holder must not find them and report us as dead (a record
+    // kept in the lock is marked released by the claim's release).
+    const recordFiles = holders.flatMap((holder) => (holder.recordPath ? [holder.recordPath] : []));
+    if (recordFiles.length === 0) return this.giveUpIfLast(held);
+    return Promise.all(recordFiles.map(removeQuietly)).then(() => this.giveUpIfLast(held));
+  }
+
+  private giveUpIfLast(held: HeldFile): boolean | Promise<boolean> {
     if (held.holders.size > 0) return true;
     table.delete(held.files.anchorPath);
-    const stillOurs = await held.claim.release();
-    table.released(held.files.anchorPath);
-    return stillOurs;
+    return andThen(held.claim.release(), (stillOurs) => {
+      table.released(held.files.anchorPath);
+      return stillOurs;
+    });
   }
 
   private describe(entry: FoundRecord, mechanism: LockMechanism, detectedBy: FileStaleRecord['detectedBy']): LockRecord {

@@ -49,10 +49,14 @@ class ProcessLockTable {
     return [...this.held.values()];
   }
 
-  /** Run `task` after every earlier task on the same lock file has settled. */
-  serialize<T>(anchorPath: string, task: () => Promise<T>): Promise<T> {
-    const previous = this.queues.get(anchorPath) ?? Promise.resolve();
-    const run = previous.then(task, task);
+  /**
+   * Run `task` after every earlier task on the same lock file has settled; at once when none is
+   * pending (the common case), so a synchronous task also answers synchronously.
+   */
+  serialize<T>(anchorPath: string, task: () => T | Promise<T>): T | Promise<T> {
+    const previous = this.queues.get(anchorPath);
+    const run = previous ? previous.then(task, task) : task();
+    if (!(run instanceof Promise)) return run;
     const tail = run.then(
       () => undefined,
       () => undefined,
