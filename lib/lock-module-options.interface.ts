@@ -1,6 +1,7 @@
 import type { ModuleMetadata, Type, InjectionToken, OptionalFactoryDependency } from '@nestjs/common';
 import type { LockBackend } from './lock-backend.interface';
 import type { LockLostEvent } from './held-lock.interface';
+import type { LockInterceptor } from './lock.interceptor';
 import type { MemoryBackendOptions } from './backends/memory/memory-backend-options.interface';
 import type { FileBackendOptions } from './backends/file/file-backend-options.interface';
 import type { RedisBackendOptions } from './backends/redis/redis-backend-options.interface';
@@ -27,6 +28,12 @@ export interface LockModuleOptions {
   maxLocalHandoffs?: number;
   /** Called once for every lease this process loses while holding it. Must not throw. */
   onLockLost?: (event: LockLostEvent) => void;
+  /**
+   * How `@WithLock` handlers answer "held", "store down" and "bad key": a subclass of
+   * `LockInterceptor` overriding its protected methods (constructed with the Reflector and
+   * the SpaceLockService). Default `LockInterceptor`.
+   */
+  interceptor?: Type<LockInterceptor>;
   memory?: MemoryBackendOptions;
   file?: FileBackendOptions;
   redis?: RedisBackendOptions;
@@ -38,6 +45,7 @@ export interface ResolvedLockModuleOptions
   > {
   backend: BuiltInBackendName | LockBackend;
   onLockLost?: (event: LockLostEvent) => void;
+  interceptor?: Type<LockInterceptor>;
   memory: MemoryBackendOptions;
   file: FileBackendOptions;
   redis: RedisBackendOptions;

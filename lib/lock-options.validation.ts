@@ -67,6 +67,10 @@ export function resolveLockOptions(options: LockModuleOptions | undefined): Reso
   if (given.onLockLost !== undefined && typeof given.onLockLost !== 'function') {
     throw new LockOptionsError('onLockLost must be a function');
   }
+  // That it extends LockInterceptor is checked where the class is built (lock.module.ts).
+  if (given.interceptor !== undefined && typeof given.interceptor !== 'function') {
+    throw new LockOptionsError('interceptor must be a class extending LockInterceptor');
+  }
   return {
     backend,
     ttlMs,
@@ -76,6 +80,7 @@ export function resolveLockOptions(options: LockModuleOptions | undefined): Reso
     backendTimeoutMs,
     maxLocalHandoffs,
     onLockLost: given.onLockLost,
+    interceptor: given.interceptor,
     memory: given.memory ?? {},
     file: given.file ?? {},
     redis: given.redis ?? {},

@@ -1,4 +1,5 @@
 import { Inject, Injectable, Logger, OnModuleInit, type Type } from '@nestjs/common';
+import { INTERCEPTORS_METADATA, METHOD_METADATA } from '@nestjs/common/constants';
 import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
 import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper';
 import { WITH_LOCK_METADATA } from './lock.constants';
@@ -10,18 +11,21 @@ import {
   LockOptionsError,
   LockTimeoutError,
 } from './lock.errors';
-import { HTTP_TEMPLATE_ROOTS } from './lock.interceptor';
-import { installRunner } from './locked-method';
+import { HTTP_TEMPLATE_ROOTS, LockInterceptor } from './lock.interceptor';
+import { installRunner, locksItself, prepareLockedRoute } from './locked-method';
+import { withCurrentLock } from './current-lock.decorator';
 import type { LockKeyPart, WithLockMetadata } from './with-lock.decorator';
 import { SpaceLockService } from './space-lock.service';
 
 const ARGUMENT_ROOT = /^\d+$/;
 
 /**
- * At bootstrap, finds `@WithLock` methods on providers (scheduled jobs, consumers, services)
- * and gives each instance the runner its method trampolines call (see `locked-method.ts`).
- * Controllers are left to `LockInterceptor`, so no call is ever locked twice; their
- * templates are checked here so a typo fails at start-up, not on the first request.
+ * At bootstrap, finds `@WithLock` methods and gives each instance the runner its method
+ * trampoline calls (see `locked-method.ts`): on providers (scheduled jobs, consumers,
+ * services) the runner reads keys from the arguments; on HTTP routes it reads the request and
+ * maps "held" to 503 through `LockInterceptor`'s protected methods. Handlers of other
+ * transports keep `LockInterceptor` as an interceptor. Templates are checked here, so a typo
+ * fails at start-up, not on the first call.
  */
 @Injectable()
 export class LockExplorer implements OnModuleInit {
@@ -32,19 +36,29 @@ export class LockExplorer implements OnModuleInit {
     private readonly scanner: MetadataScanner,
     private readonly reflector: Reflector,
     private readonly locks: SpaceLockService,
+    private readonly interceptor: LockInterceptor,
     @Inject(LockBackend) private readonly backend: LockBackend,
-  ) {}
+  ) {
+    // Here, not in onModuleInit: Nest registers routes (reading their arguments and
+    // interceptors) between creating the providers and calling onModuleInit.
+    this.prepareRoutes();
+  }
 
   onModuleInit(): void {
     for (const wrapper of this.discovery.getControllers()) {
-      this.forEachLockedMethod(wrapper, (metadata, name) => this.check(metadata, name, 'http'));
+      const type = wrapper.metatype as Type | undefined;
+      const classMetadata = type ? this.reflector.get<WithLockMetadata | undefined>(WITH_LOCK_METADATA, type) : undefined;
+      this.forEachLockedMethod(wrapper, classMetadata, (metadata, name, target) => {
+        this.check(metadata, name, 'http');
+        if (type && locksItself(type, (type.prototype as Record<string, unknown>)[name])) this.lockRoute(target, name, metadata);
+      });
     }
     for (const wrapper of this.discovery.getProviders()) {
       const type = wrapper.metatype as Type | undefined;
       if (typeof type === 'function' && this.reflector.get(WITH_LOCK_METADATA, type)) {
         throw new LockOptionsError(`@WithLock on the class ${type.name} only applies to controllers; put it on methods`);
       }
-      this.forEachLockedMethod(wrapper, (metadata, name, target) => {
+      this.forEachLockedMethod(wrapper, undefined, (metadata, name, target) => {
         this.check(metadata, name, 'arguments');
         this.wrap(target, name, metadata);
       });
@@ -52,12 +66,47 @@ export class LockExplorer implements OnModuleInit {
   }
 
   /**
-   * Visits every `@WithLock` method of a class. `target` is where its runner goes: the
-   * instance for singletons, the prototype for request-scoped and transient providers (their
-   * instances are created later; the trampoline finds the runner through the prototype chain).
+   * Every HTTP route under `@WithLock` (its own or its controller's) gets a trampoline that
+   * receives its execution context, and loses the `LockInterceptor` the decorator put on it.
+   */
+  private prepareRoutes(): void {
+    for (const wrapper of this.discovery.getControllers()) {
+      const type = wrapper.metatype as Type | undefined;
+      if (typeof type !== 'function') continue;
+      const classLocked = this.reflector.get<WithLockMetadata | undefined>(WITH_LOCK_METADATA, type) !== undefined;
+      let everyLockedMethodIsRoute = true;
+      for (const name of this.scanner.getAllMethodNames(type.prototype as object)) {
+        const method = (type.prototype as Record<string, unknown>)[name];
+        if (typeof method !== 'function') continue;
+        const locked = classLocked || this.reflector.get(WITH_LOCK_METADATA, method) !== undefined;
+        if (!locked) continue;
+        if (Reflect.getMetadata(METHOD_METADATA, method) === undefined) {
+          everyLockedMethodIsRoute = false; // an RPC or WebSocket handler: stays intercepted
+          continue;
+        }
+        prepareLockedRoute(type, name);
+        withoutLockInterceptor((type.prototype as Record<string, object>)[name]);
+      }
+      if (classLocked && everyLockedMethodIsRoute) withoutLockInterceptor(type);
+    }
+  }
+
+  private lockRoute(target: object, name: string, metadata: WithLockMetadata): void {
+    installRunner(target, name, (original, self, args, context) => {
+      if (!context) return original.apply(self, args); // called from code, not by Nest's router
+      return this.interceptor.runLocked(context, metadata, (held) => original.apply(self, withCurrentLock(args, held)));
+    });
+  }
+
+  /**
+   * Visits every `@WithLock` method of a class (`classMetadata`: a controller's own, which
+   * its methods' override). `target` is where its runner goes: the instance for singletons,
+   * the prototype for request-scoped and transient providers (their instances are created
+   * later; the trampoline finds the runner through the prototype chain).
    */
   private forEachLockedMethod(
     wrapper: InstanceWrapper,
+    classMetadata: WithLockMetadata | undefined,
     visit: (metadata: WithLockMetadata, name: string, target: object) => void,
   ): void {
     const instance = wrapper.instance as object | undefined;
@@ -69,7 +118,7 @@ export class LockExplorer implements OnModuleInit {
     for (const name of this.scanner.getAllMethodNames(prototype)) {
       const method = (prototype as Record<string, unknown>)[name];
       if (typeof method !== 'function') continue;
-      const metadata = this.reflector.get<WithLockMetadata | undefined>(WITH_LOCK_METADATA, method);
+      const metadata = this.reflector.get<WithLockMetadata | undefined>(WITH_LOCK_METADATA, method) ?? classMetadata;
       if (metadata) visit(metadata, name, isSingleton ? (instance as object) : prototype);
     }
   }
@@ -122,4 +171,15 @@ export class LockExplorer implements OnModuleInit {
 function renderFromArguments(part: LockKeyPart, args: unknown[]): string {
   if (typeof part === 'function') return (part as (...values: unknown[]) => string)(...args);
   return part.render(Object.fromEntries(args.map((value, index) => [String(index), value])));
+}
+
+/** Drops the `LockInterceptor` `@WithLock` registered on a route or controller (the trampoline locks instead). */
+function withoutLockInterceptor(target: object): void {
+  const interceptors = Reflect.getMetadata(INTERCEPTORS_METADATA, target) as unknown[] | undefined;
+  if (!interceptors?.includes(LockInterceptor)) return;
+  Reflect.defineMetadata(
+    INTERCEPTORS_METADATA,
+    interceptors.filter((interceptor) => interceptor !== LockInterceptor),
+    target,
+  );
 }

@@ -8,7 +8,7 @@ import {
   ServiceUnavailableException,
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import { Observable, of } from 'rxjs';
+import { isObservable, Observable, of } from 'rxjs';
 import type { HeldLock } from './held-lock.interface';
 import { LOCK_REQUEST_PROPERTY, WITH_LOCK_METADATA } from './lock.constants';
 import {
@@ -19,6 +19,7 @@ import {
   LockTimeoutError,
 } from './lock.errors';
 import { assertValidKey } from './lock-options.validation';
+import { locksItself } from './locked-method';
 import type { WithLockMetadata } from './with-lock.decorator';
 import { SpaceLockService } from './space-lock.service';
 
@@ -31,6 +32,10 @@ type Contended = LockHeldError | LockTimeoutError;
  * Takes the lock(s) named by `@WithLock` around a handler and answers 503 with `Retry-After`
  * while another holder has them. Protocol details live in small protected methods so an app
  * can subclass this for GraphQL, RPC or WebSockets.
+ *
+ * HTTP routes do not pass through `intercept()`: their trampoline calls `runLocked()` directly
+ * (see `locked-method.ts`), so a locked route pays for no interceptor. `intercept()` serves
+ * the other transports (RPC and WebSocket handlers) and passes a prepared route through.
  */
 @Injectable()
 export class LockInterceptor implements NestInterceptor {
@@ -44,7 +49,21 @@ export class LockInterceptor implements NestInterceptor {
       context.getHandler(),
       context.getClass(),
     ]);
-    if (!metadata) return next.handle();
+    if (!metadata || locksItself(context.getClass(), context.getHandler())) return next.handle();
+    const result = await this.runLocked(context, metadata, (held) => {
+      this.exposeLocks(context, held);
+      return next.handle();
+    });
+    return isObservable(result) ? result : of(result);
+  }
+
+  /**
+   * Runs `work` holding the lock(s) `metadata` names for this call. A Promise result keeps the
+   * lock until it settles, an Observable until it completes, errors or is unsubscribed (so a
+   * stream keeps its lock while it emits). "Held" becomes `lockedException()` or, with
+   * `onLocked: 'skip'`, `{ skipped }`; a store failure `backendException()`.
+   */
+  async runLocked(context: ExecutionContext, metadata: WithLockMetadata, work: (locks: HeldLock[]) => unknown): Promise<unknown> {
     const keys = this.resolveKeys(context, metadata);
     const { onLocked, ...callOptions } = metadata.options;
     let held: HeldLock[];
@@ -52,7 +71,7 @@ export class LockInterceptor implements NestInterceptor {
       held = keys.length === 1 ? [await this.locks.acquire(keys[0], callOptions)] : await this.locks.acquireMany(keys, callOptions);
     } catch (error) {
       if (error instanceof LockHeldError || error instanceof LockTimeoutError) {
-        if (onLocked === 'skip') return of({ skipped: error instanceof LockHeldError ? error.reason : 'lock-held' });
+        if (onLocked === 'skip') return { skipped: error instanceof LockHeldError ? error.reason : 'lock-held' };
         throw this.lockedException(context, error);
       }
       if (error instanceof LockBackendError || error instanceof LockShuttingDownError) {
@@ -60,8 +79,17 @@ export class LockInterceptor implements NestInterceptor {
       }
       throw error;
     }
-    this.exposeLocks(context, held);
-    return releasedWhenDone(next.handle(), () => this.locks.releaseAll(held));
+    const release = (): Promise<void> => this.locks.releaseAll(held);
+    let result: unknown;
+    try {
+      result = await work(held);
+    } catch (error) {
+      await release();
+      throw error;
+    }
+    if (isObservable(result)) return releasedWhenDone(result, release);
+    await release();
+    return result;
   }
 
   /** Keys for this call, or 400 when the request lacks a value a template needs. */
@@ -88,9 +116,14 @@ export class LockInterceptor implements NestInterceptor {
     return context.switchToHttp().getRequest<Record<string, unknown>>() ?? {};
   }
 
+  /**
+   * For `@CurrentLock()` when this runs as an interceptor on an HTTP route (a subclass applied
+   * by hand). Locked routes do not need it: their trampoline hands the lock to the argument
+   * itself, and adding a property to the request object is measurably slow on a hot route.
+   */
   protected exposeLocks(context: ExecutionContext, locks: HeldLock[]): void {
     if (context.getType() !== 'http') return;
-    const request = context.switchToHttp().getRequest<Record<string, unknown>>();
+    const request = context.switchToHttp().getRequest<Record<string, unknown> | undefined>();
     if (request) request[LOCK_REQUEST_PROPERTY] = locks;
   }
 

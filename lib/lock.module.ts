@@ -1,5 +1,5 @@
 import { DynamicModule, Inject, Module, Provider } from '@nestjs/common';
-import { DiscoveryModule, ModuleRef } from '@nestjs/core';
+import { DiscoveryModule, ModuleRef, Reflector } from '@nestjs/core';
 import { createLockBackend } from './backends/lock-backend.factory';
 import { LockBackend } from './lock-backend.interface';
 import { LOCK_MODULE_OPTIONS, LOCK_OPTIONS } from './lock.constants';
@@ -32,7 +32,17 @@ const sharedProviders: Provider[] = [
     inject: [LOCK_OPTIONS, ModuleRef],
   },
   SpaceLockService,
-  LockInterceptor,
+  {
+    provide: LockInterceptor,
+    useFactory: (options: ResolvedLockModuleOptions, reflector: Reflector, locks: SpaceLockService) => {
+      const Interceptor = options.interceptor ?? LockInterceptor;
+      if (Interceptor !== LockInterceptor && !(Interceptor.prototype instanceof LockInterceptor)) {
+        throw new LockOptionsError(`interceptor ${Interceptor.name} must extend LockInterceptor`);
+      }
+      return new Interceptor(reflector, locks);
+    },
+    inject: [LOCK_OPTIONS, Reflector, SpaceLockService],
+  },
   LockExplorer,
 ];
 

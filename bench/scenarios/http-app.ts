@@ -11,7 +11,7 @@ import {
 } from '@nestjs/common';
 import type { Observable } from 'rxjs';
 import { NestFactory } from '@nestjs/core';
-import { LockModule, SpaceLockService, WithLock } from '../../lib';
+import { LockModule, WithLock } from '../../lib';
 import { oursOptions, type LockContext } from '../harness/locks';
 
 /** Control: what any (async) interceptor costs in Nest, without a lock. */
@@ -22,30 +22,8 @@ class NoopInterceptor implements NestInterceptor {
   }
 }
 
-let lockService: SpaceLockService | undefined;
-
-/**
- * Bench-only prototype of the proposed alternative to the interceptor: wrap the handler
- * itself (applied below `@Get`, so Nest's route metadata lands on the wrapper). Locks like
- * `@WithLock` on the memory backend but adds no interceptor to the route.
- */
-function LockedHandler(key: (...args: string[]) => string): MethodDecorator {
-  return (_target, _name, descriptor: PropertyDescriptor) => {
-    const handler = descriptor.value as (...args: string[]) => unknown;
-    descriptor.value = function (this: unknown, ...args: string[]) {
-      return lockService!.withSpaceLock(key(...args), () => handler.apply(this, args));
-    };
-  };
-}
-
 @Controller()
 class BenchController {
-  @Get('wrapped/:id')
-  @LockedHandler((id) => `item:${id}`)
-  wrapped(@Param('id') id: string): { id: string } {
-    return { id };
-  }
-
   @Get('noop/:id')
   @UseInterceptors(NoopInterceptor)
   noop(@Param('id') id: string): { id: string } {
@@ -72,7 +50,6 @@ export async function startHttpApp(backend: 'memory' | 'redis', context: LockCon
   })
   class BenchAppModule {}
   const app: INestApplication = await NestFactory.create(BenchAppModule, { logger: ['error'] });
-  lockService = app.get(SpaceLockService);
   await app.listen(0, '127.0.0.1');
   const address = app.getHttpServer().address() as { port: number };
   return address.port;

@@ -57,7 +57,6 @@ export const httpScenario: Scenario = {
       { name: 'undecorated (memory app)', port: () => memory.port, path: '/plain' },
       { name: 'no-op async interceptor (control)', port: () => memory.port, path: '/noop' },
       { name: '@WithLock, memory backend', port: () => memory.port, path: '/locked' },
-      { name: 'prototype: handler wrapper, no interceptor (memory, bench-only)', port: () => memory.port, path: '/wrapped' },
       ...(redis ? [{ name: '@WithLock, redis backend', port: () => redis.port, path: '/locked' }] : []),
     ];
     const results = routes.map(() => [] as CannonResult[]);
@@ -103,8 +102,7 @@ export const httpScenario: Scenario = {
           measured: `${x(rps[2] / rps[0])} (a no-op async interceptor alone: ${x(rps[1] / rps[0])})`,
           met: rps[2] >= 0.85 * rps[0],
         },
-        { scenario: '7', target: 'proposed design (lock in a handler wrapper, no interceptor), memory, vs undecorated', measured: x(rps[3] / rps[0]), met: null },
-        ...(redis ? [{ scenario: '7', target: '@WithLock (redis) vs undecorated', measured: x(rps[4] / rps[0]), met: null }] : []),
+        ...(redis ? [{ scenario: '7', target: '@WithLock (redis) vs undecorated', measured: x(rps[3] / rps[0]), met: null }] : []),
       ],
     };
   },

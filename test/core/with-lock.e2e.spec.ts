@@ -1,8 +1,21 @@
-import { Controller, Get, Injectable, INestApplication, Module, Param, Post, Query, Scope } from '@nestjs/common';
+import {
+  Controller,
+  ExecutionContext,
+  Get,
+  HttpException,
+  HttpStatus,
+  Injectable,
+  INestApplication,
+  Module,
+  Param,
+  Post,
+  Query,
+  Scope,
+} from '@nestjs/common';
 import { NestFactory, Reflector } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
-import { PATH_METADATA, METHOD_METADATA } from '@nestjs/common/constants';
+import { INTERCEPTORS_METADATA, PATH_METADATA, METHOD_METADATA } from '@nestjs/common/constants';
 import request from 'supertest';
 import { interval, take, tap, type Observable } from 'rxjs';
 import {
@@ -10,6 +23,7 @@ import {
   InvalidLockKeyError,
   LockBackend,
   LockHeldError,
+  LockInterceptor,
   LockModule,
   MemoryLockBackend,
   SpaceLockService,
@@ -185,6 +199,112 @@ describe.each(['express', 'fastify'] as const)('@WithLock over HTTP (%s)', (plat
   it('a function key reads the ExecutionContext', async () => {
     const response = await request(app.getHttpServer()).get('/spaces/computed');
     expect(response.status).toBe(200);
+  });
+});
+
+describe('@WithLock routes lock in their trampoline, without an interceptor', () => {
+  @Controller('reports')
+  @WithLock('reports:{params.id}')
+  class ReportsController {
+    @Get(':id')
+    async build(@Param('id') id: string, @CurrentLock() lock: HeldLock): Promise<object> {
+      await gates.get(id)?.open;
+      return { id, key: lock.key };
+    }
+
+    @Get(':id/summary')
+    @WithLock('summary:{params.id}', { onLocked: 'skip' })
+    async summary(@Param('id') id: string, @CurrentLock() lock: HeldLock): Promise<object> {
+      await gates.get(`summary:${id}`)?.open;
+      return { key: lock.key };
+    }
+  }
+
+  @Controller('open')
+  class OpenController {
+    @Get()
+    unlocked(@CurrentLock() lock: HeldLock | undefined): object {
+      return { lock: lock === undefined ? 'none' : 'some' };
+    }
+  }
+
+  let app: INestApplication;
+  beforeAll(async () => {
+    @Module({ imports: [LockModule.forRoot()], controllers: [ReportsController, OpenController, SpacesController] })
+    class ReportsModule {}
+    app = await NestFactory.create(ReportsModule, { logger: false });
+    await app.init();
+  });
+  afterAll(() => app.close());
+  beforeEach(() => gates.clear());
+
+  it('class-level @WithLock locks every route; a method-level one overrides it', async () => {
+    const gate = new Gate();
+    gates.set('r1', gate);
+    const server = app.getHttpServer();
+    const first = request(server).get('/reports/r1').then((response) => response);
+    await until(() => app.get(SpaceLockService).held().length === 1);
+    const second = await request(server).get('/reports/r1');
+    expect(second.status).toBe(503);
+    expect(second.body).toMatchObject({ key: 'reports:r1' });
+    expect((await request(server).get('/reports/r2')).status).toBe(200);
+    gate.release();
+    expect((await first).body).toEqual({ id: 'r1', key: 'reports:r1' });
+
+    const summaryGate = new Gate();
+    gates.set('summary:r1', summaryGate);
+    const summary = request(server).get('/reports/r1/summary').then((response) => response);
+    await until(() => app.get(SpaceLockService).held().length === 1);
+    expect((await request(server).get('/reports/r1/summary')).body).toEqual({ skipped: 'in-progress' });
+    // The override's key, not the class's: the class key stays free meanwhile.
+    expect((await request(server).get('/reports/r1')).status).toBe(200);
+    summaryGate.release();
+    expect((await summary).body).toEqual({ key: 'summary:r1' });
+    expect(app.get(SpaceLockService).held()).toEqual([]);
+  });
+
+  it('no LockInterceptor is left on a locked route or controller; @CurrentLock elsewhere is undefined', async () => {
+    for (const target of [ReportsController, ReportsController.prototype.build, ReportsController.prototype.summary, SpacesController.prototype.sync]) {
+      expect((Reflect.getMetadata(INTERCEPTORS_METADATA, target) as unknown[] | undefined) ?? []).not.toContain(LockInterceptor);
+    }
+    expect((await request(app.getHttpServer()).get('/open')).body).toEqual({ lock: 'none' });
+  });
+
+  it('the interceptor option swaps the protocol mapping; a class that is no LockInterceptor fails at bootstrap', async () => {
+    class TooManyRequests extends LockInterceptor {
+      protected lockedException(context: ExecutionContext, error: LockHeldError): unknown {
+        this.setHeader(context, 'X-Lock-Key', error.key);
+        return new HttpException({ busy: error.key }, HttpStatus.TOO_MANY_REQUESTS);
+      }
+    }
+    @Module({ imports: [LockModule.forRoot({ interceptor: TooManyRequests })], controllers: [ReportsController] })
+    class CustomModule {}
+    const custom = await NestFactory.create(CustomModule, { logger: false });
+    await custom.init();
+    try {
+      const gate = new Gate();
+      gates.set('c1', gate);
+      const first = request(custom.getHttpServer()).get('/reports/c1').then((response) => response);
+      await until(() => custom.get(SpaceLockService).held().length === 1);
+      const busy = await request(custom.getHttpServer()).get('/reports/c1');
+      expect(busy.status).toBe(429);
+      expect(busy.headers['x-lock-key']).toBe('reports:c1');
+      expect(busy.body).toEqual({ busy: 'reports:c1' });
+      gate.release();
+      expect((await first).status).toBe(200);
+    } finally {
+      await custom.close();
+    }
+    class NotAnInterceptor {}
+    @Module({ imports: [LockModule.forRoot({ interceptor: NotAnInterceptor as never })], controllers: [ReportsController] })
+    class WrongModule {}
+    await expect(NestFactory.create(WrongModule, { logger: false, abortOnError: false })).rejects.toThrow(/must extend LockInterceptor/);
+  });
+
+  it('a handler called from code (not through the router) runs unlocked and gets its own arguments', async () => {
+    const controller = app.get(ReportsController);
+    const fake = { key: 'given' } as HeldLock;
+    await expect(controller.build('direct', fake)).resolves.toEqual({ id: 'direct', key: 'given' });
   });
 });
 
