@@ -22,6 +22,12 @@ export interface FoundRecord {
   mtimeMs: number;
 }
 
+/** The fields of a record that stay the same between grants of one key to one owner. */
+type FixedFields = Pick<StoredRecord, 'v' | 'key' | 'ownerId' | 'instanceId' | 'hostname' | 'pid' | 'mode' | 'ttlMs'>;
+/** Per key, those fields and their JSON (without the closing brace), built once. */
+const fixedJson = new Map<string, { fields: FixedFields; json: string }>();
+const MAX_FIXED_JSON = 10_000;
+
 const WRITE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 const READ_NO_FOLLOW = constants.O_RDONLY | constants.O_NOFOLLOW;
 
@@ -56,6 +62,32 @@ export async function createExclusively(dir: string, name: string, content: stri
   }
 }
 
+/**
+ * A record as one line of JSON: the stored fields only (whatever else the object carries stays
+ * out). Every grant writes one, so the part that does not change between grants of a key is
+ * serialised once: a full `JSON.stringify` was ~1 µs of a ~18 µs file-lock cycle.
+ */
+export function serializeRecord(record: StoredRecord): string {
+  let fixed = fixedJson.get(record.key);
+  const same = fixed?.fields;
+  if (
+    !fixed ||
+    same?.ownerId !== record.ownerId ||
+    same.instanceId !== record.instanceId ||
+    same.hostname !== record.hostname ||
+    same.pid !== record.pid ||
+    same.mode !== record.mode ||
+    same.ttlMs !== record.ttlMs
+  ) {
+    const { v, key, ownerId, instanceId, hostname, pid, mode, ttlMs } = record;
+    const current: FixedFields = { v, key, ownerId, instanceId, hostname, pid, mode, ttlMs };
+    if (fixedJson.size >= MAX_FIXED_JSON) fixedJson.clear();
+    fixedJson.set(key, (fixed = { fields: current, json: JSON.stringify(current).slice(0, -1) }));
+  }
+  // grantId is 16 hex digits (newGrantId), the other two are numbers: nothing to escape.
+  return `${fixed.json},"grantId":"${record.grantId}","acquiredAt":${record.acquiredAt},"fencingToken":${record.fencingToken}}`;
+}
+
 /** Write a holder record into `holdersPath`, creating that directory (0700) on first use. */
 export async function writeRecord(holdersPath: string, record: StoredRecord): Promise<string> {
   const name = recordName(record.grantId);
@@ -69,7 +101,7 @@ export async function writeRecord(holdersPath: string, record: StoredRecord): Pr
     });
     await assertRealDirectory(holdersPath);
   }
-  await writeAtomically(holdersPath, name, JSON.stringify(record));
+  await writeAtomically(holdersPath, name, serializeRecord(record));
   return join(holdersPath, name);
 }
 

@@ -1,7 +1,7 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { LockBackendError } from '../../lock.errors';
 import type { LockMode } from '../../lock-backend.interface';
-import { HOSTNAME, isPidAlive, parseRecord, type FoundRecord, type StoredRecord } from './holder-records';
+import { HOSTNAME, isPidAlive, parseRecord, serializeRecord, type FoundRecord, type StoredRecord } from './holder-records';
 import type { KeyFiles } from './lock-file-names';
 import type { Claim, ClaimAttempt, LockMechanism } from './lock-mechanism';
 import type { NativeFileLock } from './native-file-lock';
@@ -294,7 +294,7 @@ function digits(value: number): string {
 /** The header and the exclusive holder's record (or an empty line), in one write. */
 function writeLockFile(fd: number, header: LockFileHeader, record: StoredRecord | null): void {
   const flag = header.sharedRecords ? SHARED_RECORDS : NO_SHARED_RECORDS;
-  writeSync(fd, `${digits(header.counter)} ${flag} ${digits(header.released)}\n${record ? JSON.stringify(record) : ''}\n`, 0, 'utf8');
+  writeSync(fd, `${digits(header.counter)} ${flag} ${digits(header.released)}\n${record ? serializeRecord(record) : ''}\n`, 0, 'utf8');
 }
 
 /** The exclusive holder's pid when it runs on this host: waiters watch it die (SIGKILL makes no event). */
