@@ -282,9 +282,16 @@ function readState(fd: number): LockFileState {
   return { header, record: record && record.fencingToken > header.released ? record : null };
 }
 
+/** The 19-digit field at `at`; 0 when missing or not all digits. Read from the bytes: no string per field. */
 function numberAt(buffer: Buffer, at: number, length: number): number {
-  const value = length >= at + COUNTER_DIGITS ? Number.parseInt(buffer.toString('latin1', at, at + COUNTER_DIGITS), 10) : 0;
-  return Number.isSafeInteger(value) && value > 0 ? value : 0;
+  if (length < at + COUNTER_DIGITS) return 0;
+  let value = 0;
+  for (let index = at; index < at + COUNTER_DIGITS; index++) {
+    const digit = buffer[index] - 0x30;
+    if (digit < 0 || digit > 9) return 0;
+    value = value * 10 + digit;
+  }
+  return Number.isSafeInteger(value) ? value : 0;
 }
 
 function digits(value: number): string {
