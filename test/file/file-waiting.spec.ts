@@ -35,7 +35,7 @@ describe('file backend: waiting for another process', () => {
       await holder.acquired();
       // Warm up what lives as long as the process anyway: the watch (started by a first wait),
       // the thread pool, and the idle descriptor kept for the lock file of a key in use.
-      expect(await locks.tryAcquire('busy', { waitMs: 1 })).toBeNull();
+      expect(await locks.tryAcquire('busy', { waitMs: 50 })).toBeNull();
       await Promise.all(Array.from({ length: 8 }, () => stat(dir)));
       const fdsBefore = openFds();
       const threadsBefore = readdirSync('/proc/self/task').length;
