@@ -26,6 +26,13 @@ export interface LockRequest {
   ttlMs: number;
   mode: LockMode;
   owner: LockOwner;
+  /**
+   * Present when the caller will wait for the lock. A backend that keeps waiters in order
+   * queues `ticket` on a miss (the same ticket on every attempt of one wait) and, on release,
+   * keeps the lock for the first live ticket in the queue for a moment, so a waiter of another
+   * process is not beaten by whoever releases and asks again at once. Others ignore it.
+   */
+  queue?: { ticket: string; waitMs: number };
 }
 
 export type AcquireOutcome =
@@ -151,6 +158,9 @@ export interface LockBackend {
    * Never used as proof of anything: the caller always retries `tryAcquire`.
    */
   waitForRelease(key: string, timeoutMs: number, signal: AbortSignal): Promise<void>;
+
+  /** A waiter gave up: take `ticket` out of `key`'s queue (and pass on a turn kept for it). */
+  leaveQueue?(key: string, ticket: string): Promise<void>;
 
   /** Every current holder of `key` (several for shared mode), oldest first. */
   inspect(key: string): Promise<LockRecord[]>;

@@ -497,18 +497,36 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
 
   /** Ask the store until it grants the lease or `giveUpAt` passes; woken by releases, not polling. */
   private async acquireFromStore(key: string, storeKey: string, options: CallOptions, giveUpAt: number): Promise<Attempt> {
-    for (;;) {
-      const request = this.request(storeKey, options);
-      const sentAt = performance.now();
-      const outcome = await this.call('tryAcquire', () => this.backend.tryAcquire(request), (late) => this.giveBack(late, [request]));
-      if (outcome.acquired) {
-        this.refuseIfClosing(outcome, [request]);
-        return this.grant(key, request, outcome.fencingToken, sentAt);
+    // One ticket for the whole wait, so a backend that queues waiters keeps our place.
+    const ticket = options.waitMs > 0 && this.backend.leaveQueue ? newLockToken() : undefined;
+    let queued = false;
+    try {
+      for (;;) {
+        const request = this.request(storeKey, options);
+        if (ticket) request.queue = { ticket, waitMs: Math.max(1, Math.ceil(giveUpAt - performance.now())) };
+        const sentAt = performance.now();
+        const outcome = await this.call('tryAcquire', () => this.backend.tryAcquire(request), (late) => this.giveBack(late, [request]));
+        if (outcome.acquired) {
+          queued = false;
+          this.refuseIfClosing(outcome, [request]);
+          return this.grant(key, request, outcome.fencingToken, sentAt);
+        }
+        queued = ticket !== undefined;
+        if (!(await this.waitForStore(storeKey, outcome.retryAfterMs, giveUpAt))) {
+          return { skipped: 'lock-held', retryAfterMs: outcome.retryAfterMs };
+        }
       }
-      if (!(await this.waitForStore(storeKey, outcome.retryAfterMs, giveUpAt))) {
-        return { skipped: 'lock-held', retryAfterMs: outcome.retryAfterMs };
-      }
+    } finally {
+      if (queued) this.leaveQueue(storeKey, ticket as string);
     }
+  }
+
+  /** We stopped waiting: give up our place (and a turn kept for us). A failure leaves it to expire. */
+  private leaveQueue(storeKey: string, ticket: string): void {
+    const leaveQueue = this.backend.leaveQueue?.bind(this.backend) as NonNullable<LockBackend['leaveQueue']>;
+    void this.call('leaveQueue', () => leaveQueue(storeKey, ticket)).catch((error: unknown) =>
+      this.logger.debug(`Could not leave the queue of "${storeKey}": ${errorMessage(error)}`),
+    );
   }
 
   /** A grant that arrives after shutdown began is given back at once, never handed to the caller. */

@@ -272,7 +272,7 @@ describe('@WithLock routes lock in their trampoline, without an interceptor', ()
 
   it('the interceptor option swaps the protocol mapping; a class that is no LockInterceptor fails at bootstrap', async () => {
     class TooManyRequests extends LockInterceptor {
-      protected lockedException(context: ExecutionContext, error: LockHeldError): unknown {
+      protected override lockedException(context: ExecutionContext, error: LockHeldError): unknown {
         this.setHeader(context, 'X-Lock-Key', error.key);
         return new HttpException({ busy: error.key }, HttpStatus.TOO_MANY_REQUESTS);
       }

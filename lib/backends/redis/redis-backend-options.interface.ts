@@ -51,4 +51,11 @@ export interface RedisBackendOptions {
    * `COUNT` hint for each `SCAN` step of `list()`. Listing never uses `KEYS`. Default 500.
    */
   scanCount?: number;
+  /**
+   * When a lock with queued waiters is released, how long it is kept for the first of them
+   * (waiters of every process queue in arrival order; without this, whoever releases and asks
+   * again at once would usually win). A live waiter takes it within a round trip; a waiter
+   * that died while queued costs this long once. Default 250 ms.
+   */
+  queueReservationMs?: number;
 }

@@ -23,6 +23,7 @@ export const createRedisBackend: LockBackendFactory = async ({ options, moduleRe
     warnOnEviction: redis.warnOnEviction,
     extendChunkSize: redis.extendChunkSize,
     scanCount: redis.scanCount,
+    queueReservationMs: redis.queueReservationMs,
   });
 };
 

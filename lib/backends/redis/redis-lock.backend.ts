@@ -21,13 +21,16 @@ import { ReleaseChannels } from './redis-release-channels';
 import {
   ACQUIRE,
   ACQUIRE_ALL,
+  ACQUIRE_OR_QUEUE,
   EXTEND,
   FORCE_RELEASE,
   HAND_OVER,
   INSPECT,
+  LEAVE_QUEUE,
   LOCK_SCRIPTS,
   HOLDER_SUFFIX,
   RELEASE,
+  RESERVED_FOR,
   clusterSlot,
   holderPattern,
   lockKeys,
@@ -49,6 +52,8 @@ export interface RedisLockBackendOptions {
   extendChunkSize?: number;
   /** See `RedisBackendOptions.scanCount`. Default 500. */
   scanCount?: number;
+  /** See `RedisBackendOptions.queueReservationMs`. Default 250. */
+  queueReservationMs?: number;
   /** Upper bound on the bootstrap probe (`CONFIG GET`), so a slow Redis never blocks startup. Default 2 000. */
   probeTimeoutMs?: number;
 }
@@ -58,6 +63,7 @@ type ScriptCommand = (this: RedisClient, shaOrLua: string, ...args: (string | nu
 
 const STALE_REASON = 'lease expired without a release (holder crashed, paused or lost it)';
 const QUIT_TIMEOUT_MS = 1_000;
+const QUEUE_GRACE_MS = 1_000;
 
 /**
  * Redis leases with fencing tokens. Every operation on one lock is one Lua script, so one
@@ -86,6 +92,7 @@ export class RedisLockBackend implements LockBackend {
       warnOnEviction: options.warnOnEviction ?? true,
       extendChunkSize: positive('extendChunkSize', options.extendChunkSize, 1_000),
       scanCount: positive('scanCount', options.scanCount, 500),
+      queueReservationMs: positive('queueReservationMs', options.queueReservationMs, 250),
       probeTimeoutMs: positive('probeTimeoutMs', options.probeTimeoutMs, 2_000),
     };
     this.channels = new ReleaseChannels(() => this.client.duplicate(), this.logger);
@@ -130,7 +137,10 @@ export class RedisLockBackend implements LockBackend {
 
   async tryAcquire(request: LockRequest): Promise<AcquireOutcome> {
     this.assertExclusive(request.mode);
-    const [granted, value] = (await this.run(ACQUIRE, this.grantArgs(request))) as [number, number];
+    const [granted, value] = (await (request.queue ? this.acquireOrQueue(request, request.queue) : this.run(ACQUIRE, this.grantArgs(request)))) as [
+      number,
+      number,
+    ];
     if (granted === 1) return { acquired: true, fencingToken: value };
     return { acquired: false, retryAfterMs: value >= 0 ? value : null };
   }
@@ -197,7 +207,7 @@ export class RedisLockBackend implements LockBackend {
 
   async release(lease: LeaseRef): Promise<ReleaseOutcome> {
     const keys = lockKeys(lease.key);
-    const answer = await this.run(RELEASE, [keys.lease, keys.holder, lease.token, keys.channel]);
+    const answer = await this.run(RELEASE, [keys.lease, keys.holder, keys.queue, lease.token, keys.channel, this.settings.queueReservationMs]);
     if (answer === 1) return 'released';
     return answer === 0 ? 'expired' : 'not-owner';
   }
@@ -205,9 +215,16 @@ export class RedisLockBackend implements LockBackend {
   waitForRelease(key: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
     const keys = lockKeys(key);
     return this.channels.wait(keys.channel, timeoutMs, signal, async () => {
-      const pttl = await this.client.pttl(keys.lease);
-      return pttl !== -2;
+      // A turn kept for a queued waiter may be ours (its release message came before we
+      // subscribed): ask again rather than sleep through it.
+      const lease = await this.client.get(keys.lease);
+      return lease !== null && !lease.startsWith(RESERVED_FOR);
     });
+  }
+
+  async leaveQueue(key: string, ticket: string): Promise<void> {
+    const keys = lockKeys(key);
+    await this.run(LEAVE_QUEUE, [keys.lease, keys.queue, ticket, keys.channel, this.settings.queueReservationMs]);
   }
 
   async inspect(key: string): Promise<LockRecord[]> {
@@ -319,6 +336,13 @@ export class RedisLockBackend implements LockBackend {
         ),
       ),
     );
+  }
+
+  private acquireOrQueue(request: LockRequest, queue: NonNullable<LockRequest['queue']>): Promise<Reply> {
+    const [lease, fence, holder, ...grant] = this.grantArgs(request);
+    // The queue outlives the longest wait in it, then disappears with its abandoned tickets.
+    const queueLifetimeMs = queue.waitMs + this.settings.queueReservationMs + QUEUE_GRACE_MS;
+    return this.run(ACQUIRE_OR_QUEUE, [lease, fence, holder, lockKeys(request.key).queue, ...grant, queue.ticket, queueLifetimeMs]);
   }
 
   /** KEYS (lease, fence, holder) then ARGV (the 3 grant arguments of `stamp_grant`). */

@@ -12,6 +12,8 @@ import { createHash } from 'node:crypto';
  *   `{E}:holder`   the holder record, one packed string (see `HolderRecord`); no expiry,
  *                  deleted on release, so a record whose lease is gone is a holder that died
  *                  or lost its lease (shown as stale)
+ *   `{E}:queue`    tickets of waiters, oldest first (only while some wait); on release the
+ *                  lease is kept for the first one for a moment: `{E}` = `queued:<ticket>`
  * Release messages go to the channel `{E}:released`.
  *
  * The record is one string rather than a hash because every Lua `redis.call` and every
@@ -23,6 +25,7 @@ export interface LockKeys {
   lease: string;
   fence: string;
   holder: string;
+  queue: string;
   channel: string;
 }
 
@@ -42,7 +45,13 @@ export function escapeTag(key: string): string {
 
 export function lockKeys(key: string): LockKeys {
   const base = `{${escapeTag(key)}}`;
-  return { lease: base, fence: `${base}:fence`, holder: `${base}${HOLDER_SUFFIX}`, channel: `${base}:released` };
+  return {
+    lease: base,
+    fence: `${base}:fence`,
+    holder: `${base}${HOLDER_SUFFIX}`,
+    queue: `${base}:queue`,
+    channel: `${base}:released`,
+  };
 }
 
 /**
@@ -151,6 +160,45 @@ return {1, stamp_grant(KEYS[2], KEYS[3], 0)}
   3,
 );
 
+/** What the lease holds while it is kept for the first queued waiter. */
+export const RESERVED_FOR = 'queued:';
+
+/**
+ * ACQUIRE for a caller that will wait. KEYS: lease, fence, holder, queue. ARGV: the grant's
+ * 3 arguments, then ticket, queue lifetime (ms). Takes a free lease or one kept for `ticket`;
+ * otherwise puts `ticket` at the end of the queue unless it is in it already (LPOS needs
+ * Redis >= 6.0.6; older servers just do not queue). Same replies as ACQUIRE.
+ */
+export const ACQUIRE_OR_QUEUE = lockScript(
+  `${STAMP_GRANT}
+local ticket = ARGV[4]
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('LREM', KEYS[4], 1, ticket)
+  return {1, stamp_grant(KEYS[2], KEYS[3], 0)}
+end
+if redis.call('GET', KEYS[1]) == '${RESERVED_FOR}' .. ticket then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {1, stamp_grant(KEYS[2], KEYS[3], 0)}
+end
+if redis.pcall('LPOS', KEYS[4], ticket) == false then redis.call('RPUSH', KEYS[4], ticket) end
+if redis.call('PTTL', KEYS[4]) < tonumber(ARGV[5]) then redis.call('PEXPIRE', KEYS[4], ARGV[5]) end
+return {0, redis.call('PTTL', KEYS[1])}
+`,
+  4,
+);
+
+/**
+ * Lua: after the lease was deleted, keep it for the first queued ticket (if any) for
+ * `reservation_ms`. A waiter that died in the queue costs one reservation, then the lease is
+ * free again for anyone.
+ */
+const PASS_TURN = `
+local function pass_turn(lease_key, queue_key, reservation_ms)
+  local next_ticket = redis.call('LPOP', queue_key)
+  if next_ticket then redis.call('SET', lease_key, '${RESERVED_FOR}' .. next_ticket, 'PX', reservation_ms) end
+end
+`;
+
 /**
  * Several locks, all or none. KEYS: lease, fence, holder of each lock. ARGV: the 3 grant
  * arguments of each lock, in the same order. Every lease is checked before any is set, so
@@ -202,20 +250,39 @@ end
 `;
 
 /**
- * Compare-and-delete. KEYS: lease, holder. ARGV: token, channel.
- * Returns 1 released (and publishes), 0 expired, -1 held by another token. An expired
- * lease's record is removed too when it is still ours, so it stops showing as stale.
+ * Compare-and-delete. KEYS: lease, holder, queue. ARGV: token, channel, reservation (ms).
+ * Returns 1 released (the lease kept for the first queued waiter, if any; publishes), 0
+ * expired, -1 held by another token. An expired lease's record is removed too when it is
+ * still ours, so it stops showing as stale.
  */
 export const RELEASE = lockScript(
-  `${RECORD_OF}
+  `${RECORD_OF}${PASS_TURN}
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] then
   redis.call('DEL', KEYS[1], KEYS[2])
+  pass_turn(KEYS[1], KEYS[3], ARGV[3])
   redis.call('PUBLISH', ARGV[2], 'released')
   return 1
 end
 if record_of(redis.call('GET', KEYS[2]), ARGV[1]) then redis.call('DEL', KEYS[2]) end
 if current then return -1 end
+return 0
+`,
+  3,
+);
+
+/**
+ * A waiter gives up. KEYS: lease, queue. ARGV: ticket, channel, reservation (ms). Removes the
+ * ticket; a turn already kept for it goes to the next ticket (or is freed) at once.
+ */
+export const LEAVE_QUEUE = lockScript(
+  `${PASS_TURN}
+redis.call('LREM', KEYS[2], 0, ARGV[1])
+if redis.call('GET', KEYS[1]) == '${RESERVED_FOR}' .. ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  pass_turn(KEYS[1], KEYS[2], ARGV[3])
+  redis.call('PUBLISH', ARGV[2], 'released')
+end
 return 0
 `,
   2,
@@ -282,4 +349,14 @@ return {'released', pttl, record}
   3,
 );
 
-export const LOCK_SCRIPTS: readonly LockScript[] = [ACQUIRE, ACQUIRE_ALL, HAND_OVER, RELEASE, EXTEND, INSPECT, FORCE_RELEASE];
+export const LOCK_SCRIPTS: readonly LockScript[] = [
+  ACQUIRE,
+  ACQUIRE_OR_QUEUE,
+  ACQUIRE_ALL,
+  HAND_OVER,
+  RELEASE,
+  LEAVE_QUEUE,
+  EXTEND,
+  INSPECT,
+  FORCE_RELEASE,
+];
