@@ -14,7 +14,7 @@ import {
 import { ACQUIRE, EXTEND, RELEASE, lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
 import { exited, spawnTs, waitForLine } from '../support/processes';
 import { RedisServer, until } from '../support/redis-server';
-import { lockApp, uniquePrefix } from './redis-test-app';
+import { lockApp, redisBackendFixture, uniquePrefix } from './redis-test-app';
 
 const owner: LockOwner = { ownerId: 'tester', instanceId: 'instance-1', hostname: 'host-a', pid: 4242 };
 
@@ -24,21 +24,8 @@ describe('RedisLockBackend against a real redis-server', () => {
   let client: Redis;
   let backend: RedisLockBackend;
   let tokens = 0;
-
-  beforeAll(async () => {
-    server = await RedisServer.start();
-    raw = new Redis(server.url);
-    client = new Redis(server.url);
-    backend = new RedisLockBackend(client, { extendChunkSize: 1_000 });
-    await backend.init();
-  });
-
-  afterAll(async () => {
-    await backend.close();
-    client.disconnect();
-    raw.disconnect();
-    await server.destroy();
-  });
+  const fixture = redisBackendFixture({ extendChunkSize: 1_000 });
+  beforeAll(() => ({ server, raw, client, backend } = fixture));
 
   function request(key: string, ttlMs = 5_000, who: LockOwner = owner): LockRequest {
     tokens += 1;

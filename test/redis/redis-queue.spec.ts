@@ -1,33 +1,19 @@
-import { Redis } from 'ioredis';
-import { RedisLockBackend } from '../../lib/backends/redis/redis-lock.backend';
+import type { Redis } from 'ioredis';
+import type { RedisLockBackend } from '../../lib/backends/redis/redis-lock.backend';
 import { lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
 import type { LockOwner, LockRequest } from '../../lib/lock-backend.interface';
-import { RedisServer } from '../support/redis-server';
-import { lockApp, uniquePrefix, type LockApp } from './redis-test-app';
+import type { RedisServer } from '../support/redis-server';
+import { lockApp, redisBackendFixture, uniquePrefix, type LockApp } from './redis-test-app';
 
 const owner: LockOwner = { ownerId: 'queue-test', instanceId: 'i-1', hostname: 'host', pid: 1 };
 
 describe('Redis waiters queue in arrival order (real redis-server)', () => {
   let server: RedisServer;
   let raw: Redis;
-  let client: Redis;
   let backend: RedisLockBackend;
   let tokens = 0;
-
-  beforeAll(async () => {
-    server = await RedisServer.start();
-    raw = new Redis(server.url);
-    client = new Redis(server.url);
-    backend = new RedisLockBackend(client, { queueReservationMs: 150 });
-    await backend.init();
-  });
-
-  afterAll(async () => {
-    await backend.close();
-    client.disconnect();
-    raw.disconnect();
-    await server.destroy();
-  });
+  const fixture = redisBackendFixture({ queueReservationMs: 150 });
+  beforeAll(() => ({ server, raw, backend } = fixture));
 
   function request(key: string, ticket?: string): LockRequest {
     tokens += 1;
