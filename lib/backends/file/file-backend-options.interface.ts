@@ -17,7 +17,10 @@ export interface FileStaleRecord extends LockRecord {
   stale: string;
   /** What found it. */
   detectedBy: 'acquire' | 'inspect' | 'list' | 'init' | 'force-release';
-  /** The record file the metadata was read from (already removed when the holder is provably gone). */
+  /**
+   * Where the metadata was read from: the holder's record file (already removed when the holder
+   * is provably gone), or the lock file itself for an exclusive holder's record (format 2).
+   */
   recordPath: string;
 }
 
