@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { mkdir, realpath, stat, utimes } from 'node:fs/promises';
-import { resolve, sep } from 'node:path';
+import { basename, resolve, sep } from 'node:path';
 import type {
   AcquireOutcome,
   ExtendRequest,
@@ -29,7 +29,7 @@ import {
   type FoundRecord,
   type StoredRecord,
 } from './holder-records';
-import { keyFiles, newGrantId, type KeyFiles } from './lock-file-names';
+import { isLockFile, keyFiles, newGrantId, type KeyFiles } from './lock-file-names';
 import type { ClaimAttempt, LockMechanism } from './lock-mechanism';
 import { processLockTable as table, type HeldFile, type LocalHolder } from './process-lock-table';
 import { andThen } from './maybe-async';
@@ -327,15 +327,17 @@ export class FileLockBackend implements LockBackend {
     for (const entry of await readAllRecords(dir, (anchorPath) => mechanism.lockRecord(anchorPath))) {
       const reason = deadHolderReason(entry.record);
       if (!reason) continue;
-      const files = keyFiles(dir, entry.record.key);
-      if (entry.path !== files.anchorPath) {
+      if (!isLockFile(basename(entry.path))) {
         this.reportStale(entry, reason, 'init');
         await removeQuietly(entry.path);
-      } else {
-        await table.serialize(files.anchorPath, async () => {
-          if (!table.get(files.anchorPath)) await this.reap(mechanism, files, false, 'init');
-        });
+        continue;
       }
+      const files = keyFiles(dir, entry.record.key);
+      // A record that does not name this lock file's key is not one we wrote: left alone.
+      if (entry.path !== files.anchorPath) continue;
+      await table.serialize(files.anchorPath, async () => {
+        if (!table.get(files.anchorPath)) await this.reap(mechanism, files, false, 'init');
+      });
     }
     await removeDeadTempFiles(dir);
   }

@@ -8,7 +8,8 @@ import type { NativeFileLock } from './native-file-lock';
 
 // libuv adds O_CLOEXEC itself, so children we spawn never inherit (and keep alive) the lock.
 const OPEN_LOCK_FILE = constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW;
-const READ_LOCK_FILE = constants.O_RDONLY | constants.O_NOFOLLOW;
+// Non-blocking: opening a FIFO planted at a lock file's name for reading would wait for a writer.
+const READ_LOCK_FILE = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
 /*
  * A lock file (directory format 2) is rewritten in place, never truncated or unlinked:
