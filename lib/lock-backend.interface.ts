@@ -27,12 +27,13 @@ export interface LockRequest {
   mode: LockMode;
   owner: LockOwner;
   /**
-   * Present when the caller will wait for the lock. A backend that keeps waiters in order
-   * queues `ticket` on a miss (the same ticket on every attempt of one wait) and, on release,
-   * keeps the lock for the first live ticket in the queue for a moment, so a waiter of another
-   * process is not beaten by whoever releases and asks again at once. Others ignore it.
+   * Present when the caller will wait up to `waitMs` for the lock; `token` is then the same on
+   * every attempt of that wait. A backend that keeps waiters in order queues the token on a
+   * miss and, on release, passes the lock to the first waiter in the queue (see
+   * `waitForRelease`), so a waiter of another process is not beaten by whoever releases and
+   * asks again at once. Others ignore it.
    */
-  queue?: { ticket: string; waitMs: number };
+  queue?: { waitMs: number };
 }
 
 export type AcquireOutcome =
@@ -72,6 +73,14 @@ export interface ExtendRequest extends LeaseRef {
 
 /** `expired`: nobody holds it any more; `not-owner`: someone else holds it now. */
 export type ReleaseOutcome = 'released' | 'expired' | 'not-owner';
+
+/**
+ * A lease the store passed to a queued waiter on release (`waitForRelease` with its token):
+ * the waiter holds it already, granted after its last `tryAcquire` was sent.
+ */
+export interface PassedLease {
+  fencingToken: number;
+}
 
 /** A holder record as a backend stores it. */
 export interface LockRecord {
@@ -155,12 +164,16 @@ export interface LockBackend {
   /**
    * Resolve when `key` may have become free (a release was seen) or after `timeoutMs`,
    * whichever is first; reject only on `signal` abort is not required: resolving is enough.
-   * Never used as proof of anything: the caller always retries `tryAcquire`.
+   * Never used as proof of anything: the caller always retries `tryAcquire` — unless the
+   * store passed the lease to the waiter that queued with `token`, which it then returns.
    */
-  waitForRelease(key: string, timeoutMs: number, signal: AbortSignal): Promise<void>;
+  waitForRelease(key: string, timeoutMs: number, signal: AbortSignal, token?: string): Promise<PassedLease | void>;
 
-  /** A waiter gave up: take `ticket` out of `key`'s queue (and pass on a turn kept for it). */
-  leaveQueue?(key: string, ticket: string): Promise<void>;
+  /**
+   * A waiter that queued with `token` gave up: take it out of `key`'s queue, and pass on a
+   * turn (or a lease) already given to it.
+   */
+  leaveQueue?(key: string, token: string): Promise<void>;
 
   /** Every current holder of `key` (several for shared mode), oldest first. */
   inspect(key: string): Promise<LockRecord[]>;

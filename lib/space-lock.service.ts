@@ -32,6 +32,7 @@ import {
   type LockOwner,
   type LockRecord,
   type LockRequest,
+  type PassedLease,
   type ReleaseOutcome,
 } from './lock-backend.interface';
 import { LOCK_OPTIONS } from './lock.constants';
@@ -444,7 +445,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
           return { leases: requests.map((request, index) => this.grant(keys[index], request, outcome.fencingTokens[index], sentAt)) };
         }
         const [first] = outcome.held;
-        if (!(await this.waitForStore(first.key, first.retryAfterMs, giveUpAt))) {
+        if ((await this.waitForStore(first.key, first.retryAfterMs, giveUpAt)) === 'gave-up') {
           this.vacateAll(occupied);
           const prefix = this.options.keyPrefix.length;
           return { missed: outcome.held.map(({ key, retryAfterMs }) => ({ key: key.slice(prefix), skipped: 'lock-held', retryAfterMs })) };
@@ -497,13 +498,13 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
 
   /** Ask the store until it grants the lease or `giveUpAt` passes; woken by releases, not polling. */
   private async acquireFromStore(key: string, storeKey: string, options: CallOptions, giveUpAt: number): Promise<Attempt> {
-    // One ticket for the whole wait, so a backend that queues waiters keeps our place.
-    const ticket = options.waitMs > 0 && this.backend.leaveQueue ? newLockToken() : undefined;
+    // One token for the whole wait, so a backend that queues waiters keeps our place and can
+    // pass the lease to us on release.
+    const queueToken = options.waitMs > 0 && this.backend.leaveQueue ? newLockToken() : undefined;
     let queued = false;
     try {
       for (;;) {
-        const request = this.request(storeKey, options);
-        if (ticket) request.queue = { ticket, waitMs: Math.max(1, Math.ceil(giveUpAt - performance.now())) };
+        const request = this.request(storeKey, options, queueToken);
         const sentAt = performance.now();
         const outcome = await this.call('tryAcquire', () => this.backend.tryAcquire(request), (late) => this.giveBack(late, [request]));
         if (outcome.acquired) {
@@ -511,20 +512,26 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
           this.refuseIfClosing(outcome, [request]);
           return this.grant(key, request, outcome.fencingToken, sentAt);
         }
-        queued = ticket !== undefined;
-        if (!(await this.waitForStore(storeKey, outcome.retryAfterMs, giveUpAt))) {
-          return { skipped: 'lock-held', retryAfterMs: outcome.retryAfterMs };
+        queued = queueToken !== undefined;
+        const woken = await this.waitForStore(storeKey, outcome.retryAfterMs, giveUpAt, queueToken);
+        if (woken === 'gave-up') return { skipped: 'lock-held', retryAfterMs: outcome.retryAfterMs };
+        // Passed to us after our last attempt was sent: the lease runs at least ttl from then.
+        // If that was long ago, the next attempt confirms it and measures it afresh.
+        if (woken !== 'woken' && performance.now() - sentAt <= options.ttlMs / 3) {
+          queued = false;
+          this.refuseIfClosing({ acquired: true }, [request]);
+          return this.grant(key, request, woken.fencingToken, sentAt);
         }
       }
     } finally {
-      if (queued) this.leaveQueue(storeKey, ticket as string);
+      if (queued) this.leaveQueue(storeKey, queueToken as string);
     }
   }
 
-  /** We stopped waiting: give up our place (and a turn kept for us). A failure leaves it to expire. */
-  private leaveQueue(storeKey: string, ticket: string): void {
+  /** We stopped waiting: give up our place (and a turn given to us). A failure leaves it to expire. */
+  private leaveQueue(storeKey: string, token: string): void {
     const leaveQueue = this.backend.leaveQueue?.bind(this.backend) as NonNullable<LockBackend['leaveQueue']>;
-    void this.call('leaveQueue', () => leaveQueue(storeKey, ticket)).catch((error: unknown) =>
+    void this.call('leaveQueue', () => leaveQueue(storeKey, token)).catch((error: unknown) =>
       this.logger.debug(`Could not leave the queue of "${storeKey}": ${errorMessage(error)}`),
     );
   }
@@ -549,15 +556,20 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   }
 
   /**
-   * After a miss: `false` when `giveUpAt` has passed (or we are closing), else wait for a
-   * release of `storeKey`, at most its holder's remaining lease, and `true` to ask again.
+   * After a miss: `'gave-up'` when `giveUpAt` has passed (or we are closing), else wait for a
+   * release of `storeKey`, at most its holder's remaining lease: `'woken'` to ask again, or
+   * the lease itself when the store passed it to the waiter queued with `queueToken`.
    */
-  private async waitForStore(storeKey: string, retryAfterMs: number | null, giveUpAt: number): Promise<boolean> {
+  private async waitForStore(
+    storeKey: string,
+    retryAfterMs: number | null,
+    giveUpAt: number,
+    queueToken?: string,
+  ): Promise<'gave-up' | 'woken' | PassedLease> {
     const remaining = giveUpAt - performance.now();
-    if (remaining <= 0 || this.closing) return false;
+    if (remaining <= 0 || this.closing) return 'gave-up';
     const until = Math.max(1, Math.ceil(Math.min(remaining, retryAfterMs ?? remaining)));
-    await this.backend.waitForRelease(storeKey, until, this.shutdown.signal);
-    return true;
+    return (await this.backend.waitForRelease(storeKey, until, this.shutdown.signal, queueToken)) ?? 'woken';
   }
 
   private callOptions(given: LockCallOptions | undefined): CallOptions {
@@ -600,14 +612,16 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     return Math.max(1, Math.min(this.options.heartbeatMs, Math.floor(ttlMs / 3)));
   }
 
-  private request(storeKey: string, options: CallOptions): LockRequest {
-    return {
+  private request(storeKey: string, options: CallOptions, queueToken?: string): LockRequest {
+    const request: LockRequest = {
       key: storeKey,
-      token: newLockToken(),
+      token: queueToken ?? newLockToken(),
       ttlMs: options.ttlMs,
       mode: options.mode,
       owner: this.owner(options.ownerId),
     };
+    if (queueToken) request.queue = { waitMs: options.waitMs };
+    return request;
   }
 
   private owner(ownerId: string): LockOwner {

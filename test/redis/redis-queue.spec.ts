@@ -15,65 +15,72 @@ describe('Redis waiters queue in arrival order (real redis-server)', () => {
   const fixture = redisBackendFixture({ queueReservationMs: 150 });
   beforeAll(() => ({ server, raw, backend } = fixture));
 
-  function request(key: string, ticket?: string): LockRequest {
+  /** A waiting caller's attempt uses its wait's token on every attempt; others a fresh one. */
+  function request(key: string, waiter?: string): LockRequest {
     tokens += 1;
-    const queue = ticket === undefined ? undefined : { ticket, waitMs: 5_000 };
-    return { key, token: `token-${tokens}`, ttlMs: 5_000, mode: 'exclusive', owner, queue };
+    return { key, token: waiter ?? `token-${tokens}`, ttlMs: 5_000, mode: 'exclusive', owner, queue: waiter ? { waitMs: 5_000 } : undefined };
   }
 
-  it('a release keeps the lock for the first queued ticket, then the next; nobody else gets in', async () => {
+  it('a release passes the lock to the first queued waiter, then the next; nobody else gets in', async () => {
     const key = `${uniquePrefix('fifo')}job`;
+    const keys = lockKeys(key);
     const holder = request(key);
-    expect((await backend.tryAcquire(holder)).acquired).toBe(true);
+    const granted = await backend.tryAcquire(holder);
     expect((await backend.tryAcquire(request(key, 'first'))).acquired).toBe(false);
     expect((await backend.tryAcquire(request(key, 'second'))).acquired).toBe(false);
     // Asking again keeps the place instead of queueing twice.
     expect((await backend.tryAcquire(request(key, 'first'))).acquired).toBe(false);
-    expect(await raw.lrange(lockKeys(key).queue, 0, -1)).toEqual(['first', 'second']);
+    expect(await raw.lrange(keys.queue, 0, -1)).toEqual(['first', 'second']);
 
+    const passed = backend.waitForRelease(key, 2_000, new AbortController().signal, 'first');
+    await waitFor(async () => (await raw.pubsub('NUMSUB', keys.channel))[1] === 1);
     expect(await backend.release(holder)).toBe('released');
-    const greedy = await backend.tryAcquire(request(key));
-    expect(greedy.acquired).toBe(false);
-    expect(!greedy.acquired && greedy.retryAfterMs).toBeLessThanOrEqual(150);
+    const fence = granted.acquired ? granted.fencingToken + 1 : -1;
+    await expect(passed).resolves.toEqual({ fencingToken: fence });
+    expect(await raw.get(keys.lease)).toBe('first');
+    expect((await backend.inspect(key))[0]).toMatchObject({ fencingToken: fence, ownerId: 'queue-test' });
+    expect((await backend.tryAcquire(request(key))).acquired).toBe(false);
     expect((await backend.tryAcquire(request(key, 'second'))).acquired).toBe(false);
-    const first = request(key, 'first');
-    const granted = await backend.tryAcquire(first);
-    expect(granted.acquired).toBe(true);
+    // The first waiter asking (again) is told it holds the lease, with the same fencing token.
+    expect(await backend.tryAcquire(request(key, 'first'))).toEqual({ acquired: true, fencingToken: fence });
 
-    expect(await backend.release(first)).toBe('released');
-    expect((await backend.tryAcquire(request(key, 'late'))).acquired).toBe(false);
-    const second = request(key, 'second');
-    const next = await backend.tryAcquire(second);
-    expect(next).toEqual({ acquired: true, fencingToken: granted.acquired ? granted.fencingToken + 1 : -1 });
-    expect(await backend.release(second)).toBe('released');
-    expect(await raw.get(lockKeys(key).lease)).toBe('queued:late');
+    expect(await backend.release(request(key, 'first'))).toBe('released');
+    expect(await raw.get(keys.lease)).toBe('second');
+    expect(await backend.release(request(key, 'second'))).toBe('released');
+    expect(await raw.exists(keys.lease, keys.queue, keys.waiting)).toBe(0);
   });
 
-  it('a waiter that gives up passes a turn kept for it on at once; the queue key goes away', async () => {
+  it('a waiter that gives up passes a lease already given to it on at once; the queue keys go away', async () => {
     const key = `${uniquePrefix('leave')}job`;
+    const keys = lockKeys(key);
     const holder = request(key);
     await backend.tryAcquire(holder);
     await backend.tryAcquire(request(key, 'gives-up'));
     await backend.tryAcquire(request(key, 'stays'));
     await backend.release(holder);
-    expect(await raw.get(lockKeys(key).lease)).toBe('queued:gives-up');
+    expect(await raw.get(keys.lease)).toBe('gives-up');
     await backend.leaveQueue(key, 'gives-up');
-    expect(await raw.get(lockKeys(key).lease)).toBe('queued:stays');
-    const stays = request(key, 'stays');
-    expect((await backend.tryAcquire(stays)).acquired).toBe(true);
-    await backend.release(stays);
-    expect(await raw.exists(lockKeys(key).lease, lockKeys(key).queue)).toBe(0);
+    expect(await raw.get(keys.lease)).toBe('stays');
+    expect((await backend.inspect(key))[0].stale).toBeUndefined();
+    await backend.release(request(key, 'stays'));
+    expect(await raw.exists(keys.lease, keys.queue, keys.waiting, keys.holder)).toBe(0);
   });
 
-  it('a waiter that died in the queue costs one reservation, then anyone gets the lock', async () => {
+  it('a waiter not seen for a while only gets the lock kept for it; if it died, anyone gets it after that', async () => {
     const key = `${uniquePrefix('dead')}job`;
+    const keys = lockKeys(key);
     const holder = request(key);
     await backend.tryAcquire(holder);
     await backend.tryAcquire(request(key, 'crashed'));
+    // As if Redis last saw it long ago.
+    const entry = (await raw.hget(keys.waiting, 'crashed')) as string;
+    await raw.hset(keys.waiting, 'crashed', entry.replace(/^\d+/, '1000'));
     await backend.release(holder);
-    const pttl = await raw.pttl(lockKeys(key).lease);
+    expect(await raw.get(keys.lease)).toBe('queued:crashed');
+    const pttl = await raw.pttl(keys.lease);
     expect(pttl).toBeGreaterThan(0);
     expect(pttl).toBeLessThanOrEqual(150);
+    expect((await backend.tryAcquire(request(key))).acquired).toBe(false);
     await new Promise((resolve) => setTimeout(resolve, pttl + 20));
     expect((await backend.tryAcquire(request(key))).acquired).toBe(true);
   });
@@ -83,7 +90,7 @@ describe('Redis waiters queue in arrival order (real redis-server)', () => {
     const plain = request(key);
     await backend.tryAcquire(plain);
     await backend.release(plain);
-    expect(await raw.exists(lockKeys(key).lease, lockKeys(key).queue)).toBe(0);
+    expect(await raw.exists(lockKeys(key).lease, lockKeys(key).queue, lockKeys(key).waiting)).toBe(0);
   });
 
   describe('between two replicas (separate connections)', () => {

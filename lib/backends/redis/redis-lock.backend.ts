@@ -14,6 +14,7 @@ import type {
   LockOwner,
   LockRecord,
   LockRequest,
+  PassedLease,
   ReleaseOutcome,
 } from '../../lock-backend.interface';
 import { LockNotSupportedError, LockOptionsError } from '../../lock.errors';
@@ -30,6 +31,7 @@ import {
   LOCK_SCRIPTS,
   HOLDER_SUFFIX,
   RELEASE,
+  GRANTED_MESSAGE,
   RESERVED_FOR,
   clusterSlot,
   holderPattern,
@@ -64,6 +66,12 @@ type ScriptCommand = (this: RedisClient, shaOrLua: string, ...args: (string | nu
 const STALE_REASON = 'lease expired without a release (holder crashed, paused or lost it)';
 const QUIT_TIMEOUT_MS = 1_000;
 const QUEUE_GRACE_MS = 1_000;
+/**
+ * A queued waiter Redis has seen this recently gets the lease passed on release; one seen
+ * longer ago only gets it kept for `queueReservationMs` (so a waiter that died while queued
+ * holds the lock for at most its TTL only if it died within this window).
+ */
+const PASS_FRESH_MS = 1_000;
 
 /**
  * Redis leases with fencing tokens. Every operation on one lock is one Lua script, so one
@@ -206,25 +214,32 @@ export class RedisLockBackend implements LockBackend {
   }
 
   async release(lease: LeaseRef): Promise<ReleaseOutcome> {
-    const keys = lockKeys(lease.key);
-    const answer = await this.run(RELEASE, [keys.lease, keys.holder, keys.queue, lease.token, keys.channel, this.settings.queueReservationMs]);
+    const answer = await this.run(RELEASE, [...this.turnKeys(lease.key), lease.token, ...this.turnArgs(lease.key)]);
     if (answer === 1) return 'released';
     return answer === 0 ? 'expired' : 'not-owner';
   }
 
-  waitForRelease(key: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
+  async waitForRelease(key: string, timeoutMs: number, signal: AbortSignal, token?: string): Promise<PassedLease | void> {
     const keys = lockKeys(key);
-    return this.channels.wait(keys.channel, timeoutMs, signal, async () => {
-      // A turn kept for a queued waiter may be ours (its release message came before we
-      // subscribed): ask again rather than sleep through it.
+    const until = performance.now() + timeoutMs;
+    // A lease kept for or passed to `token` may be ours already (its message came before we
+    // subscribed): then ask again rather than sleep through it.
+    const heldByAnother = async (): Promise<boolean> => {
       const lease = await this.client.get(keys.lease);
-      return lease !== null && !lease.startsWith(RESERVED_FOR);
-    });
+      return lease !== null && lease !== token && !lease.startsWith(RESERVED_FOR);
+    };
+    for (;;) {
+      const message = await this.channels.wait(keys.channel, Math.max(1, Math.ceil(until - performance.now())), signal, heldByAnother);
+      const passed = message === undefined ? null : passedLease(message);
+      if (!passed) return;
+      if (passed.token === token) return { fencingToken: passed.fencingToken };
+      // Passed to the waiter ahead of us: the lock is still taken.
+      if (signal.aborted || performance.now() >= until) return;
+    }
   }
 
-  async leaveQueue(key: string, ticket: string): Promise<void> {
-    const keys = lockKeys(key);
-    await this.run(LEAVE_QUEUE, [keys.lease, keys.queue, ticket, keys.channel, this.settings.queueReservationMs]);
+  async leaveQueue(key: string, token: string): Promise<void> {
+    await this.run(LEAVE_QUEUE, [...this.turnKeys(key), token, ...this.turnArgs(key)]);
   }
 
   async inspect(key: string): Promise<LockRecord[]> {
@@ -340,9 +355,21 @@ export class RedisLockBackend implements LockBackend {
 
   private acquireOrQueue(request: LockRequest, queue: NonNullable<LockRequest['queue']>): Promise<Reply> {
     const [lease, fence, holder, ...grant] = this.grantArgs(request);
-    // The queue outlives the longest wait in it, then disappears with its abandoned tickets.
+    const keys = lockKeys(request.key);
+    // The queue outlives the longest wait in it, then disappears with its abandoned tokens.
     const queueLifetimeMs = queue.waitMs + this.settings.queueReservationMs + QUEUE_GRACE_MS;
-    return this.run(ACQUIRE_OR_QUEUE, [lease, fence, holder, lockKeys(request.key).queue, ...grant, queue.ticket, queueLifetimeMs]);
+    return this.run(ACQUIRE_OR_QUEUE, [lease, fence, holder, keys.queue, keys.waiting, ...grant, queueLifetimeMs]);
+  }
+
+  /** KEYS of the scripts that end a turn (RELEASE, LEAVE_QUEUE). */
+  private turnKeys(key: string): string[] {
+    const keys = lockKeys(key);
+    return [keys.lease, keys.holder, keys.queue, keys.waiting, keys.fence];
+  }
+
+  /** ARGV after the token of the scripts that end a turn. */
+  private turnArgs(key: string): (string | number)[] {
+    return [lockKeys(key).channel, this.settings.queueReservationMs, PASS_FRESH_MS];
   }
 
   /** KEYS (lease, fence, holder) then ARGV (the 3 grant arguments of `stamp_grant`). */
@@ -439,6 +466,14 @@ function parseOwner(json: string): Partial<Record<keyof LockOwner, unknown>> {
 
 function finiteOr(value: number | undefined, fallback: number): number {
   return value !== undefined && Number.isFinite(value) ? value : fallback;
+}
+
+/** `granted⏎token⏎fence` from the release channel, else `null`. */
+function passedLease(message: string): { token: string; fencingToken: number } | null {
+  const [kind, token, fence] = message.split('\n');
+  if (kind !== GRANTED_MESSAGE || token === undefined) return null;
+  const fencingToken = Number(fence);
+  return Number.isSafeInteger(fencingToken) ? { token, fencingToken } : null;
 }
 
 /** Duck-typed so this file never needs ioredis at run time. */

@@ -12,8 +12,9 @@ import { createHash } from 'node:crypto';
  *   `{E}:holder`   the holder record, one packed string (see `HolderRecord`); no expiry,
  *                  deleted on release, so a record whose lease is gone is a holder that died
  *                  or lost its lease (shown as stale)
- *   `{E}:queue`    tickets of waiters, oldest first (only while some wait); on release the
- *                  lease is kept for the first one for a moment: `{E}` = `queued:<ticket>`
+ *   `{E}:queue`    tokens of waiters, oldest first (only while some wait); on release the
+ *                  lease passes to the first one (see `pass_turn`)
+ *   `{E}:waiting`  hash: waiter token -> when Redis last saw it, and its grant arguments
  * Release messages go to the channel `{E}:released`.
  *
  * The record is one string rather than a hash because every Lua `redis.call` and every
@@ -26,6 +27,7 @@ export interface LockKeys {
   fence: string;
   holder: string;
   queue: string;
+  waiting: string;
   channel: string;
 }
 
@@ -50,6 +52,7 @@ export function lockKeys(key: string): LockKeys {
     fence: `${base}:fence`,
     holder: `${base}${HOLDER_SUFFIX}`,
     queue: `${base}:queue`,
+    waiting: `${base}:waiting`,
     channel: `${base}:released`,
   };
 }
@@ -118,16 +121,19 @@ function globEscape(text: string): string {
 
 /**
  * Mints the fencing token of a grant whose lease was just set and writes its holder record.
- * `stamp_grant(fence_key, holder_key, offset)` reads its 3 arguments from ARGV after
- * `offset`: token, ttlMs, and the record's tail (`recordTail()`). Everything but the fence is
- * prepared by the client: each Lua call and each concatenated piece costs Redis time on every
- * acquire (bench/RESULTS.md, section 1).
+ * `stamp(fence_key, holder_key, token, ttl, tail)`; `stamp_grant(fence_key, holder_key,
+ * offset)` reads token, ttlMs and the record's tail (`recordTail()`) from ARGV after `offset`.
+ * Everything but the fence is prepared by the client: each Lua call and each concatenated
+ * piece costs Redis time on every acquire (bench/RESULTS.md, section 1).
  */
 const STAMP_GRANT = `
-local function stamp_grant(fence_key, holder_key, offset)
+local function stamp(fence_key, holder_key, token, ttl, tail)
   local fence = redis.call('INCR', fence_key)
-  redis.call('SET', holder_key, ARGV[offset + 2] .. '\\n' .. ARGV[offset + 1] .. '\\n' .. fence .. ARGV[offset + 3])
+  redis.call('SET', holder_key, ttl .. '\\n' .. token .. '\\n' .. fence .. tail)
   return fence
+end
+local function stamp_grant(fence_key, holder_key, offset)
+  return stamp(fence_key, holder_key, ARGV[offset + 1], ARGV[offset + 2], ARGV[offset + 3])
 end
 `;
 
@@ -163,39 +169,83 @@ return {1, stamp_grant(KEYS[2], KEYS[3], 0)}
 /** What the lease holds while it is kept for the first queued waiter. */
 export const RESERVED_FOR = 'queued:';
 
+/** Message on the release channel telling waiter `token` the lease was passed to it: `granted⏎token⏎fence`. */
+export const GRANTED_MESSAGE = 'granted';
+
+/** Lua: Redis' clock in ms (TIME is non-deterministic: Redis < 5 needs effects replication for writes after it). */
+const NOW_MS = `
+if redis.replicate_commands then redis.replicate_commands() end
+local function now_ms()
+  local now = redis.call('TIME')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+end
+`;
+
 /**
- * ACQUIRE for a caller that will wait. KEYS: lease, fence, holder, queue. ARGV: the grant's
- * 3 arguments, then ticket, queue lifetime (ms). Takes a free lease or one kept for `ticket`;
- * otherwise puts `ticket` at the end of the queue unless it is in it already (LPOS needs
- * Redis >= 6.0.6; older servers just do not queue). Same replies as ACQUIRE.
+ * ACQUIRE for a caller that will wait; its token is the same on every attempt of one wait.
+ * KEYS: lease, fence, holder, queue, waiting. ARGV: the grant's 3 arguments, then the queue's
+ * lifetime (ms). Takes a free lease, one kept for this token, or confirms one already passed
+ * to it (refreshing its expiry, since the caller measures the lease from this call).
+ * Otherwise puts the token at the end of the queue unless it is in it already (LPOS needs
+ * Redis >= 6.0.6; older servers just do not queue) and records when it was last seen and its
+ * grant arguments, so a release can pass the lease on without a further round trip.
+ * Same replies as ACQUIRE.
  */
 export const ACQUIRE_OR_QUEUE = lockScript(
-  `${STAMP_GRANT}
-local ticket = ARGV[4]
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('LREM', KEYS[4], 1, ticket)
+  `${STAMP_GRANT}${NOW_MS}
+local token = ARGV[1]
+if redis.call('SET', KEYS[1], token, 'NX', 'PX', ARGV[2]) then
+  redis.call('LREM', KEYS[4], 1, token)
+  redis.call('HDEL', KEYS[5], token)
   return {1, stamp_grant(KEYS[2], KEYS[3], 0)}
 end
-if redis.call('GET', KEYS[1]) == '${RESERVED_FOR}' .. ticket then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local current = redis.call('GET', KEYS[1])
+if current == token then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  local record = redis.call('GET', KEYS[3]) or ''
+  return {1, tonumber(string.match(record, '^[^\\n]*\\n[^\\n]*\\n(%d+)\\n')) or 0}
+end
+if current == '${RESERVED_FOR}' .. token then
+  redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
   return {1, stamp_grant(KEYS[2], KEYS[3], 0)}
 end
-if redis.pcall('LPOS', KEYS[4], ticket) == false then redis.call('RPUSH', KEYS[4], ticket) end
-if redis.call('PTTL', KEYS[4]) < tonumber(ARGV[5]) then redis.call('PEXPIRE', KEYS[4], ARGV[5]) end
+if redis.pcall('LPOS', KEYS[4], token) == false then redis.call('RPUSH', KEYS[4], token) end
+redis.call('HSET', KEYS[5], token, now_ms() .. '\\n' .. ARGV[2] .. ARGV[3])
+if redis.call('PTTL', KEYS[4]) < tonumber(ARGV[4]) then
+  redis.call('PEXPIRE', KEYS[4], ARGV[4])
+  redis.call('PEXPIRE', KEYS[5], ARGV[4])
+end
 return {0, redis.call('PTTL', KEYS[1])}
 `,
-  4,
+  5,
 );
 
 /**
- * Lua: after the lease was deleted, keep it for the first queued ticket (if any) for
- * `reservation_ms`. A waiter that died in the queue costs one reservation, then the lease is
- * free again for anyone.
+ * Lua: after the lease was deleted, give the next turn. Nobody queued: publish "released".
+ * The first queued waiter seen within `fresh_ms`: the lease is set to its token with its
+ * TTL and record, and "granted" is published: it holds the lock without another round trip.
+ * One not seen for longer: the lease is kept for it for `reservation_ms` (it asks again when
+ * woken); a waiter that died in the queue costs one reservation, then the lease is free.
  */
 const PASS_TURN = `
-local function pass_turn(lease_key, queue_key, reservation_ms)
-  local next_ticket = redis.call('LPOP', queue_key)
-  if next_ticket then redis.call('SET', lease_key, '${RESERVED_FOR}' .. next_ticket, 'PX', reservation_ms) end
+local function pass_turn(lease_key, fence_key, holder_key, queue_key, waiting_key, channel, reservation_ms, fresh_ms)
+  local ticket = redis.call('LPOP', queue_key)
+  if not ticket then
+    redis.call('PUBLISH', channel, 'released')
+    return
+  end
+  local entry = redis.call('HGET', waiting_key, ticket)
+  redis.call('HDEL', waiting_key, ticket)
+  local seen_at, ttl, tail
+  if entry then seen_at, ttl, tail = string.match(entry, '^(%d+)\\n(%d+)(\\n.*)$') end
+  if seen_at and now_ms() - tonumber(seen_at) <= tonumber(fresh_ms) then
+    redis.call('SET', lease_key, ticket, 'PX', ttl)
+    local fence = stamp(fence_key, holder_key, ticket, ttl, tail)
+    redis.call('PUBLISH', channel, '${GRANTED_MESSAGE}\\n' .. ticket .. '\\n' .. fence)
+    return
+  end
+  redis.call('SET', lease_key, '${RESERVED_FOR}' .. ticket, 'PX', reservation_ms)
+  redis.call('PUBLISH', channel, 'released')
 end
 `;
 
@@ -250,42 +300,44 @@ end
 `;
 
 /**
- * Compare-and-delete. KEYS: lease, holder, queue. ARGV: token, channel, reservation (ms).
- * Returns 1 released (the lease kept for the first queued waiter, if any; publishes), 0
- * expired, -1 held by another token. An expired lease's record is removed too when it is
- * still ours, so it stops showing as stale.
+ * Compare-and-delete. KEYS: lease, holder, queue, waiting, fence. ARGV: token, channel,
+ * reservation (ms), freshness (ms). Returns 1 released (and the next turn given, see
+ * `pass_turn`), 0 expired, -1 held by another token. An expired lease's record is removed
+ * too when it is still ours, so it stops showing as stale.
  */
 export const RELEASE = lockScript(
-  `${RECORD_OF}${PASS_TURN}
+  `${RECORD_OF}${STAMP_GRANT}${NOW_MS}${PASS_TURN}
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] then
   redis.call('DEL', KEYS[1], KEYS[2])
-  pass_turn(KEYS[1], KEYS[3], ARGV[3])
-  redis.call('PUBLISH', ARGV[2], 'released')
+  pass_turn(KEYS[1], KEYS[5], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3], ARGV[4])
   return 1
 end
 if record_of(redis.call('GET', KEYS[2]), ARGV[1]) then redis.call('DEL', KEYS[2]) end
 if current then return -1 end
 return 0
 `,
-  3,
+  5,
 );
 
 /**
- * A waiter gives up. KEYS: lease, queue. ARGV: ticket, channel, reservation (ms). Removes the
- * ticket; a turn already kept for it goes to the next ticket (or is freed) at once.
+ * A waiter gives up. KEYS as RELEASE. ARGV: its token, channel, reservation, freshness.
+ * Removes the token from the queue; a turn kept for it, or a lease already passed to it, goes
+ * to the next waiter (or is freed) at once.
  */
 export const LEAVE_QUEUE = lockScript(
-  `${PASS_TURN}
-redis.call('LREM', KEYS[2], 0, ARGV[1])
-if redis.call('GET', KEYS[1]) == '${RESERVED_FOR}' .. ARGV[1] then
+  `${STAMP_GRANT}${NOW_MS}${PASS_TURN}
+redis.call('LREM', KEYS[3], 0, ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] or current == '${RESERVED_FOR}' .. ARGV[1] then
+  if current == ARGV[1] then redis.call('DEL', KEYS[2]) end
   redis.call('DEL', KEYS[1])
-  pass_turn(KEYS[1], KEYS[2], ARGV[3])
-  redis.call('PUBLISH', ARGV[2], 'released')
+  pass_turn(KEYS[1], KEYS[5], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3], ARGV[4])
 end
 return 0
 `,
-  2,
+  5,
 );
 
 /**

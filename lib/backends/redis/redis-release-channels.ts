@@ -2,7 +2,7 @@ import type { Logger } from '@nestjs/common';
 import type { Cluster, Redis } from 'ioredis';
 import { errorMessage } from '../../lock.errors';
 
-type Waker = () => void;
+type Waker = (message?: string) => void;
 
 interface Channel {
   waiters: Set<Waker>;
@@ -30,24 +30,26 @@ export class ReleaseChannels {
   ) {}
 
   /**
-   * Resolves on a release message for `channel`, when `stillHeld` says the lease is gone,
-   * after `timeoutMs`, or on `signal` abort, whichever comes first. Never rejects.
+   * Resolves with the message on a release message for `channel`, or without one when
+   * `stillHeld` says the lease is gone, after `timeoutMs`, or on `signal` abort, whichever
+   * comes first. Never rejects.
    */
-  wait(channel: string, timeoutMs: number, signal: AbortSignal, stillHeld: () => Promise<boolean>): Promise<void> {
-    if (this.closed || signal.aborted) return Promise.resolve();
+  wait(channel: string, timeoutMs: number, signal: AbortSignal, stillHeld: () => Promise<boolean>): Promise<string | undefined> {
+    if (this.closed || signal.aborted) return Promise.resolve(undefined);
     return new Promise((resolve) => {
       const entry = this.join(channel);
-      const wake: Waker = () => {
+      const wake: Waker = (message) => {
         if (!entry.waiters.delete(wake)) return;
         clearTimeout(timer);
-        signal.removeEventListener('abort', wake);
+        signal.removeEventListener('abort', wakeWithout);
         if (entry.waiters.size === 0) this.leave(channel, entry);
-        resolve();
+        resolve(message);
       };
+      const wakeWithout = (): void => wake();
       entry.waiters.add(wake);
-      const timer = setTimeout(wake, timeoutMs);
+      const timer = setTimeout(wakeWithout, timeoutMs);
       timer.unref();
-      signal.addEventListener('abort', wake, { once: true });
+      signal.addEventListener('abort', wakeWithout, { once: true });
       void entry.subscribed
         .then(async (subscribed) => {
           if (subscribed && entry.waiters.has(wake) && !(await stillHeld())) wake();
@@ -95,9 +97,9 @@ export class ReleaseChannels {
   private connection(): Redis | Cluster {
     if (this.subscriber) return this.subscriber;
     const subscriber = this.connect();
-    subscriber.on('message', (channel: string) => {
+    subscriber.on('message', (channel: string, message: string) => {
       const entry = this.channels.get(channel);
-      if (entry) [...entry.waiters].forEach((wake) => wake());
+      if (entry) [...entry.waiters].forEach((wake) => wake(message));
     });
     // Without a listener ioredis reports every reconnect failure as an unhandled error event.
     subscriber.on('error', (error: unknown) => this.logger.debug(`subscriber: ${errorMessage(error)}`));
