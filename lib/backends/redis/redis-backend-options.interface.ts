@@ -52,10 +52,10 @@ export interface RedisBackendOptions {
    */
   scanCount?: number;
   /**
-   * When a lock with queued waiters is released, how long it is kept for the first of them
-   * (waiters of every process queue in arrival order; without this, whoever releases and asks
-   * again at once would usually win). A live waiter takes it within a round trip; a waiter
-   * that died while queued costs this long once. Default 250 ms.
+   * Waiters of every process queue in arrival order, and a release passes the lock to the
+   * first one Redis saw within the last second (no further round trip). One not seen for
+   * longer only gets the lock kept for it this long, and asks again when woken; if it died,
+   * the lock is free again after this. Default 250 ms.
    */
   queueReservationMs?: number;
 }
