@@ -172,9 +172,11 @@ export const RESERVED_FOR = 'queued:';
 /** Message on the release channel telling waiter `token` the lease was passed to it: `granted⏎token⏎fence`. */
 export const GRANTED_MESSAGE = 'granted';
 
-/** Lua: Redis' clock in ms (TIME is non-deterministic: Redis < 5 needs effects replication for writes after it). */
+/**
+ * Lua: Redis' clock in ms. Writes after TIME need effects replication, the default since
+ * Redis 5 (the oldest server these scripts support).
+ */
 const NOW_MS = `
-if redis.replicate_commands then redis.replicate_commands() end
 local function now_ms()
   local now = redis.call('TIME')
   return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
