@@ -8,6 +8,12 @@ import type { NativeFileLock } from './native-file-lock';
 
 // libuv adds O_CLOEXEC itself, so children we spawn never inherit (and keep alive) the lock.
 const OPEN_LOCK_FILE = constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW;
+/**
+ * Under `relatime` every grant's read, following the previous grant's write, would update the
+ * access time and so dirty (journal) the inode once more per cycle. Only the file's owner may
+ * ask for this (EPERM otherwise, e.g. a lock file another user created); undefined off Linux.
+ */
+const NO_ATIME = constants.O_NOATIME ?? 0;
 // Non-blocking: opening a FIFO planted at a lock file's name for reading would wait for a writer.
 const READ_LOCK_FILE = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
@@ -236,7 +242,7 @@ class KernelClaim implements Claim {
 function openLockFile(path: string): OpenLockFile {
   let fd: number;
   try {
-    fd = openSync(path, OPEN_LOCK_FILE, 0o600);
+    fd = openWithoutAtime(path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ELOOP') {
       throw new LockBackendError('file', `${path} is a symbolic link; refusing to follow it`, error);
@@ -253,6 +259,15 @@ function openLockFile(path: string): OpenLockFile {
   } catch (error) {
     closeSync(fd);
     throw error;
+  }
+}
+
+function openWithoutAtime(path: string): number {
+  try {
+    return openSync(path, OPEN_LOCK_FILE | NO_ATIME, 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM' || NO_ATIME === 0) throw error;
+    return openSync(path, OPEN_LOCK_FILE, 0o600);
   }
 }
 
