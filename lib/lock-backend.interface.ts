@@ -122,6 +122,11 @@ export type ForceReleaseOutcome =
 
 export interface LockBackendCapabilities {
   shared: boolean;
+  /**
+   * Every call completes inside this process without I/O (the memory backend): the service
+   * then puts no `backendTimeoutMs` deadline on it. Default `false`.
+   */
+  inProcess?: boolean;
 }
 
 export interface LockBackend {

@@ -789,6 +789,8 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
    * ours becomes a `LockBackendError` so callers can tell "store down" from "busy".
    */
   private call<T>(operation: string, run: () => Promise<T>, onLateResult?: (value: T) => void): Promise<T> {
+    // Nothing on a wire to wait for: a deadline timer would cost more than the call.
+    if (this.backend.capabilities.inProcess) return this.callInProcess(operation, run);
     return new Promise<T>((resolve, reject) => {
       const watched = this.deadlines.watch(() =>
         reject(new LockBackendError(this.backend.name, `${operation} timed out after ${this.options.backendTimeoutMs} ms`)),
@@ -809,10 +811,26 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
         (error: unknown) => {
           if (watched.done) return;
           this.deadlines.settle(watched);
-          reject(error instanceof LockError ? error : new LockBackendError(this.backend.name, `${operation}: ${errorMessage(error)}`, error));
+          reject(this.asLockError(operation, error));
         },
       );
     });
+  }
+
+  private callInProcess<T>(operation: string, run: () => Promise<T>): Promise<T> {
+    let pending: Promise<T>;
+    try {
+      pending = run();
+    } catch (error) {
+      return Promise.reject(this.asLockError(operation, error));
+    }
+    return pending.catch((error: unknown) => {
+      throw this.asLockError(operation, error);
+    });
+  }
+
+  private asLockError(operation: string, error: unknown): LockError {
+    return error instanceof LockError ? error : new LockBackendError(this.backend.name, `${operation}: ${errorMessage(error)}`, error);
   }
 
   private noteBackendFailure(what: string, error: unknown): void {

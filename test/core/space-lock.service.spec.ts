@@ -23,8 +23,13 @@ function serviceOn(backend: LockBackend, options: LockModuleOptions = {}): Space
   return new SpaceLockService(resolveLockOptions({ ...options, backend }), backend);
 }
 
+/** The memory backend as if it were a store across the network: its calls are bounded by `backendTimeoutMs`. */
+class RemoteMemoryBackend extends MemoryLockBackend {
+  override readonly capabilities = { shared: false };
+}
+
 /** Memory backend whose heartbeats can be stalled or broken, to play a paused process or a dead store. */
-class StallableBackend extends MemoryLockBackend {
+class StallableBackend extends RemoteMemoryBackend {
   stalled = false;
   failing = false;
   extendCalls = 0;
@@ -261,7 +266,7 @@ describe('SpaceLockService on the memory backend', () => {
     backend.failing = true;
     const locks = track(serviceOn(backend));
     await expect(locks.acquire('down')).rejects.toBeInstanceOf(LockBackendError);
-    const hanging = new MemoryLockBackend();
+    const hanging = new RemoteMemoryBackend();
     hanging.tryAcquire = () => new Promise(() => undefined);
     const slow = track(serviceOn(hanging, { backendTimeoutMs: 50 }));
     const started = performance.now();
@@ -438,8 +443,21 @@ describe('SpaceLockService on the memory backend', () => {
     await lock.release();
   });
 
-  it('a hand-over the store answers after we gave up is given back, not left blocking the key', async () => {
+  it('an in-process backend is not bounded by backendTimeoutMs (no deadline timer on its calls)', async () => {
     const backend = new MemoryLockBackend();
+    const tryAcquire = backend.tryAcquire.bind(backend);
+    backend.tryAcquire = async (request) => {
+      await new Promise((resolve) => setTimeout(resolve, 120));
+      return tryAcquire(request);
+    };
+    const locks = track(serviceOn(backend, { backendTimeoutMs: 50 }));
+    const lock = await locks.acquire('slow-but-local');
+    expect(lock.fencingToken).toBeGreaterThan(0);
+    await lock.release();
+  });
+
+  it('a hand-over the store answers after we gave up is given back, not left blocking the key', async () => {
+    const backend = new RemoteMemoryBackend();
     const handOver = backend.handOver.bind(backend);
     // The store does the hand-over at once but its answer is late (a paused connection).
     backend.handOver = async (from, to) => {
