@@ -44,6 +44,7 @@ export type {
   LockOwner,
   LockRecord,
   LockRequest,
+  PassedLease,
   ReleaseOutcome,
 } from './lock-backend.interface';
 export type {
