@@ -14,6 +14,7 @@ import {
   SpaceLockService,
   type ExtendRequest,
   type LockBackend,
+  type LockBackendCapabilities,
   type LockModuleOptions,
 } from '../../lib';
 import { resolveLockOptions } from '../../lib/lock-options.validation';
@@ -25,7 +26,7 @@ function serviceOn(backend: LockBackend, options: LockModuleOptions = {}): Space
 
 /** The memory backend as if it were a store across the network: its calls are bounded by `backendTimeoutMs`. */
 class RemoteMemoryBackend extends MemoryLockBackend {
-  override readonly capabilities = { shared: false };
+  override readonly capabilities: LockBackendCapabilities = { shared: false };
 }
 
 /** Memory backend whose heartbeats can be stalled or broken, to play a paused process or a dead store. */
