@@ -18,6 +18,8 @@ import type { LockKeyPart, WithLockMetadata } from './with-lock.decorator';
 import { SpaceLockService } from './space-lock.service';
 
 const ARGUMENT_ROOT = /^\d+$/;
+/** What @nestjs/microservices' `@MessagePattern`/`@EventPattern` and @nestjs/websockets' `@SubscribeMessage` set on a handler. */
+const OTHER_TRANSPORT_HANDLER_METADATA = ['microservices:pattern', 'message'];
 
 /**
  * At bootstrap, finds `@WithLock` methods and gives each instance the runner its method
@@ -74,20 +76,21 @@ export class LockExplorer implements OnModuleInit {
       const type = wrapper.metatype as Type | undefined;
       if (typeof type !== 'function') continue;
       const classLocked = this.reflector.get<WithLockMetadata | undefined>(WITH_LOCK_METADATA, type) !== undefined;
-      let everyLockedMethodIsRoute = true;
+      let otherTransportHandlers = false;
       for (const name of this.scanner.getAllMethodNames(type.prototype as object)) {
         const method = (type.prototype as Record<string, unknown>)[name];
         if (typeof method !== 'function') continue;
         const locked = classLocked || this.reflector.get(WITH_LOCK_METADATA, method) !== undefined;
         if (!locked) continue;
         if (Reflect.getMetadata(METHOD_METADATA, method) === undefined) {
-          everyLockedMethodIsRoute = false; // an RPC or WebSocket handler: stays intercepted
+          // RPC and WebSocket handlers stay intercepted; other methods are no handlers at all.
+          otherTransportHandlers ||= OTHER_TRANSPORT_HANDLER_METADATA.some((key) => Reflect.hasMetadata(key, method));
           continue;
         }
         prepareLockedRoute(type, name);
         withoutLockInterceptor((type.prototype as Record<string, object>)[name]);
       }
-      if (classLocked && everyLockedMethodIsRoute) withoutLockInterceptor(type);
+      if (classLocked && !otherTransportHandlers) withoutLockInterceptor(type);
     }
   }
 

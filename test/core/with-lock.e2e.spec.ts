@@ -11,6 +11,7 @@ import {
   Post,
   Query,
   Scope,
+  SetMetadata,
 } from '@nestjs/common';
 import { NestFactory, Reflector } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -209,6 +210,11 @@ describe('@WithLock routes lock in their trampoline, without an interceptor', ()
     @Get(':id')
     async build(@Param('id') id: string, @CurrentLock() lock: HeldLock): Promise<object> {
       await gates.get(id)?.open;
+      return this.describe(id, lock);
+    }
+
+    /** Not a route: the class-level lock does not make it a handler. */
+    describe(id: string, lock: HeldLock): object {
       return { id, key: lock.key };
     }
 
@@ -217,6 +223,21 @@ describe('@WithLock routes lock in their trampoline, without an interceptor', ()
     async summary(@Param('id') id: string, @CurrentLock() lock: HeldLock): Promise<object> {
       await gates.get(`summary:${id}`)?.open;
       return { key: lock.key };
+    }
+  }
+
+  /** A hybrid app's controller: its RPC handler keeps LockInterceptor, its route does not need it. */
+  @Controller('mixed')
+  @WithLock('mixed')
+  class MixedController {
+    @Get()
+    route(): object {
+      return { ok: true };
+    }
+
+    @SetMetadata('microservices:pattern', [{ cmd: 'mixed' }])
+    rpc(): object {
+      return { ok: true };
     }
   }
 
@@ -230,7 +251,7 @@ describe('@WithLock routes lock in their trampoline, without an interceptor', ()
 
   let app: INestApplication;
   beforeAll(async () => {
-    @Module({ imports: [LockModule.forRoot()], controllers: [ReportsController, OpenController, SpacesController] })
+    @Module({ imports: [LockModule.forRoot()], controllers: [ReportsController, OpenController, SpacesController, MixedController] })
     class ReportsModule {}
     app = await NestFactory.create(ReportsModule, { logger: false });
     await app.init();
@@ -267,6 +288,9 @@ describe('@WithLock routes lock in their trampoline, without an interceptor', ()
     for (const target of [ReportsController, ReportsController.prototype.build, ReportsController.prototype.summary, SpacesController.prototype.sync]) {
       expect((Reflect.getMetadata(INTERCEPTORS_METADATA, target) as unknown[] | undefined) ?? []).not.toContain(LockInterceptor);
     }
+    expect(Reflect.getMetadata(INTERCEPTORS_METADATA, MixedController)).toContain(LockInterceptor);
+    // The route is locked by its trampoline; the interceptor passes it through (no double lock).
+    expect((await request(app.getHttpServer()).get('/mixed')).status).toBe(200);
     expect((await request(app.getHttpServer()).get('/open')).body).toEqual({ lock: 'none' });
   });
 
