@@ -149,7 +149,8 @@ export class LockExplorer implements OnModuleInit {
   }
 
   private wrap(target: object, name: string, metadata: WithLockMetadata): void {
-    const { onLocked = 'skip', ...callOptions } = metadata.options;
+    const { callOptions } = metadata;
+    const onLocked = metadata.options.onLocked ?? 'skip';
     installRunner(target, name, async (original, self, args) => {
       const keys = metadata.keys.map((part) => renderFromArguments(part, args));
       let held;

@@ -65,13 +65,13 @@ export class LockInterceptor implements NestInterceptor {
    */
   async runLocked(context: ExecutionContext, metadata: WithLockMetadata, work: (locks: HeldLock[]) => unknown): Promise<unknown> {
     const keys = this.resolveKeys(context, metadata);
-    const { onLocked, ...callOptions } = metadata.options;
+    const { callOptions } = metadata;
     let held: HeldLock[];
     try {
       held = keys.length === 1 ? [await this.locks.acquire(keys[0], callOptions)] : await this.locks.acquireMany(keys, callOptions);
     } catch (error) {
       if (error instanceof LockHeldError || error instanceof LockTimeoutError) {
-        if (onLocked === 'skip') return { skipped: error instanceof LockHeldError ? error.reason : 'lock-held' };
+        if (metadata.options.onLocked === 'skip') return { skipped: error instanceof LockHeldError ? error.reason : 'lock-held' };
         throw this.lockedException(context, error);
       }
       if (error instanceof LockBackendError || error instanceof LockShuttingDownError) {

@@ -1,5 +1,6 @@
 import { applyDecorators, SetMetadata, UseInterceptors } from '@nestjs/common';
 import type { LockMode } from './lock-backend.interface';
+import type { LockCallOptions } from './held-lock.interface';
 import { WITH_LOCK_METADATA } from './lock.constants';
 import { LockOptionsError } from './lock.errors';
 import {
@@ -32,6 +33,8 @@ export type LockKeyPart = CompiledKeyTemplate | ((...args: never[]) => string);
 export interface WithLockMetadata {
   keys: LockKeyPart[];
   options: WithLockOptions;
+  /** `options` without `onLocked`, as every call passes them; `undefined` when that is empty. */
+  callOptions: LockCallOptions | undefined;
 }
 
 /**
@@ -59,9 +62,13 @@ export function WithLock(
   const templates = Array.isArray(keys) ? keys : [keys as LockKeyTemplate];
   if (templates.length === 0) throw new LockOptionsError('@WithLock needs at least one key');
   validateOptions(options);
+  const callOptions: WithLockOptions = { ...options };
+  delete callOptions.onLocked;
   const metadata: WithLockMetadata = {
     keys: templates.map((template) => (typeof template === 'function' ? template : new CompiledKeyTemplate(template))),
     options: { ...options },
+    // `undefined` lets the service use its defaults, validated once, instead of on every call.
+    callOptions: Object.keys(callOptions).length > 0 ? callOptions : undefined,
   };
   const decorate = applyDecorators(SetMetadata(WITH_LOCK_METADATA, metadata), UseInterceptors(LockInterceptor));
   return ((target: object, propertyKey?: string | symbol, descriptor?: PropertyDescriptor) => {
