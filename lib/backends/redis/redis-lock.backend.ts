@@ -26,18 +26,21 @@ import {
   EXTEND,
   FORCE_RELEASE,
   HAND_OVER,
-  INSPECT,
-  LEAVE_QUEUE,
-  LOCK_SCRIPTS,
-  HOLDER_SUFFIX,
-  RELEASE,
   GRANTED_MESSAGE,
+  HOLDER_SUFFIX,
+  INSPECT,
+  LOCK_SCRIPTS,
   RESERVED_FOR,
   clusterSlot,
   holderPattern,
+  FENCE_SUFFIX,
+  QUEUE_SUFFIX,
+  WAITING_SUFFIX,
+  leaseKeyOf,
   lockKeys,
   parseHolderRecord,
   recordTail,
+  turnScripts,
   type LockScript,
 } from './redis-lock.scripts';
 import { settleWithin } from '../../settle-within';
@@ -66,12 +69,6 @@ type ScriptCommand = (this: RedisClient, shaOrLua: string, ...args: (string | nu
 const STALE_REASON = 'lease expired without a release (holder crashed, paused or lost it)';
 const QUIT_TIMEOUT_MS = 1_000;
 const QUEUE_GRACE_MS = 1_000;
-/**
- * A queued waiter Redis has seen this recently gets the lease passed on release; one seen
- * longer ago only gets it kept for `queueReservationMs` (so a waiter that died while queued
- * holds the lock for at most its TTL only if it died within this window).
- */
-const PASS_FRESH_MS = 1_000;
 
 /**
  * Redis leases with fencing tokens. Every operation on one lock is one Lua script, so one
@@ -86,6 +83,8 @@ export class RedisLockBackend implements LockBackend {
   private readonly settings: Required<RedisLockBackendOptions>;
   private resolved?: { client: RedisClient; keyPrefix: string };
   private readonly ownerJsonCache = new WeakMap<LockOwner, string>();
+  /** RELEASE and LEAVE_QUEUE with this backend's queueReservationMs written in. */
+  private readonly turn: ReturnType<typeof turnScripts>;
 
   /**
    * @param source the connection, or a function returning it, called once at `init()` or at
@@ -103,6 +102,7 @@ export class RedisLockBackend implements LockBackend {
       queueReservationMs: positive('queueReservationMs', options.queueReservationMs, 250),
       probeTimeoutMs: positive('probeTimeoutMs', options.probeTimeoutMs, 2_000),
     };
+    this.turn = turnScripts(this.settings.queueReservationMs);
     this.channels = new ReleaseChannels(() => this.client.duplicate(), this.logger);
   }
 
@@ -118,7 +118,8 @@ export class RedisLockBackend implements LockBackend {
   /** So the first calls are EVALSHA hits; `run()` still falls back to EVAL (restart, fail-over). */
   private async loadScripts(): Promise<void> {
     try {
-      const loads = this.scanNodes().flatMap((node) => LOCK_SCRIPTS.map((script) => node.script('LOAD', script.lua)));
+      const scripts = [...LOCK_SCRIPTS, this.turn.release, this.turn.leaveQueue];
+      const loads = this.scanNodes().flatMap((node) => scripts.map((script) => node.script('LOAD', script.lua)));
       await settleWithin(Promise.all(loads), this.settings.probeTimeoutMs, noAnswerWithin(this.settings.probeTimeoutMs));
     } catch (error) {
       this.logger.debug(`Could not preload the lock scripts: ${errorMessage(error)}`);
@@ -214,7 +215,7 @@ export class RedisLockBackend implements LockBackend {
   }
 
   async release(lease: LeaseRef): Promise<ReleaseOutcome> {
-    const answer = await this.run(RELEASE, [...this.turnKeys(lease.key), lease.token, ...this.turnArgs(lease.key)]);
+    const answer = await this.run(this.turn.release, this.turnArgs(lease.key, lease.token));
     if (answer === 1) return 'released';
     return answer === 0 ? 'expired' : 'not-owner';
   }
@@ -229,7 +230,7 @@ export class RedisLockBackend implements LockBackend {
       return lease !== null && lease !== token && !lease.startsWith(RESERVED_FOR);
     };
     for (;;) {
-      const message = await this.channels.wait(keys.channel, Math.max(1, Math.ceil(until - performance.now())), signal, heldByAnother);
+      const message = await this.channels.wait(this.clientKeyPrefix + keys.channel, Math.max(1, Math.ceil(until - performance.now())), signal, heldByAnother);
       const passed = message === undefined ? null : passedLease(message);
       if (!passed) return;
       if (passed.token === token) return { fencingToken: passed.fencingToken };
@@ -239,7 +240,7 @@ export class RedisLockBackend implements LockBackend {
   }
 
   async leaveQueue(key: string, token: string): Promise<void> {
-    await this.run(LEAVE_QUEUE, [...this.turnKeys(key), token, ...this.turnArgs(key)]);
+    await this.run(this.turn.leaveQueue, this.turnArgs(key, token));
   }
 
   async inspect(key: string): Promise<LockRecord[]> {
@@ -269,13 +270,11 @@ export class RedisLockBackend implements LockBackend {
   async forceRelease({ key, expectFencingToken }: ForceReleaseRequest): Promise<ForceReleaseOutcome> {
     const keys = lockKeys(key);
     const expected = expectFencingToken === undefined ? '' : String(expectFencingToken);
-    const [outcome, pttl, stored] = (await this.run(FORCE_RELEASE, [
-      keys.lease,
-      keys.fence,
-      keys.holder,
-      expected,
-      keys.channel,
-    ])) as [string, number, string | null];
+    const [outcome, pttl, stored] = (await this.run(FORCE_RELEASE, [keys.lease, keys.fence, keys.holder, expected])) as [
+      string,
+      number,
+      string | null,
+    ];
     const record = toRecord(key, pttl, null, stored);
     if (outcome === 'released') return { outcome: 'released', previous: record };
     if (outcome === 'changed-hands') return { outcome: 'changed-hands', current: record };
@@ -354,28 +353,36 @@ export class RedisLockBackend implements LockBackend {
   }
 
   private acquireOrQueue(request: LockRequest, queue: NonNullable<LockRequest['queue']>): Promise<Reply> {
-    const [lease, fence, holder, ...grant] = this.grantArgs(request);
-    const keys = lockKeys(request.key);
+    const lease = leaseKeyOf(request.key);
     // The queue outlives the longest wait in it, then disappears with its abandoned tokens.
     const queueLifetimeMs = queue.waitMs + this.settings.queueReservationMs + QUEUE_GRACE_MS;
-    return this.run(ACQUIRE_OR_QUEUE, [lease, fence, holder, keys.queue, keys.waiting, ...grant, queueLifetimeMs]);
+    return this.run(ACQUIRE_OR_QUEUE, [
+      lease,
+      lease + FENCE_SUFFIX,
+      lease + HOLDER_SUFFIX,
+      lease + QUEUE_SUFFIX,
+      lease + WAITING_SUFFIX,
+      request.token,
+      String(request.ttlMs),
+      this.recordTailOf(request),
+      queueLifetimeMs,
+    ]);
   }
 
-  /** KEYS of the scripts that end a turn (RELEASE, LEAVE_QUEUE). */
-  private turnKeys(key: string): string[] {
-    const keys = lockKeys(key);
-    return [keys.lease, keys.holder, keys.queue, keys.waiting, keys.fence];
-  }
-
-  /** ARGV after the token of the scripts that end a turn. */
-  private turnArgs(key: string): (string | number)[] {
-    return [lockKeys(key).channel, this.settings.queueReservationMs, PASS_FRESH_MS];
+  /** KEYS and ARGV of the scripts that end a turn (see `turnScripts`). */
+  private turnArgs(key: string, token: string): string[] {
+    const lease = leaseKeyOf(key);
+    return [lease, lease + HOLDER_SUFFIX, lease + QUEUE_SUFFIX, lease + WAITING_SUFFIX, lease + FENCE_SUFFIX, token];
   }
 
   /** KEYS (lease, fence, holder) then ARGV (the 3 grant arguments of `stamp_grant`). */
   private grantArgs(request: LockRequest): string[] {
-    const keys = lockKeys(request.key);
-    return [keys.lease, keys.fence, keys.holder, request.token, String(request.ttlMs), recordTail(Date.now(), this.ownerJson(request.owner))];
+    const lease = leaseKeyOf(request.key);
+    return [lease, lease + FENCE_SUFFIX, lease + HOLDER_SUFFIX, request.token, String(request.ttlMs), this.recordTailOf(request)];
+  }
+
+  private recordTailOf(request: LockRequest): string {
+    return recordTail(Date.now(), this.ownerJson(request.owner));
   }
 
   /** An owner is the same object for every lease of a service: serialise it once. */
@@ -395,9 +402,14 @@ export class RedisLockBackend implements LockBackend {
    */
   private run(script: LockScript, args: (string | number)[]): Promise<Reply> {
     const client = this.client;
-    const scriptArgs = script.numberOfKeys === undefined ? args : [script.numberOfKeys, ...args];
-    return (client.evalsha as ScriptCommand).call(client, script.sha, ...scriptArgs).catch((error: unknown) => {
+    const evalsha = client.evalsha as ScriptCommand;
+    const sent =
+      script.numberOfKeys === undefined
+        ? evalsha.call(client, script.sha, ...args)
+        : evalsha.call(client, script.sha, script.numberOfKeys, ...args);
+    return sent.catch((error: unknown) => {
       if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+      const scriptArgs = script.numberOfKeys === undefined ? args : [script.numberOfKeys, ...args];
       return (client.eval as ScriptCommand).call(client, script.lua, ...scriptArgs);
     });
   }

@@ -15,7 +15,8 @@ import { createHash } from 'node:crypto';
  *   `{E}:queue`    tokens of waiters, oldest first (only while some wait); on release the
  *                  lease passes to the first one (see `pass_turn`)
  *   `{E}:waiting`  hash: waiter token -> when Redis last saw it, and its grant arguments
- * Release messages go to the channel `{E}:released`.
+ * Release messages go to the channel `{E}:released` (channels are not keys: the scripts name it
+ * after KEYS[1], so it carries the client's keyPrefix, and the subscriber adds that prefix).
  *
  * The record is one string rather than a hash because every Lua `redis.call` and every
  * script argument costs Redis time on the hot path: an 11-field HSET made the acquire script
@@ -45,15 +46,25 @@ export function escapeTag(key: string): string {
   return key.replace(/%/g, '%25').replace(/\}/g, '%7D');
 }
 
+/** Suffixes of a lock's other keys after its lease key (see the layout above). */
+export const FENCE_SUFFIX = ':fence';
+export const QUEUE_SUFFIX = ':queue';
+export const WAITING_SUFFIX = ':waiting';
+
+/** The lease key `{E}`; the lock's other keys are it plus a suffix. */
+export function leaseKeyOf(key: string): string {
+  return `{${escapeTag(key)}}`;
+}
+
 export function lockKeys(key: string): LockKeys {
-  const base = `{${escapeTag(key)}}`;
+  const lease = leaseKeyOf(key);
   return {
-    lease: base,
-    fence: `${base}:fence`,
-    holder: `${base}${HOLDER_SUFFIX}`,
-    queue: `${base}:queue`,
-    waiting: `${base}:waiting`,
-    channel: `${base}:released`,
+    lease,
+    fence: lease + FENCE_SUFFIX,
+    holder: lease + HOLDER_SUFFIX,
+    queue: lease + QUEUE_SUFFIX,
+    waiting: lease + WAITING_SUFFIX,
+    channel: `${lease}:released`,
   };
 }
 
@@ -222,15 +233,21 @@ return {0, redis.call('PTTL', KEYS[1])}
   5,
 );
 
+/** A queued waiter Redis saw this recently (ms) gets the lease passed on release (see `turnScripts`). */
+export const PASS_FRESH_MS = 1_000;
+
 /**
  * Lua: after the lease was deleted, give the next turn. Nobody queued: publish "released".
- * The first queued waiter seen within `fresh_ms`: the lease is set to its token with its
+ * The first queued waiter seen within PASS_FRESH_MS: the lease is set to its token with its
  * TTL and record, and "granted" is published: it holds the lock without another round trip.
- * One not seen for longer: the lease is kept for it for `reservation_ms` (it asks again when
+ * One not seen for longer: the lease is kept for it for `reservationMs` (it asks again when
  * woken); a waiter that died in the queue costs one reservation, then the lease is free.
+ * The channel is the lease key + `:released` (with the client's keyPrefix, see `channelOf`).
  */
-const PASS_TURN = `
-local function pass_turn(lease_key, fence_key, holder_key, queue_key, waiting_key, channel, reservation_ms, fresh_ms)
+function passTurn(reservationMs: number): string {
+  return `
+local function pass_turn(lease_key, fence_key, holder_key, queue_key, waiting_key)
+  local channel = lease_key .. ':released'
   local ticket = redis.call('LPOP', queue_key)
   if not ticket then
     redis.call('PUBLISH', channel, 'released')
@@ -240,16 +257,17 @@ local function pass_turn(lease_key, fence_key, holder_key, queue_key, waiting_ke
   redis.call('HDEL', waiting_key, ticket)
   local seen_at, ttl, tail
   if entry then seen_at, ttl, tail = string.match(entry, '^(%d+)\\n(%d+)(\\n.*)$') end
-  if seen_at and now_ms() - tonumber(seen_at) <= tonumber(fresh_ms) then
+  if seen_at and now_ms() - tonumber(seen_at) <= ${PASS_FRESH_MS} then
     redis.call('SET', lease_key, ticket, 'PX', ttl)
     local fence = stamp(fence_key, holder_key, ticket, ttl, tail)
     redis.call('PUBLISH', channel, '${GRANTED_MESSAGE}\\n' .. ticket .. '\\n' .. fence)
     return
   end
-  redis.call('SET', lease_key, '${RESERVED_FOR}' .. ticket, 'PX', reservation_ms)
+  redis.call('SET', lease_key, '${RESERVED_FOR}' .. ticket, 'PX', ${reservationMs})
   redis.call('PUBLISH', channel, 'released')
 end
 `;
+}
 
 /**
  * Several locks, all or none. KEYS: lease, fence, holder of each lock. ARGV: the 3 grant
@@ -302,45 +320,49 @@ end
 `;
 
 /**
- * Compare-and-delete. KEYS: lease, holder, queue, waiting, fence. ARGV: token, channel,
- * reservation (ms), freshness (ms). Returns 1 released (and the next turn given, see
- * `pass_turn`), 0 expired, -1 held by another token. An expired lease's record is removed
+ * The scripts that end a turn, with the backend's `queueReservationMs` written in (one fewer
+ * argument on every release). KEYS of both: lease, holder, queue, waiting, fence.
+ *
+ * release — compare-and-delete. ARGV: token. Returns 1 released (and the next turn given,
+ * see `pass_turn`), 0 expired, -1 held by another token. An expired lease's record is removed
  * too when it is still ours, so it stops showing as stale.
+ *
+ * leaveQueue — a waiter gives up. ARGV: its token. Removes it from the queue; a turn kept for
+ * it, or a lease already passed to it, goes to the next waiter (or is freed) at once.
  */
-export const RELEASE = lockScript(
-  `${RECORD_OF}${STAMP_GRANT}${NOW_MS}${PASS_TURN}
+export function turnScripts(reservationMs: number): { release: LockScript; leaveQueue: LockScript } {
+  const prelude = `${STAMP_GRANT}${NOW_MS}${passTurn(reservationMs)}`;
+  return {
+    release: lockScript(
+      `${RECORD_OF}${prelude}
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] then
   redis.call('DEL', KEYS[1], KEYS[2])
-  pass_turn(KEYS[1], KEYS[5], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3], ARGV[4])
+  pass_turn(KEYS[1], KEYS[5], KEYS[2], KEYS[3], KEYS[4])
   return 1
 end
 if record_of(redis.call('GET', KEYS[2]), ARGV[1]) then redis.call('DEL', KEYS[2]) end
 if current then return -1 end
 return 0
 `,
-  5,
-);
-
-/**
- * A waiter gives up. KEYS as RELEASE. ARGV: its token, channel, reservation, freshness.
- * Removes the token from the queue; a turn kept for it, or a lease already passed to it, goes
- * to the next waiter (or is freed) at once.
- */
-export const LEAVE_QUEUE = lockScript(
-  `${STAMP_GRANT}${NOW_MS}${PASS_TURN}
+      5,
+    ),
+    leaveQueue: lockScript(
+      `${prelude}
 redis.call('LREM', KEYS[3], 0, ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] or current == '${RESERVED_FOR}' .. ARGV[1] then
   if current == ARGV[1] then redis.call('DEL', KEYS[2]) end
   redis.call('DEL', KEYS[1])
-  pass_turn(KEYS[1], KEYS[5], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3], ARGV[4])
+  pass_turn(KEYS[1], KEYS[5], KEYS[2], KEYS[3], KEYS[4])
 end
 return 0
 `,
-  5,
-);
+      5,
+    ),
+  };
+}
 
 /**
  * Compare-and-pexpire for many leases. KEYS: lease1, holder1, lease2, holder2, ...
@@ -377,7 +399,7 @@ return {redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('GET
 );
 
 /**
- * An operator's reap. KEYS: lease, fence, holder. ARGV: expected fencing token ('' for any), channel.
+ * An operator's reap. KEYS: lease, fence, holder. ARGV: expected fencing token ('' for any).
  * Returns `{outcome, pttl, record or false}`, outcome one of released / not-held / changed-hands.
  * A reap moves the fence on, so even with nobody re-acquiring, the reaped holder's token is old.
  */
@@ -397,7 +419,7 @@ if ARGV[1] ~= '' then
 end
 redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('INCR', KEYS[2])
-redis.call('PUBLISH', ARGV[2], 'released')
+redis.call('PUBLISH', KEYS[1] .. ':released', 'released')
 return {'released', pttl, record}
 `,
   3,
@@ -408,8 +430,6 @@ export const LOCK_SCRIPTS: readonly LockScript[] = [
   ACQUIRE_OR_QUEUE,
   ACQUIRE_ALL,
   HAND_OVER,
-  RELEASE,
-  LEAVE_QUEUE,
   EXTEND,
   INSPECT,
   FORCE_RELEASE,
