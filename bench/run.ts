@@ -13,6 +13,7 @@ import type { BenchContext, Scenario } from './harness/context';
 import { planPlacement, RedisServer } from './harness/redis-server';
 import { SCENARIOS } from './scenarios';
 import { stopIdleWorkers } from './harness/workers';
+import { childSpec, runChild, runIsolated } from './harness/isolated';
 
 interface Args {
   quick: boolean;
@@ -43,6 +44,10 @@ function gitHead(): string {
 }
 
 async function main(): Promise<void> {
+  const t0 = performance.now();
+  const log = (message: string): void => void process.stderr.write(`[bench ${((performance.now() - t0) / 1000).toFixed(1)}s] ${message}\n`);
+  const spec = childSpec();
+  if (spec) return runChild(spec, SCENARIOS, log);
   const args = parseArgs(process.argv.slice(2));
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   const startedAt = new Date();
@@ -50,8 +55,6 @@ async function main(): Promise<void> {
   const redis = await RedisServer.start(placement);
   const admin = redis.client();
   const tmpDir = mkdtempSync(join(tmpdir(), 'nestjs-lock-bench-'));
-  const log = (message: string): void => void process.stderr.write(`[bench ${((performance.now() - t0) / 1000).toFixed(1)}s] ${message}\n`);
-  const t0 = performance.now();
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       void Promise.all([redis.stop(), stopIdleWorkers()]).finally(() => process.exit(130));
@@ -62,7 +65,6 @@ async function main(): Promise<void> {
     reps: args.quick ? 3 : 5,
     windowMs: args.quick ? 150 : 1_000,
     warmupMs: args.quick ? 50 : 300,
-    redis,
     admin,
     placement,
     tmpDir,
@@ -74,7 +76,7 @@ async function main(): Promise<void> {
     `- Machine: ${cpus().length} CPU(s), ${cpus()[0]?.model ?? 'unknown CPU'}; load average at start ${loadavg().map((l) => l.toFixed(2)).join(' / ')}`,
     `- Node ${process.version}, redis-server ${redis.version} (private, 127.0.0.1:${redis.port}, no persistence)`,
     `- Placement: ${placement.description}`,
-    `- Method: interleaved repetitions (every contender once per repetition, rotated order), median of ${context.reps}; windows of ${context.windowMs} ms after ${context.warmupMs} ms warm-up unless a scenario says otherwise. Node CPU = process.cpuUsage() delta of the process running the contender.`,
+    `- Method: every scenario in a fresh Node process; interleaved repetitions (every contender once per repetition, rotated order), median of ${context.reps}; windows of ${context.windowMs} ms after ${context.warmupMs} ms warm-up unless a scenario says otherwise. Node CPU = process.cpuUsage() delta of the process running the contender.`,
   ];
   log(facts.join('\n'));
   const sections: string[] = [];
@@ -86,7 +88,7 @@ async function main(): Promise<void> {
       const started = performance.now();
       let section = `## ${scenario.id}. ${scenario.title}\n\n`;
       try {
-        const result = await scenario.run(context);
+        const result = await runIsolated(scenario, context, __filename);
         section += `${result.body}\n`;
         if (result.verdicts.length > 0) section += `\n${result.verdicts.map(verdictLine).join('\n')}\n`;
         verdicts.push(...result.verdicts);

@@ -1,7 +1,7 @@
 import type Redis from 'ioredis';
 import type { Verdict } from './format';
 import type { LockContext } from './locks';
-import type { Placement, RedisServer } from './redis-server';
+import type { Placement } from './redis-server';
 
 /** What every scenario gets from the runner. */
 export interface BenchContext {
@@ -11,7 +11,6 @@ export interface BenchContext {
   /** Length of one measured window of a closed loop. */
   windowMs: number;
   warmupMs: number;
-  redis: RedisServer;
   /** Connection for INFO / PING, never used by a contender. */
   admin: Redis;
   placement: Placement;
