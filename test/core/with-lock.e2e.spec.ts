@@ -241,6 +241,17 @@ describe('@WithLock routes lock in their trampoline, without an interceptor', ()
     }
   }
 
+  /** A new instance per request: the lock must still hold across instances. */
+  @Controller({ path: 'scoped', scope: Scope.REQUEST })
+  class ScopedController {
+    @Get(':id')
+    @WithLock('scoped:{params.id}')
+    async get(@Param('id') id: string): Promise<object> {
+      await gates.get(`scoped:${id}`)?.open;
+      return { id };
+    }
+  }
+
   @Controller('open')
   class OpenController {
     @Get()
@@ -251,7 +262,7 @@ describe('@WithLock routes lock in their trampoline, without an interceptor', ()
 
   let app: INestApplication;
   beforeAll(async () => {
-    @Module({ imports: [LockModule.forRoot()], controllers: [ReportsController, OpenController, SpacesController, MixedController] })
+    @Module({ imports: [LockModule.forRoot()], controllers: [ReportsController, OpenController, SpacesController, MixedController, ScopedController] })
     class ReportsModule {}
     app = await NestFactory.create(ReportsModule, { logger: false });
     await app.init();
@@ -282,6 +293,18 @@ describe('@WithLock routes lock in their trampoline, without an interceptor', ()
     summaryGate.release();
     expect((await summary).body).toEqual({ key: 'summary:r1' });
     expect(app.get(SpaceLockService).held()).toEqual([]);
+  });
+
+  it('locks the routes of request-scoped controllers too', async () => {
+    const gate = new Gate();
+    gates.set('scoped:s1', gate);
+    const server = app.getHttpServer();
+    const first = request(server).get('/scoped/s1').then((response) => response);
+    await until(() => app.get(SpaceLockService).held().length === 1);
+    expect((await request(server).get('/scoped/s1')).status).toBe(503);
+    expect((await request(server).get('/scoped/s2')).status).toBe(200);
+    gate.release();
+    expect((await first).status).toBe(200);
   });
 
   it('no LockInterceptor is left on a locked route or controller; @CurrentLock elsewhere is undefined', async () => {
