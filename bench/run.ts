@@ -76,7 +76,7 @@ async function main(): Promise<void> {
     `- Machine: ${cpus().length} CPU(s), ${cpus()[0]?.model ?? 'unknown CPU'}; load average at start ${loadavg().map((l) => l.toFixed(2)).join(' / ')}`,
     `- Node ${process.version}, redis-server ${redis.version} (private, 127.0.0.1:${redis.port}, no persistence)`,
     `- Placement: ${placement.description}`,
-    `- Method: every scenario in a fresh Node process; interleaved repetitions (every contender once per repetition, rotated order), median of ${context.reps}; windows of ${context.windowMs} ms after ${context.warmupMs} ms warm-up unless a scenario says otherwise. Node CPU = process.cpuUsage() delta of the process running the contender.`,
+    `- Method: ${args.quick ? 'all scenarios in this process' : 'every scenario in a fresh Node process'}; interleaved repetitions (every contender once per repetition, rotated order), median of ${context.reps}; windows of ${context.windowMs} ms after ${context.warmupMs} ms warm-up unless a scenario says otherwise. Node CPU = process.cpuUsage() delta of the process running the contender.`,
   ];
   log(facts.join('\n'));
   const sections: string[] = [];
@@ -88,7 +88,9 @@ async function main(): Promise<void> {
       const started = performance.now();
       let section = `## ${scenario.id}. ${scenario.title}\n\n`;
       try {
-        const result = await runIsolated(scenario, context, __filename);
+        // A quick run stays in one process: it is a smoke test, and the start-up of a process
+        // per scenario would double its time.
+        const result = args.quick ? await scenario.run(context) : await runIsolated(scenario, context, __filename);
         section += `${result.body}\n`;
         if (result.verdicts.length > 0) section += `\n${result.verdicts.map(verdictLine).join('\n')}\n`;
         verdicts.push(...result.verdicts);
