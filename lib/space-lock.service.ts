@@ -505,6 +505,8 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     try {
       for (;;) {
         const request = this.request(storeKey, options, queueToken);
+        // From here we may be queued, even if the answer never reaches us (a timed-out call).
+        queued = queueToken !== undefined;
         const sentAt = performance.now();
         const outcome = await this.call('tryAcquire', () => this.backend.tryAcquire(request), (late) => this.giveBack(late, [request]));
         if (outcome.acquired) {
@@ -512,7 +514,6 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
           this.refuseIfClosing(outcome, [request]);
           return this.grant(key, request, outcome.fencingToken, sentAt);
         }
-        queued = queueToken !== undefined;
         const woken = await this.waitForStore(storeKey, outcome.retryAfterMs, giveUpAt, queueToken);
         if (woken === 'gave-up') return { skipped: 'lock-held', retryAfterMs: outcome.retryAfterMs };
         // Passed to us after our last attempt was sent: the lease runs at least ttl from then.

@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
-import type { RedisLockBackend } from '../../lib/backends/redis/redis-lock.backend';
+import { Redis } from 'ioredis';
+import { RedisLockBackend } from '../../lib/backends/redis/redis-lock.backend';
 import { lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
 import type { LockOwner, LockRequest } from '../../lib/lock-backend.interface';
 import type { RedisServer } from '../support/redis-server';
@@ -123,6 +123,37 @@ describe('Redis waiters queue in arrival order (real redis-server)', () => {
       expect(order).toEqual(['b', 'a']);
       expect(again.fencingToken).toBeGreaterThan(await waiting);
       await again.release();
+    });
+
+    it('a waiter whose queueing attempt timed out leaves the queue, so no lease is passed to it', async () => {
+      /** The store queues the waiter, but its answer comes after backendTimeoutMs. */
+      class SlowAnswer extends RedisLockBackend {
+        slowOnce = false;
+        override async tryAcquire(request: LockRequest) {
+          const outcome = await super.tryAcquire(request);
+          if (this.slowOnce) {
+            this.slowOnce = false;
+            await new Promise((resolve) => setTimeout(resolve, 300));
+          }
+          return outcome;
+        }
+      }
+      const slowClient = new Redis(server.url);
+      const slow = new SlowAnswer(slowClient);
+      const c = await lockApp({ backend: slow, keyPrefix: prefix, backendTimeoutMs: 100 });
+      try {
+        const held = await a.locks.acquire('slow');
+        slow.slowOnce = true;
+        await expect(c.locks.acquire('slow', { waitMs: 5_000 })).rejects.toThrow(/timed out/);
+        await waitFor(async () => (await raw.exists(lockKeys(`${prefix}slow`).queue)) === 0);
+        await held.release();
+        // Free at once for anyone: not passed to the waiter that is gone.
+        const next = await b.locks.acquire('slow');
+        await next.release();
+      } finally {
+        await c.app.close();
+        slowClient.disconnect();
+      }
     });
 
     it('a waiter that times out leaves the queue', async () => {
