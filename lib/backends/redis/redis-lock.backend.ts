@@ -353,20 +353,10 @@ export class RedisLockBackend implements LockBackend {
   }
 
   private acquireOrQueue(request: LockRequest, queue: NonNullable<LockRequest['queue']>): Promise<Reply> {
-    const lease = leaseKeyOf(request.key);
+    const [lease, fence, holder, ...grant] = this.grantArgs(request);
     // The queue outlives the longest wait in it, then disappears with its abandoned tokens.
     const queueLifetimeMs = queue.waitMs + this.settings.queueReservationMs + QUEUE_GRACE_MS;
-    return this.run(ACQUIRE_OR_QUEUE, [
-      lease,
-      lease + FENCE_SUFFIX,
-      lease + HOLDER_SUFFIX,
-      lease + QUEUE_SUFFIX,
-      lease + WAITING_SUFFIX,
-      request.token,
-      String(request.ttlMs),
-      this.recordTailOf(request),
-      queueLifetimeMs,
-    ]);
+    return this.run(ACQUIRE_OR_QUEUE, [lease, fence, holder, lease + QUEUE_SUFFIX, lease + WAITING_SUFFIX, ...grant, queueLifetimeMs]);
   }
 
   /** KEYS and ARGV of the scripts that end a turn (see `turnScripts`). */

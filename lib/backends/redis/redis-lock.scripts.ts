@@ -177,6 +177,13 @@ return {1, stamp_grant(KEYS[2], KEYS[3], 0)}
   3,
 );
 
+/** Lua: the fencing token field (3rd) of a stored holder record, as a string, or nil. */
+const FENCE_OF = `
+local function fence_of(record)
+  return record and string.match(record, '^[^\\n]*\\n[^\\n]*\\n([^\\n]*)\\n')
+end
+`;
+
 /** What the lease holds while it is kept for the first queued waiter. */
 export const RESERVED_FOR = 'queued:';
 
@@ -205,7 +212,7 @@ end
  * Same replies as ACQUIRE.
  */
 export const ACQUIRE_OR_QUEUE = lockScript(
-  `${STAMP_GRANT}${NOW_MS}
+  `${STAMP_GRANT}${NOW_MS}${FENCE_OF}
 local token = ARGV[1]
 if redis.call('SET', KEYS[1], token, 'NX', 'PX', ARGV[2]) then
   redis.call('LREM', KEYS[4], 1, token)
@@ -215,8 +222,7 @@ end
 local current = redis.call('GET', KEYS[1])
 if current == token then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  local record = redis.call('GET', KEYS[3]) or ''
-  return {1, tonumber(string.match(record, '^[^\\n]*\\n[^\\n]*\\n(%d+)\\n')) or 0}
+  return {1, tonumber(fence_of(redis.call('GET', KEYS[3]))) or 0}
 end
 if current == '${RESERVED_FOR}' .. token then
   redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
@@ -234,7 +240,7 @@ return {0, redis.call('PTTL', KEYS[1])}
 );
 
 /** A queued waiter Redis saw this recently (ms) gets the lease passed on release (see `turnScripts`). */
-export const PASS_FRESH_MS = 1_000;
+const PASS_FRESH_MS = 1_000;
 
 /**
  * Lua: after the lease was deleted, give the next turn. Nobody queued: publish "released".
@@ -404,7 +410,7 @@ return {redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('GET
  * A reap moves the fence on, so even with nobody re-acquiring, the reaped holder's token is old.
  */
 export const FORCE_RELEASE = lockScript(
-  `
+  `${FENCE_OF}
 local pttl = redis.call('PTTL', KEYS[1])
 local record = redis.call('GET', KEYS[3])
 if pttl == -2 then
@@ -414,8 +420,7 @@ if pttl == -2 then
   return {'released', pttl, record}
 end
 if ARGV[1] ~= '' then
-  local fence = record and string.match(record, '^[^\\n]*\\n[^\\n]*\\n([^\\n]*)\\n')
-  if fence ~= ARGV[1] then return {'changed-hands', pttl, record} end
+  if fence_of(record) ~= ARGV[1] then return {'changed-hands', pttl, record} end
 end
 redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('INCR', KEYS[2])
