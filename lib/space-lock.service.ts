@@ -26,7 +26,6 @@ import { newLockToken } from './lock-token';
 import {
   LockBackend,
   type AcquireAllOutcome,
-  type ExtendRequest,
   type ForceReleaseOutcome,
   type LockMode,
   type LockOwner,
@@ -73,18 +72,39 @@ class Lease implements HeldLock, KeptLease {
   constructor(
     private readonly holder: LeaseHolder,
     readonly key: string,
-    /** Key as stored, with `keyPrefix`. */
-    readonly storeKey: string,
-    readonly token: string,
+    /** The grant's request: what the backend knows this lease by (its ttlMs follows `extend`). */
+    readonly ref: LockRequest,
     readonly fencingToken: number,
-    readonly mode: LockMode,
-    readonly ownerId: string,
-    public ttlMs: number,
     public heartbeatMs: number,
     sentAt: number,
   ) {
     this.nextBeatAt = sentAt + heartbeatMs;
-    this.deadline = LeaseKeeper.deadlineFrom(sentAt, ttlMs);
+    this.deadline = LeaseKeeper.deadlineFrom(sentAt, ref.ttlMs);
+  }
+
+  /** Key as stored, with `keyPrefix`. */
+  get storeKey(): string {
+    return this.ref.key;
+  }
+
+  get token(): string {
+    return this.ref.token;
+  }
+
+  get mode(): LockMode {
+    return this.ref.mode;
+  }
+
+  get ownerId(): string {
+    return this.ref.owner.ownerId;
+  }
+
+  get ttlMs(): number {
+    return this.ref.ttlMs;
+  }
+
+  set ttlMs(ttlMs: number) {
+    this.ref.ttlMs = ttlMs;
   }
 
   get signal(): AbortSignal {
@@ -99,11 +119,6 @@ class Lease implements HeldLock, KeptLease {
   abort(reason: unknown): void {
     this.lostReason = reason;
     this.controller?.abort(reason);
-  }
-
-  /** What the backend knows this lease by. */
-  get ref(): ExtendRequest {
-    return { key: this.storeKey, token: this.token, mode: this.mode, ttlMs: this.ttlMs };
   }
 
   extend(ttlMs?: number): Promise<boolean> {
@@ -133,7 +148,8 @@ interface LocalKey {
   mode: LockMode;
   /** Leases held plus attempts in flight. */
   occupants: number;
-  leases: Set<Lease>;
+  /** This process's leases on the key (one, or several shared): a list, as it is that short. */
+  leases: Lease[];
   waiters: LocalWaiter[];
   consecutiveHandoffs: number;
 }
@@ -370,7 +386,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     if (this.closing) return;
     this.closing = true;
     this.shutdown.abort();
-    const leases = [...this.local.values()].flatMap((state) => [...state.leases]);
+    const leases = [...this.local.values()].flatMap((state) => state.leases);
     for (const state of this.local.values()) state.waiters.splice(0).forEach((waiter) => waiter.grant('shutdown'));
     await Promise.all(
       leases.map((lease) => {
@@ -390,7 +406,8 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     assertValidKey(key);
     const options = this.callOptions(given);
     const storeKey = this.storeKey(key);
-    const giveUpAt = performance.now() + options.waitMs;
+    // No wait: already past (one clock read fewer per attempt).
+    const giveUpAt = options.waitMs > 0 ? performance.now() + options.waitMs : 0;
     const local = this.local.get(storeKey);
     if (local && !this.admits(local, options.mode)) {
       const turn = await this.waitLocally(local, options, false);
@@ -591,19 +608,9 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
 
   private grant(key: string, request: LockRequest, fencingToken: number, sentAt: number): Lease {
     const heartbeatMs = this.heartbeatFor(request.ttlMs);
-    const lease = new Lease(
-      this.leaseHolder,
-      key,
-      request.key,
-      request.token,
-      fencingToken,
-      request.mode,
-      request.owner.ownerId,
-      request.ttlMs,
-      heartbeatMs,
-      sentAt,
-    );
-    this.local.get(request.key)?.leases.add(lease);
+    // The request object is the lease's backend reference from now on: nothing else keeps it.
+    const lease = new Lease(this.leaseHolder, key, request, fencingToken, heartbeatMs, sentAt);
+    this.local.get(request.key)?.leases.push(lease);
     this.keeper.add(lease);
     return lease;
   }
@@ -643,7 +650,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
       local.mode = mode;
       return;
     }
-    this.local.set(storeKey, { mode, occupants: 1, leases: new Set(), waiters: [], consecutiveHandoffs: 0 });
+    this.local.set(storeKey, { mode, occupants: 1, leases: [], waiters: [], consecutiveHandoffs: 0 });
   }
 
   /** One occupant left; let the next local waiter in, or forget the key. */
@@ -678,8 +685,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
         },
       };
       const timer = setTimeout(() => {
-        const index = local.waiters.indexOf(waiter);
-        if (index >= 0) local.waiters.splice(index, 1);
+        removeFrom(local.waiters, waiter);
         resolve('timeout');
       }, options.waitMs);
       // Left ref'd on purpose: a caller is awaiting this bounded wait, and a script whose only
@@ -716,7 +722,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     if (lease.state !== 'lost') lease.state = 'released';
     this.keeper.delete(lease);
     const local = this.local.get(lease.storeKey);
-    local?.leases.delete(lease);
+    if (local) removeFrom(local.leases, lease);
     try {
       if (wasHeld && local && local.waiters.length > 0 && (await this.handOverLocally(lease, local))) return 'released';
       return await this.call('release', () => this.backend.release(lease.ref));
@@ -870,3 +876,8 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
 const HOSTNAME = hostname();
 
 function noop(): void {}
+
+function removeFrom<T>(list: T[], item: T): void {
+  const index = list.indexOf(item);
+  if (index >= 0) list.splice(index, 1);
+}

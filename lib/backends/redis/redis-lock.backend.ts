@@ -19,6 +19,7 @@ import type {
 } from '../../lock-backend.interface';
 import { LockNotSupportedError, LockOptionsError } from '../../lock.errors';
 import { ReleaseChannels } from './redis-release-channels';
+import { SameTickBatch, type ScriptReply } from './same-tick-batch';
 import {
   ACQUIRE,
   ACQUIRE_ALL,
@@ -63,8 +64,16 @@ export interface RedisLockBackendOptions {
   probeTimeoutMs?: number;
 }
 
-type Reply = string | number | null | Reply[];
-type ScriptCommand = (this: RedisClient, shaOrLua: string, ...args: (string | number)[]) => Promise<Reply>;
+type Reply = ScriptReply;
+
+interface Connection {
+  client: RedisClient;
+  keyPrefix: string;
+  /** Coalesces script calls into fewer writes under load; standalone and Sentinel connections only. */
+  batch?: SameTickBatch;
+}
+/** EVALSHA / EVAL: `[shaOrLua, numberOfKeys?, ...keysAndArgs]`. */
+type ScriptCommand = (this: RedisClient, ...command: (string | number)[]) => Promise<Reply>;
 
 const STALE_REASON = 'lease expired without a release (holder crashed, paused or lost it)';
 const QUIT_TIMEOUT_MS = 1_000;
@@ -81,7 +90,7 @@ export class RedisLockBackend implements LockBackend {
   private readonly logger = new Logger(RedisLockBackend.name);
   private readonly channels: ReleaseChannels;
   private readonly settings: Required<RedisLockBackendOptions>;
-  private resolved?: { client: RedisClient; keyPrefix: string };
+  private resolved?: Connection;
   private readonly ownerJsonCache = new WeakMap<LockOwner, string>();
   /** RELEASE and LEAVE_QUEUE with this backend's queueReservationMs written in. */
   private readonly turn: ReturnType<typeof turnScripts>;
@@ -294,10 +303,11 @@ export class RedisLockBackend implements LockBackend {
 
   // --- helpers -------------------------------------------------------------------------
 
-  private connection(): { client: RedisClient; keyPrefix: string } {
+  private connection(): Connection {
     if (this.resolved) return this.resolved;
     const client = typeof this.source === 'function' ? this.source() : this.source;
-    this.resolved = { client, keyPrefix: client.options.keyPrefix ?? '' };
+    const batch = isCluster(client) ? undefined : new SameTickBatch(client);
+    this.resolved = { client, keyPrefix: client.options.keyPrefix ?? '', batch };
     return this.resolved;
   }
 
@@ -391,16 +401,13 @@ export class RedisLockBackend implements LockBackend {
    * costs a command subclass, closures and an extra promise on every call of the hot path.
    */
   private run(script: LockScript, args: (string | number)[]): Promise<Reply> {
-    const client = this.client;
-    const evalsha = client.evalsha as ScriptCommand;
-    const sent =
-      script.numberOfKeys === undefined
-        ? evalsha.call(client, script.sha, ...args)
-        : evalsha.call(client, script.sha, script.numberOfKeys, ...args);
+    const { client, batch } = this.connection();
+    const command = script.numberOfKeys === undefined ? [script.sha, ...args] : [script.sha, script.numberOfKeys, ...args];
+    const sent = batch ? batch.evalsha(command) : (client.evalsha as ScriptCommand).apply(client, command);
     return sent.catch((error: unknown) => {
       if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      const scriptArgs = script.numberOfKeys === undefined ? args : [script.numberOfKeys, ...args];
-      return (client.eval as ScriptCommand).call(client, script.lua, ...scriptArgs);
+      command[0] = script.lua;
+      return (client.eval as ScriptCommand).apply(client, command);
     });
   }
 
