@@ -31,7 +31,9 @@ export async function handoffMatrix(
     for (let i = 0; i < cells.length; i++) {
       const { variant, kind } = cells[(i + rep) % cells.length];
       context.log(`  rep ${rep + 1}/${reps} ${variant.label} ${kind}`);
-      const options = { kind, context: context.locks, key: `${key}:${kind}:${rep}`, ...variant, durationMs, warmupMs: context.quick ? 100 : 200, graceMs: context.quick ? 8_000 : 30_000 };
+      // A quick run's grace is short so a stuck anchor run and its retry keep `--quick` under a
+      // minute (workers normally report within milliseconds of the window's end).
+      const options = { kind, context: context.locks, key: `${key}:${kind}:${rep}`, ...variant, durationMs, warmupMs: context.quick ? 100 : 200, graceMs: context.quick ? 3_000 : 30_000 };
       let run: HandoffRun;
       try {
         run = await runHandoff({ ...options, probe: probe?.() });
