@@ -8,16 +8,15 @@
  */
 import type Redis from 'ioredis';
 import { RedisLockBackend } from '../lib/backends/redis/redis-lock.backend';
-import { ACQUIRE, recordTail, turnScripts } from '../lib/backends/redis/redis-lock.scripts';
+import { ACQUIRE, lockKeys, recordTail, turnScripts } from '../lib/backends/redis/redis-lock.scripts';
 import { newLockToken } from '../lib/lock-token';
 import type { LockOwner } from '../lib/lock-backend.interface';
 import { table } from './harness/format';
-import { createService } from './harness/locks';
+import { COMPARE_AND_DELETE, createService } from './harness/locks';
 import { closedLoop } from './harness/measure';
 import { planPlacement, RedisServer } from './harness/redis-server';
 import { median } from './harness/stats';
 
-const COMPARE_AND_DELETE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 const REPS = 7;
 
 async function main(): Promise<void> {
@@ -52,10 +51,10 @@ async function main(): Promise<void> {
         await raw.evalsha(deleteSha, 1, key, token);
       },
       'our two scripts, sent raw': async (loop) => {
-        const key = `{layers:shape:${loop}}`;
+        const keys = lockKeys(`layers:shape:${loop}`);
         const token = newLockToken();
-        await raw.evalsha(ACQUIRE.sha, 3, key, `${key}:fence`, `${key}:holder`, token, '30000', tail);
-        await raw.evalsha(release.sha, 5, key, `${key}:holder`, `${key}:queue`, `${key}:waiting`, `${key}:fence`, token);
+        await raw.evalsha(ACQUIRE.sha, 3, keys.lease, keys.fence, keys.holder, token, '30000', tail);
+        await raw.evalsha(release.sha, 5, keys.lease, keys.holder, keys.queue, keys.waiting, keys.fence, token);
       },
       'RedisLockBackend tryAcquire + release': async (loop) => {
         const request = { key: `layers:backend:${loop}`, token: newLockToken(), ttlMs: 30_000, mode: 'exclusive' as const, owner };

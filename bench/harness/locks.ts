@@ -63,7 +63,8 @@ export function countingRedis(url: string): Redis {
   return redis;
 }
 
-const COMPARE_AND_DELETE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+/** The floor's release: compare-and-delete of one key. */
+export const COMPARE_AND_DELETE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 
 type FloorRedis = Redis & { compareAndDelete(key: string, token: string): Promise<number> };
 
