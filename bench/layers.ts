@@ -6,7 +6,6 @@
  *
  *   node -r ts-node/register/transpile-only bench/layers.ts [inFlight=16]
  */
-import type Redis from 'ioredis';
 import { RedisLockBackend } from '../lib/backends/redis/redis-lock.backend';
 import { ACQUIRE, lockKeys, recordTail, turnScripts } from '../lib/backends/redis/redis-lock.scripts';
 import { newLockToken } from '../lib/lock-token';
@@ -23,25 +22,19 @@ async function main(): Promise<void> {
   const inFlight = Number(process.argv[2] ?? 16);
   const placement = planPlacement();
   const server = await RedisServer.start(placement);
-  const clients: Redis[] = [];
-  const client = (): Redis => {
-    const made = server.client();
-    clients.push(made);
-    return made;
-  };
   try {
-    const raw = client();
+    const raw = server.client();
     const deleteSha = (await raw.script('LOAD', COMPARE_AND_DELETE)) as string;
     const release = turnScripts(250).release;
     await raw.script('LOAD', ACQUIRE.lua);
     await raw.script('LOAD', release.lua);
     const owner: LockOwner = { ownerId: 'layers', instanceId: 'abcdef0123456789', hostname: 'host', pid: 1 };
     const tail = recordTail(Date.now(), JSON.stringify(owner));
-    const backend = new RedisLockBackend(client());
+    const backend = new RedisLockBackend(server.client());
     await backend.init();
-    const service = await createService({ backend: 'redis', ttlMs: 30_000, keyPrefix: 'layers:', redis: { client: client() } });
+    const service = await createService({ backend: 'redis', ttlMs: 30_000, keyPrefix: 'layers:', redis: { client: server.client() } });
     const { Mutex } = await import('redis-semaphore');
-    const semaphoreClient = client();
+    const semaphoreClient = server.client();
 
     const layers: Record<string, (loop: number) => Promise<unknown>> = {
       'raw SET NX PX + EVALSHA compare-and-delete': async (loop) => {
@@ -96,7 +89,6 @@ async function main(): Promise<void> {
     );
     await service.beforeApplicationShutdown();
   } finally {
-    for (const made of clients) made.disconnect();
     await server.stop();
   }
 }

@@ -1,10 +1,10 @@
 import { performance } from 'node:perf_hooks';
 
-/** A call being watched; `done` once it settled or expired. */
+/** A call being watched: `expire()` runs once if it is still pending at its deadline. */
 export interface WatchedCall {
   done: boolean;
-  readonly deadline: number;
-  readonly expire: () => void;
+  deadline: number;
+  expire(): void;
 }
 
 /**
@@ -13,7 +13,8 @@ export interface WatchedCall {
  * its oldest live entry is enough. Settled entries are skipped (and dropped from the head).
  */
 export class CallDeadlines {
-  private readonly queue: WatchedCall[] = [];
+  /** Slots behind `head` are cleared, so a passed call is never kept alive by the FIFO. */
+  private readonly queue: (WatchedCall | undefined)[] = [];
   private head = 0;
   private timer: NodeJS.Timeout | undefined;
   /** Calls neither settled nor expired. */
@@ -22,8 +23,9 @@ export class CallDeadlines {
 
   constructor(private readonly timeoutMs: number) {}
 
-  watch(expire: () => void): WatchedCall {
-    const call: WatchedCall = { done: false, deadline: performance.now() + this.timeoutMs, expire };
+  /** Watch `call`, started at `startedAt` (monotonic; now by default). */
+  watch<C extends WatchedCall>(call: C, startedAt = performance.now()): C {
+    call.deadline = startedAt + this.timeoutMs;
     this.queue.push(call);
     this.pending += 1;
     if (!this.timer) this.arm();
@@ -62,9 +64,9 @@ export class CallDeadlines {
     this.timer = undefined;
     const now = performance.now();
     while (this.head < this.queue.length) {
-      const call = this.queue[this.head];
+      const call = this.queue[this.head] as WatchedCall;
       if (!call.done && call.deadline > now) break;
-      this.head += 1;
+      this.queue[this.head++] = undefined;
       if (call.done) continue;
       call.done = true;
       call.expire();
@@ -75,7 +77,7 @@ export class CallDeadlines {
   }
 
   private dropSettledHead(): void {
-    while (this.head < this.queue.length && this.queue[this.head].done) this.head += 1;
+    while (this.head < this.queue.length && (this.queue[this.head] as WatchedCall).done) this.queue[this.head++] = undefined;
     if (this.head === this.queue.length) {
       this.queue.length = 0;
       this.head = 0;
@@ -83,5 +85,105 @@ export class CallDeadlines {
       this.queue.splice(0, this.head);
       this.head = 0;
     }
+  }
+}
+
+/**
+ * How one kind of bounded call turns the store's answer, or its failure, into what the caller
+ * sees. One object per kind serves all its calls; what differs per call travels as the call's
+ * `subject`, so a call allocates no closures of its own.
+ */
+export interface BoundedCallKind<T, R, S> {
+  /**
+   * The caller's result from the store's answer. A throw is handled as a failure of the call
+   * (`failed`), so anything done here must come after the last statement that may throw.
+   */
+  answered(value: T, call: BoundedCall<T, R, S>): R;
+  /** The error the caller gets when the store failed with `error` (or `answered` threw), or gave no answer in time. */
+  failed(call: BoundedCall<T, R, S>, error: unknown, timedOut: boolean): unknown;
+  /** The store answered after the caller was given its timeout (a grant nobody will hold). */
+  answeredLate?(value: T, call: BoundedCall<T, R, S>): void;
+}
+
+let capturedResolve: (value: unknown) => void;
+let capturedReject: (error: unknown) => void;
+// One executor for every call's promise: a closure per call would be one more allocation each.
+function captureResolvers(resolve: (value: unknown) => void, reject: (error: unknown) => void): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
+}
+
+/**
+ * One store call, settled by its own answer or by its deadline, whichever comes first.
+ * `startedAt` (monotonic) is when it was sent: a lease it grants is measured from there.
+ */
+export class BoundedCall<T, R, S> implements WatchedCall {
+  done = false;
+  deadline = 0;
+  readonly startedAt = performance.now();
+  readonly promise: Promise<R>;
+  // Dropped once settled: the FIFO may hold a settled call a little longer.
+  private resolve: ((value: R) => void) | undefined;
+  private reject: ((error: unknown) => void) | undefined;
+  private deadlines: CallDeadlines | null = null;
+
+  constructor(
+    private readonly kind: BoundedCallKind<T, R, S>,
+    readonly operation: string,
+    readonly subject: S,
+  ) {
+    this.promise = new Promise<R>(captureResolvers as (resolve: (value: R) => void, reject: (error: unknown) => void) => void);
+    this.resolve = capturedResolve;
+    this.reject = capturedReject;
+  }
+
+  /** Settle with `pending`, unless `deadlines` (none for in-process stores) expires this call first. */
+  follow(pending: Promise<T>, deadlines: CallDeadlines | null): Promise<R> {
+    if (deadlines) {
+      deadlines.watch(this, this.startedAt);
+      this.deadlines = deadlines;
+    }
+    pending.then(
+      (value) => this.answer(value),
+      (error: unknown) => this.fail(error),
+    );
+    return this.promise;
+  }
+
+  expire(): void {
+    const reject = this.reject as (error: unknown) => void;
+    this.resolve = this.reject = undefined;
+    reject(this.kind.failed(this, undefined, true));
+  }
+
+  private answer(value: T): void {
+    if (this.done) {
+      this.kind.answeredLate?.(value, this);
+      return;
+    }
+    const resolve = this.resolve as (value: R) => void;
+    const reject = this.reject as (error: unknown) => void;
+    this.settle();
+    let result: R;
+    try {
+      result = this.kind.answered(value, this);
+    } catch (error) {
+      reject(this.kind.failed(this, error, false));
+      return;
+    }
+    resolve(result);
+  }
+
+  private fail(error: unknown): void {
+    if (this.done) return;
+    const reject = this.reject as (error: unknown) => void;
+    this.settle();
+    reject(this.kind.failed(this, error, false));
+  }
+
+  private settle(): void {
+    this.resolve = this.reject = undefined;
+    if (this.deadlines) this.deadlines.settle(this);
+    else this.done = true;
   }
 }

@@ -7,6 +7,8 @@ export interface KeptLease {
   nextBeatAt: number;
   /** Monotonic time after which the store may already have expired the lease. */
   deadline: number;
+  /** Where the keeper holds this lease, -1 while it does not (owned by the keeper). */
+  keeperSlot: number;
 }
 
 export interface LeaseKeeperHooks {
@@ -22,7 +24,11 @@ export interface LeaseKeeperHooks {
  * times share round trips), and gives up leases whose locally measured time ran out.
  */
 export class LeaseKeeper {
-  private readonly leases = new Set<KeptLease>();
+  /**
+   * Every kept lease, each knowing its slot: adding and removing (by swapping in the last one)
+   * allocate nothing, where a Set's table churned with the short leases of busy services.
+   */
+  private readonly leases: KeptLease[] = [];
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
 
@@ -34,14 +40,27 @@ export class LeaseKeeper {
   }
 
   add(lease: KeptLease): void {
-    this.leases.add(lease);
+    if (lease.keeperSlot >= 0) return;
+    lease.keeperSlot = this.leases.length;
+    this.leases.push(lease);
     this.scheduleAt(Math.min(lease.nextBeatAt, lease.deadline));
   }
 
   delete(lease: KeptLease): void {
     // The timer stays armed (unref'd) when the last lease goes: re-arming it for every
     // short-lived lease cost more than one spare tick.
-    this.leases.delete(lease);
+    const slot = lease.keeperSlot;
+    if (slot < 0) return;
+    const last = this.leases.pop() as KeptLease;
+    if (last !== lease) {
+      this.leases[slot] = last;
+      last.keeperSlot = slot;
+    }
+    lease.keeperSlot = -1;
+  }
+
+  private has(lease: KeptLease): boolean {
+    return lease.keeperSlot >= 0;
   }
 
   /**
@@ -51,7 +70,7 @@ export class LeaseKeeper {
   confirmed(lease: KeptLease, sentAt: number): void {
     lease.deadline = LeaseKeeper.deadlineFrom(sentAt, lease.ttlMs);
     lease.nextBeatAt = Math.min(lease.nextBeatAt, sentAt + lease.heartbeatMs);
-    if (this.leases.has(lease)) this.scheduleAt(Math.min(lease.nextBeatAt, lease.deadline));
+    if (this.has(lease)) this.scheduleAt(Math.min(lease.nextBeatAt, lease.deadline));
   }
 
   stop(): void {
@@ -74,9 +93,12 @@ export class LeaseKeeper {
     const now = performance.now();
     const due: KeptLease[] = [];
     let next = Infinity;
-    for (const lease of this.leases) {
+    // Backwards: a lease removed here (or by a `lost` hook) only moves an already visited one.
+    for (let slot = this.leases.length - 1; slot >= 0; slot--) {
+      const lease = this.leases[slot];
+      if (lease === undefined) continue;
       if (lease.deadline <= now) {
-        this.leases.delete(lease);
+        this.delete(lease);
         this.hooks.lost(lease, 'lease-timed-out');
         continue;
       }
@@ -100,12 +122,12 @@ export class LeaseKeeper {
       return;
     }
     batch.forEach((lease, index) => {
-      if (!this.leases.has(lease) || stillOurs[index] === null) return;
+      if (!this.has(lease) || stillOurs[index] === null) return;
       if (stillOurs[index]) {
         this.confirmed(lease, sentAt);
         return;
       }
-      this.leases.delete(lease);
+      this.delete(lease);
       this.hooks.lost(lease, 'taken-over');
     });
   }

@@ -20,12 +20,13 @@ import type {
   Skipped,
   SkipReason,
 } from './held-lock.interface';
-import { CallDeadlines } from './call-deadlines';
+import { BoundedCall, CallDeadlines, type BoundedCallKind } from './call-deadlines';
 import { LeaseKeeper, type KeptLease } from './lease-keeper';
 import { newLockToken } from './lock-token';
 import {
   LockBackend,
   type AcquireAllOutcome,
+  type AcquireOutcome,
   type ForceReleaseOutcome,
   type LockMode,
   type LockOwner,
@@ -51,6 +52,7 @@ import { assertPrintable, assertValidKey, resolveCallOptions } from './lock-opti
 import { errorMessage } from './lock.errors';
 
 type CallOptions = Required<LockCallOptions>;
+type LateResultHandler<T = unknown> = (value: T) => void;
 
 interface LeaseHolder {
   extendLease(lease: Lease, ttlMs?: number): Promise<boolean>;
@@ -67,6 +69,7 @@ class Lease implements HeldLock, KeptLease {
   state: 'held' | 'lost' | 'released' = 'held';
   nextBeatAt: number;
   deadline: number;
+  keeperSlot = -1;
   private releasing?: Promise<ReleaseOutcome>;
 
   constructor(
@@ -187,6 +190,47 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     releaseLease: (lease) => this.releaseLease(lease),
   };
   private closing = false;
+  /** Store calls whose caller takes the answer as it is; the subject is what to do with a late answer. */
+  private readonly plainCalls: BoundedCallKind<unknown, unknown, LateResultHandler | undefined> = {
+    answered: (value) => {
+      this.backendRecovered();
+      return value;
+    },
+    failed: (call, error, timedOut) => this.callError(call, error, timedOut),
+    answeredLate: (value, call) => call.subject?.(value),
+  };
+  /** A no-wait attempt, from the store's answer straight to the caller's lease (or miss). */
+  private readonly attemptCalls: BoundedCallKind<AcquireOutcome, Attempt, LockRequest> = {
+    answered: (outcome, call) => {
+      this.backendRecovered();
+      const request = call.subject;
+      if (!outcome.acquired) {
+        const miss: Miss = { skipped: 'lock-held', retryAfterMs: outcome.retryAfterMs };
+        this.vacate(request.key);
+        return miss;
+      }
+      this.refuseIfClosing(outcome, [request]);
+      return this.grant(this.userKey(request.key), request, outcome.fencingToken, call.startedAt);
+    },
+    // Also for a throw in `answered` (shutting down, an answer that is not one): the slot is freed.
+    failed: (call, error, timedOut) => {
+      this.vacate(call.subject.key);
+      return this.callError(call, error, timedOut);
+    },
+    answeredLate: (outcome, call) => this.giveBack(outcome, [call.subject]),
+  };
+  /** A release to the store: the local slot is vacated once the store answered. */
+  private readonly releaseCalls: BoundedCallKind<ReleaseOutcome, ReleaseOutcome, Lease> = {
+    answered: (outcome, call) => {
+      this.backendRecovered();
+      this.vacate(call.subject.storeKey);
+      return outcome;
+    },
+    failed: (call, error, timedOut) => {
+      this.vacate(call.subject.storeKey);
+      return this.callError(call, error, timedOut);
+    },
+  };
 
   constructor(
     @Inject(LOCK_OPTIONS) private readonly options: ResolvedLockModuleOptions,
@@ -242,17 +286,17 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   }
 
   /** One attempt (or a wait of up to `waitMs`); `null` when the lock stays taken. */
-  async tryAcquire(key: string, options?: LockCallOptions): Promise<HeldLock | null> {
-    const attempt = await this.attempt(key, options);
-    return attempt instanceof Lease ? attempt : null;
+  tryAcquire(key: string, options?: LockCallOptions): Promise<HeldLock | null> {
+    return this.attempt(key, options).then(leaseOrNull);
   }
 
   /** Take `key`, waiting up to `waitMs`: `LockHeldError` without a wait, `LockTimeoutError` after one. */
-  async acquire(key: string, options?: LockCallOptions): Promise<HeldLock> {
+  acquire(key: string, options?: LockCallOptions): Promise<HeldLock> {
     const started = performance.now();
-    const attempt = await this.attempt(key, options);
-    if (attempt instanceof Lease) return attempt;
-    throw this.missError(key, attempt, options, started);
+    return this.attempt(key, options).then((attempt) => {
+      if (attempt instanceof Lease) return attempt;
+      throw this.missError(key, attempt, options, started);
+    });
   }
 
   /**
@@ -402,19 +446,43 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
 
   // --- acquiring -------------------------------------------------------------------
 
-  private async attempt(key: string, given: LockCallOptions | undefined): Promise<Attempt> {
-    assertValidKey(key);
-    const options = this.callOptions(given);
-    const storeKey = this.storeKey(key);
-    // No wait: already past (one clock read fewer per attempt).
-    const giveUpAt = options.waitMs > 0 ? performance.now() + options.waitMs : 0;
-    const local = this.local.get(storeKey);
-    if (local && !this.admits(local, options.mode)) {
-      const turn = await this.waitLocally(local, options, false);
-      if (turn !== 'slot') return turn;
-    } else {
-      this.occupy(storeKey, options.mode);
+  /**
+   * Not async, like the public methods above it: most attempts are one store call without a
+   * wait, and each async frame between the caller and the store cost CPU and garbage per cycle
+   * (bench/NOTES.md). Invalid input still rejects, never throws.
+   */
+  private attempt(key: string, given: LockCallOptions | undefined): Promise<Attempt> {
+    let options: CallOptions;
+    try {
+      assertValidKey(key);
+      options = this.callOptions(given);
+    } catch (error) {
+      return Promise.reject(error);
     }
+    const storeKey = this.storeKey(key);
+    const local = this.local.get(storeKey);
+    if (local && !this.admits(local, options.mode)) return this.attemptBehindLocalHolder(key, storeKey, local, options);
+    this.occupy(storeKey, options.mode);
+    if (options.waitMs === 0) return this.attemptOnce(storeKey, options);
+    return this.attemptOccupied(key, storeKey, options, performance.now() + options.waitMs);
+  }
+
+  /** One store call, no wait, for a key whose local slot we occupy. */
+  private attemptOnce(storeKey: string, options: CallOptions): Promise<Attempt> {
+    const request = this.request(storeKey, options);
+    const call = new BoundedCall(this.attemptCalls, 'tryAcquire', request);
+    return call.follow(invoke(this.backend.tryAcquire, this.backend, request), this.callDeadlines);
+  }
+
+  private async attemptBehindLocalHolder(key: string, storeKey: string, local: LocalKey, options: CallOptions): Promise<Attempt> {
+    const giveUpAt = performance.now() + options.waitMs;
+    const turn = await this.waitLocally(local, options, false);
+    if (turn !== 'slot') return turn;
+    return this.attemptOccupied(key, storeKey, options, giveUpAt);
+  }
+
+  /** Ask the store (waiting until `giveUpAt`) for a key whose local slot we occupy; a miss vacates it. */
+  private async attemptOccupied(key: string, storeKey: string, options: CallOptions, giveUpAt: number): Promise<Attempt> {
     try {
       const result = await this.acquireFromStore(key, storeKey, options, giveUpAt);
       if (!(result instanceof Lease)) this.vacate(storeKey);
@@ -610,7 +678,12 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     const heartbeatMs = this.heartbeatFor(request.ttlMs);
     // The request object is the lease's backend reference from now on: nothing else keeps it.
     const lease = new Lease(this.leaseHolder, key, request, fencingToken, heartbeatMs, sentAt);
-    this.local.get(request.key)?.leases.push(lease);
+    const local = this.local.get(request.key);
+    // A one-element literal: the first push onto an empty list would reserve room for 17.
+    if (local) {
+      if (local.leases.length === 0) local.leases = [lease];
+      else local.leases.push(lease);
+    }
     this.keeper.add(lease);
     return lease;
   }
@@ -717,18 +790,27 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     return Boolean(stillOurs);
   }
 
-  private async releaseLease(lease: Lease): Promise<ReleaseOutcome> {
+  /** Not async on the common path (nobody of ours waiting), for the reason given at `attempt`. */
+  private releaseLease(lease: Lease): Promise<ReleaseOutcome> {
     const wasHeld = lease.state === 'held';
     if (lease.state !== 'lost') lease.state = 'released';
     this.keeper.delete(lease);
     const local = this.local.get(lease.storeKey);
     if (local) removeFrom(local.leases, lease);
-    try {
-      if (wasHeld && local && local.waiters.length > 0 && (await this.handOverLocally(lease, local))) return 'released';
-      return await this.call('release', () => this.backend.release(lease.ref));
-    } finally {
-      this.vacate(lease.storeKey);
-    }
+    if (wasHeld && local && local.waiters.length > 0) return this.releaseToLocalWaiter(lease, local);
+    return this.releaseToStore(lease);
+  }
+
+  private releaseToStore(lease: Lease): Promise<ReleaseOutcome> {
+    const call = new BoundedCall(this.releaseCalls, 'release', lease);
+    return call.follow(invoke(this.backend.release, this.backend, lease.ref), this.callDeadlines);
+  }
+
+  private async releaseToLocalWaiter(lease: Lease, local: LocalKey): Promise<ReleaseOutcome> {
+    // A hand-over that failed in any way leaves a plain release to do.
+    if (!(await this.handOverLocally(lease, local).catch(() => false))) return this.releaseToStore(lease);
+    this.vacate(lease.storeKey);
+    return 'released';
   }
 
   /**
@@ -795,45 +877,20 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
    * Every backend call goes through here: bounded in time, and any failure that is not one of
    * ours becomes a `LockBackendError` so callers can tell "store down" from "busy".
    */
-  private call<T>(operation: string, run: () => Promise<T>, onLateResult?: (value: T) => void): Promise<T> {
-    // Nothing on a wire to wait for: a deadline timer would cost more than the call.
-    if (this.backend.capabilities.inProcess) return this.callInProcess(operation, run);
-    return new Promise<T>((resolve, reject) => {
-      const watched = this.deadlines.watch(() =>
-        reject(new LockBackendError(this.backend.name, `${operation} timed out after ${this.options.backendTimeoutMs} ms`)),
-      );
-      let pending: Promise<T>;
-      try {
-        pending = run();
-      } catch (error) {
-        pending = Promise.reject(error);
-      }
-      pending.then(
-        (value) => {
-          if (watched.done) return onLateResult?.(value);
-          this.deadlines.settle(watched);
-          this.backendRecovered();
-          resolve(value);
-        },
-        (error: unknown) => {
-          if (watched.done) return;
-          this.deadlines.settle(watched);
-          reject(this.asLockError(operation, error));
-        },
-      );
-    });
+  private call<T>(operation: string, run: () => Promise<T>, onLateResult?: LateResultHandler<T>): Promise<T> {
+    const kind = this.plainCalls as BoundedCallKind<T, T, LateResultHandler<T> | undefined>;
+    return new BoundedCall(kind, operation, onLateResult).follow(invoke(run, undefined, undefined), this.callDeadlines);
   }
 
-  private callInProcess<T>(operation: string, run: () => Promise<T>): Promise<T> {
-    let pending: Promise<T>;
-    try {
-      pending = run();
-    } catch (error) {
-      return Promise.reject(this.asLockError(operation, error));
-    }
-    return pending.catch((error: unknown) => {
-      throw this.asLockError(operation, error);
-    });
+  /** Calls to a store in this process are not bounded: nothing on a wire to wait for, and a timer would cost more than the call. */
+  private get callDeadlines(): CallDeadlines | null {
+    return this.backend.capabilities.inProcess ? null : this.deadlines;
+  }
+
+  /** A timeout, or any failure that is not one of ours, as a `LockBackendError`. */
+  private callError(call: { operation: string }, error: unknown, timedOut: boolean): LockError {
+    if (timedOut) return new LockBackendError(this.backend.name, `${call.operation} timed out after ${this.options.backendTimeoutMs} ms`);
+    return this.asLockError(call.operation, error);
   }
 
   private asLockError(operation: string, error: unknown): LockError {
@@ -856,6 +913,10 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     return this.options.keyPrefix + key;
   }
 
+  private userKey(storeKey: string): string {
+    return storeKey.slice(this.options.keyPrefix.length);
+  }
+
   private sortedKeys(keys: readonly string[]): string[] {
     if (!Array.isArray(keys) || keys.length === 0) throw new LockOptionsError('keys must be a non-empty array');
     keys.forEach((key) => assertValidKey(key));
@@ -876,6 +937,22 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
 const HOSTNAME = hostname();
 
 function noop(): void {}
+
+/**
+ * `method.call(target, arg)` as a promise: a synchronous throw becomes a rejection, and a
+ * backend that answers without a promise is still followed (a native promise passes as is).
+ */
+function invoke<A, T>(method: (arg: A) => Promise<T>, target: unknown, arg: A): Promise<T> {
+  try {
+    return Promise.resolve(method.call(target, arg));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+function leaseOrNull(attempt: Attempt): HeldLock | null {
+  return attempt instanceof Lease ? attempt : null;
+}
 
 function removeFrom<T>(list: T[], item: T): void {
   const index = list.indexOf(item);

@@ -49,6 +49,8 @@ async function freePort(): Promise<number> {
 
 /** A private redis-server child on a free loopback port. Stop it with `stop()` (exactly that pid). */
 export class RedisServer {
+  private readonly clients: Redis[] = [];
+
   private constructor(
     private readonly child: ChildProcess,
     readonly port: number,
@@ -93,11 +95,15 @@ export class RedisServer {
     return new RedisServer(child, port, dir, version);
   }
 
+  /** A connection to this server; `stop()` closes it if nobody did. */
   client(): Redis {
-    return new Redis({ port: this.port, host: '127.0.0.1', enableAutoPipelining: false });
+    const client = new Redis({ port: this.port, host: '127.0.0.1', enableAutoPipelining: false });
+    this.clients.push(client);
+    return client;
   }
 
   async stop(): Promise<void> {
+    for (const client of this.clients.splice(0)) client.disconnect();
     if (this.child.exitCode === null && this.child.signalCode === null) {
       const exited = new Promise((resolve) => this.child.once('exit', resolve));
       // taskset execs redis-server, so this pid is redis-server itself.

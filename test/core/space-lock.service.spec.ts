@@ -12,6 +12,7 @@ import {
   MemoryLockBackend,
   MemoryLockStore,
   SpaceLockService,
+  type AcquireOutcome,
   type ExtendRequest,
   type LockBackend,
   type LockBackendCapabilities,
@@ -455,6 +456,61 @@ describe('SpaceLockService on the memory backend', () => {
     const lock = await locks.acquire('slow-but-local');
     expect(lock.fencingToken).toBeGreaterThan(0);
     await lock.release();
+  });
+
+  it('a grant the store answers after the timeout is given back, and the local slot is free again', async () => {
+    const backend = new RemoteMemoryBackend();
+    const tryAcquire = backend.tryAcquire.bind(backend);
+    let delayNext = true;
+    // The store grants at once but its answer is late (a paused connection), once.
+    backend.tryAcquire = async (request) => {
+      const granted = await tryAcquire(request);
+      if (delayNext) {
+        delayNext = false;
+        await new Promise((resolve) => setTimeout(resolve, 120));
+      }
+      return granted;
+    };
+    const locks = track(serviceOn(backend, { backendTimeoutMs: 50 }));
+    await expect(locks.tryAcquire('late-grant')).rejects.toThrow(/tryAcquire timed out after 50 ms/);
+    // Timed out for the caller, but the store holds the grant until its late answer is given back.
+    expect(await backend.inspect('lock:late-grant')).toHaveLength(1);
+    const startedAt = performance.now();
+    const next = await locks.acquire('late-grant', { waitMs: 5_000 });
+    // Freed by giving the orphan grant back (~70 ms on), not by its 30 s lease running out.
+    expect(performance.now() - startedAt).toBeLessThan(2_000);
+    expect(locks.held().map((held) => held.fencingToken)).toEqual([next.fencingToken]);
+    await next.release();
+    expect(locks.held()).toEqual([]);
+    expect(await backend.inspect('lock:late-grant')).toEqual([]);
+  });
+
+  it.each([
+    ['answers something that is not an outcome', 'LockBackendError', (backend: RemoteMemoryBackend): void => {
+      backend.tryAcquire = async () => undefined as unknown as AcquireOutcome;
+    }],
+    ['answers without a promise', 'a miss', (backend: RemoteMemoryBackend): void => {
+      backend.tryAcquire = (() => ({ acquired: false, retryAfterMs: 5 })) as unknown as LockBackend['tryAcquire'];
+    }],
+    ['throws synchronously', 'LockBackendError', (backend: RemoteMemoryBackend): void => {
+      backend.tryAcquire = () => {
+        throw new Error('not connected');
+      };
+    }],
+  ])('a store that %s: the caller gets %s (never a throw), and the local slot is free again', async (_label, expected, breakOnce) => {
+    const backend = new RemoteMemoryBackend();
+    const tryAcquire = backend.tryAcquire.bind(backend);
+    breakOnce(backend);
+    const locks = track(serviceOn(backend, { backendTimeoutMs: 200 }));
+    const first = locks.tryAcquire('broken');
+    expect(first).toBeInstanceOf(Promise);
+    const outcome = await first.catch((error: unknown) => error);
+    if (expected === 'a miss') expect(outcome).toBeNull();
+    else expect(outcome).toBeInstanceOf(LockBackendError);
+    backend.tryAcquire = tryAcquire;
+    const lock = await locks.tryAcquire('broken');
+    expect(lock).not.toBeNull();
+    await lock?.release();
   });
 
   it('a hand-over the store answers after we gave up is given back, not left blocking the key', async () => {

@@ -61,6 +61,9 @@ describe('RedisLockBackend against a real redis-server', () => {
     expect(record).toMatchObject({ key, ...owner, mode: 'exclusive', ttlMs: 2_000, fencingToken: first.fencingToken });
     expect(Math.abs(record.acquiredAt - Date.now())).toBeLessThan(5_000);
     expect(record.stale).toBeUndefined();
+    // A lease someone stored without an expiry: taken, with no time to wait for.
+    await raw.persist(keys.lease);
+    expect(await backend.tryAcquire(request(key))).toEqual({ acquired: false, retryAfterMs: null });
   });
 
 

@@ -150,7 +150,7 @@ export class RedisLockBackend implements LockBackend {
   tryAcquire(request: LockRequest): Promise<AcquireOutcome> {
     if (request.mode !== 'exclusive') return Promise.reject(exclusiveOnly());
     if (request.queue) return this.acquireOrQueue(request, request.queue);
-    return this.run(ACQUIRE, this.grantArgs(request), toAcquireOutcome);
+    return this.run(ACQUIRE, this.grantArgs(request), toGrantOutcome);
   }
 
   /**
@@ -430,11 +430,19 @@ export class RedisLockBackend implements LockBackend {
   }
 }
 
-/** ACQUIRE / ACQUIRE_OR_QUEUE reply: `{1, fencingToken}` or `{0, pttl}`. */
+/** ACQUIRE_OR_QUEUE reply: `{1, fencingToken}` or `{0, pttl}`. */
 function toAcquireOutcome(reply: Reply): AcquireOutcome {
   const [granted, value] = reply as [number, number];
   if (granted === 1) return { acquired: true, fencingToken: value };
   return { acquired: false, retryAfterMs: value >= 0 ? value : null };
+}
+
+/** ACQUIRE reply: the fencing token (>= 1), or `-2 - pttl` when held. */
+function toGrantOutcome(reply: Reply): AcquireOutcome {
+  const value = reply as number;
+  if (value >= 1) return { acquired: true, fencingToken: value };
+  const pttl = -2 - value;
+  return { acquired: false, retryAfterMs: pttl >= 0 ? pttl : null };
 }
 
 /** RELEASE reply: 1 released, 0 expired, -1 another token holds it. */

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
  *                  deleted on release, so a record whose lease is gone is a holder that died
  *                  or lost its lease (shown as stale)
  *   `{E}:queue`    tokens of waiters, oldest first (only while some wait); on release the
- *                  lease passes to the first one (see `pass_turn`)
+ *                  lease passes to the first one (see `give_turn`)
  *   `{E}:waiting`  hash: waiter token -> when Redis last saw it, and its grant arguments
  * Release messages go to the channel `{E}:released` (channels are not keys: the scripts name it
  * after KEYS[1], so it carries the client's keyPrefix, and the subscriber adds that prefix).
@@ -131,6 +131,15 @@ function globEscape(text: string): string {
 }
 
 /**
+ * Lua statements that mint the fencing token (`local fence`) of a grant whose lease was just
+ * set and write its holder record; the arguments are Lua expressions.
+ */
+function stampLua(fenceKey: string, holderKey: string, token: string, ttl: string, tail: string): string {
+  return `local fence = redis.call('INCR', ${fenceKey})
+redis.call('SET', ${holderKey}, ${ttl} .. '\\n' .. ${token} .. '\\n' .. fence .. ${tail})`;
+}
+
+/**
  * Mints the fencing token of a grant whose lease was just set and writes its holder record.
  * `stamp(fence_key, holder_key, token, ttl, tail)`; `stamp_grant(fence_key, holder_key,
  * offset)` reads token, ttlMs and the record's tail (`recordTail()`) from ARGV after `offset`.
@@ -139,8 +148,7 @@ function globEscape(text: string): string {
  */
 const STAMP_GRANT = `
 local function stamp(fence_key, holder_key, token, ttl, tail)
-  local fence = redis.call('INCR', fence_key)
-  redis.call('SET', holder_key, ttl .. '\\n' .. token .. '\\n' .. fence .. tail)
+  ${stampLua('fence_key', 'holder_key', 'token', 'ttl', 'tail')}
   return fence
 end
 local function stamp_grant(fence_key, holder_key, offset)
@@ -165,14 +173,17 @@ function lockScript(lua: string, numberOfKeys?: number): LockScript {
 
 /**
  * KEYS: lease, fence, holder. ARGV: the grant's 3 arguments.
- * Returns `{1, fencingToken}` when granted, `{0, pttl}` (the holder's remaining lease) when not.
+ * Returns the fencing token (>= 1) when granted, else `-2 - pttl` (<= -1; pttl is the holder's
+ * remaining lease, -1 for none): one integer, no table. The hottest script, so it defines no
+ * Lua function either: a table reply and two closures were ~3.5 of its ~13 µs (bench/NOTES.md).
  */
 export const ACQUIRE = lockScript(
-  `${STAMP_GRANT}
+  `
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {0, redis.call('PTTL', KEYS[1])}
+  return -2 - redis.call('PTTL', KEYS[1])
 end
-return {1, stamp_grant(KEYS[2], KEYS[3], 0)}
+${stampLua('KEYS[2]', 'KEYS[3]', 'ARGV[1]', 'ARGV[2]', 'ARGV[3]')}
+return fence
 `,
   3,
 );
@@ -209,7 +220,7 @@ end
  * Otherwise puts the token at the end of the queue unless it is in it already (LPOS needs
  * Redis >= 6.0.6; older servers just do not queue) and records when it was last seen and its
  * grant arguments, so a release can pass the lease on without a further round trip.
- * Same replies as ACQUIRE.
+ * Returns `{1, fencingToken}` when granted, `{0, pttl}` (the holder's remaining lease) when not.
  */
 export const ACQUIRE_OR_QUEUE = lockScript(
   `${STAMP_GRANT}${NOW_MS}${FENCE_OF}
@@ -243,8 +254,8 @@ return {0, redis.call('PTTL', KEYS[1])}
 const PASS_FRESH_MS = 1_000;
 
 /**
- * Lua: after the lease was deleted, give the next turn. Nobody queued: publish "released".
- * The first queued waiter seen within PASS_FRESH_MS: the lease is set to its token with its
+ * Lua: after the lease was deleted, give the next turn to `ticket`, the waiter popped from the
+ * queue (see `popTurn`). Seen within PASS_FRESH_MS: the lease is set to its token with its
  * TTL and record, and "granted" is published: it holds the lock without another round trip.
  * One not seen for longer: the lease is kept for it for `reservationMs` (it asks again when
  * woken); a waiter that died in the queue costs one reservation, then the lease is free.
@@ -252,13 +263,8 @@ const PASS_FRESH_MS = 1_000;
  */
 function passTurn(reservationMs: number): string {
   return `
-local function pass_turn(lease_key, fence_key, holder_key, queue_key, waiting_key)
+local function give_turn(ticket, lease_key, fence_key, holder_key, waiting_key)
   local channel = lease_key .. ':released'
-  local ticket = redis.call('LPOP', queue_key)
-  if not ticket then
-    redis.call('PUBLISH', channel, 'released')
-    return
-  end
   local entry = redis.call('HGET', waiting_key, ticket)
   redis.call('HDEL', waiting_key, ticket)
   local seen_at, ttl, tail
@@ -273,6 +279,18 @@ local function pass_turn(lease_key, fence_key, holder_key, queue_key, waiting_ke
   redis.call('PUBLISH', channel, 'released')
 end
 `;
+}
+
+/**
+ * Lua: pop the next queued waiter into `local ticket`; with none, publish "released" and
+ * return `done` (the rest of the script is for passing the turn to `ticket`).
+ */
+function popTurn(leaseKey: string, queueKey: string, done: string): string {
+  return `local ticket = redis.call('LPOP', ${queueKey})
+  if not ticket then
+    redis.call('PUBLISH', ${leaseKey} .. ':released', 'released')
+    return ${done}
+  end`;
 }
 
 /**
@@ -330,23 +348,27 @@ end
  * argument on every release). KEYS of both: lease, holder, queue, waiting, fence.
  *
  * release — compare-and-delete. ARGV: token. Returns 1 released (and the next turn given,
- * see `pass_turn`), 0 expired, -1 held by another token. An expired lease's record is removed
+ * see `give_turn`), 0 expired, -1 held by another token. An expired lease's record is removed
  * too when it is still ours, so it stops showing as stale.
  *
  * leaveQueue — a waiter gives up. ARGV: its token. Removes it from the queue; a turn kept for
  * it, or a lease already passed to it, goes to the next waiter (or is freed) at once.
  */
 export function turnScripts(reservationMs: number): { release: LockScript; leaveQueue: LockScript } {
-  const prelude = `${STAMP_GRANT}${NOW_MS}${passTurn(reservationMs)}`;
+  // Defined only where a turn is given: a release nobody waits for creates no Lua closure.
+  const giving = `${STAMP_GRANT}${NOW_MS}${passTurn(reservationMs)}
+  give_turn(ticket, KEYS[1], KEYS[5], KEYS[2], KEYS[4])`;
   return {
     release: lockScript(
-      `${RECORD_OF}${prelude}
+      `
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] then
   redis.call('DEL', KEYS[1], KEYS[2])
-  pass_turn(KEYS[1], KEYS[5], KEYS[2], KEYS[3], KEYS[4])
+  ${popTurn('KEYS[1]', 'KEYS[3]', '1')}
+  ${giving}
   return 1
 end
+${RECORD_OF}
 if record_of(redis.call('GET', KEYS[2]), ARGV[1]) then redis.call('DEL', KEYS[2]) end
 if current then return -1 end
 return 0
@@ -354,15 +376,15 @@ return 0
       5,
     ),
     leaveQueue: lockScript(
-      `${prelude}
+      `
 redis.call('LREM', KEYS[3], 0, ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 local current = redis.call('GET', KEYS[1])
-if current == ARGV[1] or current == '${RESERVED_FOR}' .. ARGV[1] then
-  if current == ARGV[1] then redis.call('DEL', KEYS[2]) end
-  redis.call('DEL', KEYS[1])
-  pass_turn(KEYS[1], KEYS[5], KEYS[2], KEYS[3], KEYS[4])
-end
+if current ~= ARGV[1] and current ~= '${RESERVED_FOR}' .. ARGV[1] then return 0 end
+if current == ARGV[1] then redis.call('DEL', KEYS[2]) end
+redis.call('DEL', KEYS[1])
+${popTurn('KEYS[1]', 'KEYS[3]', '0')}
+${giving}
 return 0
 `,
       5,
