@@ -96,12 +96,7 @@ async function scriptCosts(redis: Redis, revisions: readonly Revision[]): Promis
     const stats = (await redis.info('commandstats')) as string;
     return Number(/cmdstat_evalsha:calls=\d+,usec=(\d+)/.exec(stats)?.[1] ?? 0);
   };
-  const ownerJson = JSON.stringify({ ownerId: 'ab', instanceId: 'ba0c7f2e-8a8b-4a53-b51e-3c5e3f2b1f11', hostname: 'host', pid: 1 });
-  // The grant's last argument: the whole holder record, or only its tail in revisions that export `recordTail`.
-  const lastGrantArgument = (scripts: Revision['scripts'], token: string): string => {
-    const older = scripts as unknown as { recordTail?: (acquiredAt: number, ownerJson: string) => string };
-    return older.recordTail ? older.recordTail(Date.now(), ownerJson) : scripts.holderRecord(30_000, token, Date.now(), ownerJson);
-  };
+  const tail = ourScripts.recordTail(Date.now(), JSON.stringify({ ownerId: 'ab', instanceId: 'ba0c7f2e-8a8b-4a53-b51e-3c5e3f2b1f11', hostname: 'host', pid: 1 }));
   const samples = revisions.map(() => ({ acquire: [] as number[], release: [] as number[] }));
   for (const { scripts } of revisions) {
     await redis.script('LOAD', scripts.ACQUIRE.lua);
@@ -119,7 +114,7 @@ async function scriptCosts(redis: Redis, revisions: readonly Revision[]): Promis
       samples[index].acquire.push(
         await timed((n) => {
           const keys = keysOf(n);
-          return redis.evalsha(scripts.ACQUIRE.sha, 3, keys.lease, keys.fence, keys.holder, 'token-of-twenty-two-ch', '30000', lastGrantArgument(scripts, 'token-of-twenty-two-ch'));
+          return redis.evalsha(scripts.ACQUIRE.sha, 3, keys.lease, keys.fence, keys.holder, 'token-of-twenty-two-ch', '30000', tail);
         }),
       );
       samples[index].release.push(

@@ -7,7 +7,7 @@
  *   node -r ts-node/register/transpile-only bench/layers.ts [inFlight=16]
  */
 import { RedisLockBackend } from '../lib/backends/redis/redis-lock.backend';
-import { ACQUIRE, holderRecord, lockKeys, turnScripts } from '../lib/backends/redis/redis-lock.scripts';
+import { ACQUIRE, lockKeys, recordTail, turnScripts } from '../lib/backends/redis/redis-lock.scripts';
 import { newLockToken } from '../lib/lock-token';
 import type { LockOwner } from '../lib/lock-backend.interface';
 import { table } from './harness/format';
@@ -29,7 +29,7 @@ async function main(): Promise<void> {
     await raw.script('LOAD', ACQUIRE.lua);
     await raw.script('LOAD', release.lua);
     const owner: LockOwner = { ownerId: 'layers', instanceId: 'abcdef0123456789', hostname: 'host', pid: 1 };
-    const ownerJson = JSON.stringify(owner);
+    const tail = recordTail(Date.now(), JSON.stringify(owner));
     const backend = new RedisLockBackend(server.client());
     await backend.init();
     const service = await createService({ backend: 'redis', ttlMs: 30_000, keyPrefix: 'layers:', redis: { client: server.client() } });
@@ -46,7 +46,7 @@ async function main(): Promise<void> {
       'our two scripts, sent raw': async (loop) => {
         const keys = lockKeys(`layers:shape:${loop}`);
         const token = newLockToken();
-        await raw.evalsha(ACQUIRE.sha, 3, keys.lease, keys.fence, keys.holder, token, '30000', holderRecord(30_000, token, Date.now(), ownerJson));
+        await raw.evalsha(ACQUIRE.sha, 3, keys.lease, keys.fence, keys.holder, token, '30000', tail);
         await raw.evalsha(release.sha, 5, keys.lease, keys.holder, keys.queue, keys.waiting, keys.fence, token);
       },
       'RedisLockBackend tryAcquire + release': async (loop) => {

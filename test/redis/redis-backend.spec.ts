@@ -11,7 +11,7 @@ import {
   type LockOwner,
   type LockRequest,
 } from '../../lib';
-import { ACQUIRE, EXTEND, lockKeys, parseHolderRecord } from '../../lib/backends/redis/redis-lock.scripts';
+import { ACQUIRE, EXTEND, lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
 import { exited, spawnTs, waitForLine } from '../support/processes';
 import { RedisServer, until } from '../support/redis-server';
 import { lockApp, redisBackendFixture, uniquePrefix } from './redis-test-app';
@@ -94,29 +94,6 @@ describe('RedisLockBackend against a real redis-server', () => {
     expect(await backend.release(req)).toBe('released');
     expect(await raw.exists(keys.lease, keys.holder)).toBe(0);
   });
-
-  it('stores the record the client built as it is; its fencing token is the counter, also for records of the older layout', async () => {
-    const key = `${uniquePrefix('layout')}job`;
-    const keys = lockKeys(key);
-    const held = await grant(key, 3_000);
-    const stored = (await raw.get(keys.holder)) as string;
-    const [ttlMs, token, acquiredAt, ownerJson] = stored.split('\n');
-    expect([ttlMs, token, JSON.parse(ownerJson)]).toEqual(['3000', held.token, owner]);
-    expect(Math.abs(Number(acquiredAt) - Date.now())).toBeLessThan(5_000);
-    expect(parseHolderRecord(stored)).toEqual({ ttlMs: 3_000, token: held.token, acquiredAt: Number(acquiredAt), owner: ownerJson });
-    // Written by a version that kept the fencing token in the record too.
-    await raw.set(keys.holder, `3000\n${held.token}\n${held.fencingToken}\n1700000000000\n${ownerJson}`);
-    expect((await backend.inspect(key))[0]).toMatchObject({ ...owner, ttlMs: 3_000, acquiredAt: 1_700_000_000_000, fencingToken: held.fencingToken });
-    expect(await backend.release(held)).toBe('released');
-    // A reap reports the fencing token of the record it removed, from the counter.
-    const next = await grant(key);
-    await raw.del(keys.lease);
-    expect(await backend.forceRelease({ key, reason: 'test' })).toEqual({
-      outcome: 'released',
-      previous: expect.objectContaining({ fencingToken: next.fencingToken, stale: expect.any(String) }),
-    });
-  });
-
   it('release is compare-and-delete: released, then expired; another holder is not-owner', async () => {
     const key = `${uniquePrefix('release')}job`;
     const first = await grant(key);

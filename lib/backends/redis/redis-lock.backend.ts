@@ -38,8 +38,8 @@ import {
   WAITING_SUFFIX,
   leaseKeyOf,
   lockKeys,
-  holderRecord,
   parseHolderRecord,
+  recordTail,
   turnScripts,
   type LockScript,
 } from './redis-lock.scripts';
@@ -267,13 +267,12 @@ export class RedisLockBackend implements LockBackend {
   async forceRelease({ key, expectFencingToken }: ForceReleaseRequest): Promise<ForceReleaseOutcome> {
     const keys = lockKeys(key);
     const expected = expectFencingToken === undefined ? '' : String(expectFencingToken);
-    const [outcome, pttl, stored, fence] = (await this.run(FORCE_RELEASE, [keys.lease, keys.fence, keys.holder, expected])) as [
+    const [outcome, pttl, stored] = (await this.run(FORCE_RELEASE, [keys.lease, keys.fence, keys.holder, expected])) as [
       string,
       number,
       string | null,
-      string | null,
     ];
-    const record = toRecord(key, pttl, fence, stored);
+    const record = toRecord(key, pttl, null, stored);
     if (outcome === 'released') return { outcome: 'released', previous: record };
     if (outcome === 'changed-hands') return { outcome: 'changed-hands', current: record };
     return { outcome: 'not-held' };
@@ -363,11 +362,14 @@ export class RedisLockBackend implements LockBackend {
     return [lease, lease + HOLDER_SUFFIX, lease + QUEUE_SUFFIX, lease + WAITING_SUFFIX, lease + FENCE_SUFFIX, token];
   }
 
-  /** KEYS (lease, fence, holder) then ARGV (the 3 grant arguments of `stamp_grant`: token, ttlMs, record). */
+  /** KEYS (lease, fence, holder) then ARGV (the 3 grant arguments of `stamp_grant`). */
   private grantArgs(request: LockRequest): string[] {
     const lease = leaseKeyOf(request.key);
-    const { token, ttlMs } = request;
-    return [lease, lease + FENCE_SUFFIX, lease + HOLDER_SUFFIX, token, String(ttlMs), holderRecord(ttlMs, token, Date.now(), this.ownerJson(request.owner))];
+    return [lease, lease + FENCE_SUFFIX, lease + HOLDER_SUFFIX, request.token, String(request.ttlMs), this.recordTailOf(request)];
+  }
+
+  private recordTailOf(request: LockRequest): string {
+    return recordTail(Date.now(), this.ownerJson(request.owner));
   }
 
   /** An owner is the same object for every lease of a service: serialise it once. */
@@ -469,8 +471,7 @@ function toRecord(key: string, pttl: number, fence: string | null, stored: strin
     mode: 'exclusive',
     acquiredAt: finiteOr(holder?.acquiredAt, 0),
     expiresInMs: pttl >= 0 ? pttl : pttl === -2 ? 0 : null,
-    // The counter is the record's fencing token: only a grant or a reap moves it (see the scripts).
-    fencingToken: Number(fence ?? 0) || 0,
+    fencingToken: finiteOr(holder?.fencingToken, Number(fence ?? 0) || 0),
     ttlMs: finiteOr(holder?.ttlMs, 0),
   };
   if (!leaseExists) record.stale = STALE_REASON;

@@ -8,12 +8,10 @@ import { createHash } from 'node:crypto';
  * a Redis Cluster:
  *   `{E}`          the lease: the holder's token, with a PX expiry
  *   `{E}:fence`    the fencing counter: INCR on every grant, never expires (it must outlive
- *                  leases, or tokens would restart at 1; see README "maxmemory-policy"). It
- *                  is also the fencing token of the holder record beside it: only a grant,
- *                  which writes a new record, or a reap, which deletes it, moves the counter
- *   `{E}:holder`   the holder record, one packed string built by the client (see
- *                  `HolderRecord`); no expiry, deleted on release, so a record whose lease
- *                  is gone is a holder that died or lost its lease (shown as stale)
+ *                  leases, or tokens would restart at 1; see README "maxmemory-policy")
+ *   `{E}:holder`   the holder record, one packed string (see `HolderRecord`); no expiry,
+ *                  deleted on release, so a record whose lease is gone is a holder that died
+ *                  or lost its lease (shown as stale)
  *   `{E}:queue`    tokens of waiters, oldest first (only while some wait); on release the
  *                  lease passes to the first one (see `give_turn`)
  *   `{E}:waiting`  hash: waiter token -> when Redis last saw it, and its grant arguments
@@ -71,25 +69,24 @@ export function lockKeys(key: string): LockKeys {
 }
 
 /**
- * The holder record as stored: `ttlMs \n token \n acquiredAt \n owner`, where acquiredAt is
- * the holder's clock (ms since the epoch) and `owner` the JSON of its `LockOwner`, written
- * last because it is the only field that may contain any character. ttlMs comes first so the
- * heartbeat can compare it with a prefix check. The client sends it whole: the acquire script
- * stores it as it is, where building it in Lua cost ~0.35 µs of Redis time on every grant
- * (bench/NOTES.md). Its fencing token is the counter beside it (`{E}:fence`).
+ * The holder record as stored: `ttlMs \n token \n fencingToken \n acquiredAt \n owner`, where
+ * acquiredAt is the holder's clock (ms since the epoch) and `owner` the JSON of its
+ * `LockOwner`, written last because it is the only field that may contain any character.
+ * ttlMs comes first so the heartbeat can compare it with a prefix check.
  */
 export interface HolderRecord {
   ttlMs: number;
   token: string;
+  fencingToken: number;
   acquiredAt: number;
   owner: string;
 }
 
-const RECORD_FIELDS = 4;
+const RECORD_FIELDS = 5;
 
-/** The record of a grant, as the last of its grant arguments (see `stamp_grant`). */
-export function holderRecord(ttlMs: number, token: string, acquiredAt: number, ownerJson: string): string {
-  return `${ttlMs}\n${token}\n${acquiredAt}\n${ownerJson}`;
+/** The record's fields after the fencing token, as the last grant argument (see `stamp_grant`). */
+export function recordTail(acquiredAt: number, ownerJson: string): string {
+  return `\n${acquiredAt}\n${ownerJson}`;
 }
 
 /** Splits a stored record; `null` for anything that is not one (never throws on foreign data). */
@@ -103,15 +100,8 @@ export function parseHolderRecord(stored: string | null): HolderRecord | null {
     fields.push(stored.slice(start, end));
     start = end + 1;
   }
-  let owner = stored.slice(start);
-  // Written before 0.x carried the fencing token here: `... token \n fence \n acquiredAt \n owner`.
-  const older = owner.startsWith('{') ? null : /^(\d+)\n([^]*)$/.exec(owner);
-  if (older) {
-    fields[2] = older[1];
-    owner = older[2];
-  }
-  const [ttlMs, token, acquiredAt] = fields;
-  return { ttlMs: Number(ttlMs), token, acquiredAt: Number(acquiredAt), owner };
+  const [ttlMs, token, fencingToken, acquiredAt] = fields;
+  return { ttlMs: Number(ttlMs), token, fencingToken: Number(fencingToken), acquiredAt: Number(acquiredAt), owner: stored.slice(start) };
 }
 
 /**
@@ -142,27 +132,27 @@ function globEscape(text: string): string {
 
 /**
  * Lua statements that mint the fencing token (`local fence`) of a grant whose lease was just
- * set and store its holder record; the arguments are Lua expressions.
+ * set and write its holder record; the arguments are Lua expressions.
  */
-function stampLua(fenceKey: string, holderKey: string, record: string): string {
+function stampLua(fenceKey: string, holderKey: string, token: string, ttl: string, tail: string): string {
   return `local fence = redis.call('INCR', ${fenceKey})
-redis.call('SET', ${holderKey}, ${record})`;
+redis.call('SET', ${holderKey}, ${ttl} .. '\\n' .. ${token} .. '\\n' .. fence .. ${tail})`;
 }
 
 /**
- * Mints the fencing token of a grant whose lease was just set and stores its holder record.
- * `stamp(fence_key, holder_key, record)`; `stamp_grant(fence_key, holder_key, offset)` takes
- * the record from the grant's arguments after `offset` (token, ttlMs, record; see
- * `holderRecord()`). Everything is prepared by the client: each Lua call and each
- * concatenated piece costs Redis time on every acquire (bench/NOTES.md).
+ * Mints the fencing token of a grant whose lease was just set and writes its holder record.
+ * `stamp(fence_key, holder_key, token, ttl, tail)`; `stamp_grant(fence_key, holder_key,
+ * offset)` reads token, ttlMs and the record's tail (`recordTail()`) from ARGV after `offset`.
+ * Everything but the fence is prepared by the client: each Lua call and each concatenated
+ * piece costs Redis time on every acquire (bench/RESULTS.md, section 1).
  */
 const STAMP_GRANT = `
-local function stamp(fence_key, holder_key, record)
-  ${stampLua('fence_key', 'holder_key', 'record')}
+local function stamp(fence_key, holder_key, token, ttl, tail)
+  ${stampLua('fence_key', 'holder_key', 'token', 'ttl', 'tail')}
   return fence
 end
 local function stamp_grant(fence_key, holder_key, offset)
-  return stamp(fence_key, holder_key, ARGV[offset + 3])
+  return stamp(fence_key, holder_key, ARGV[offset + 1], ARGV[offset + 2], ARGV[offset + 3])
 end
 `;
 
@@ -192,11 +182,18 @@ export const ACQUIRE = lockScript(
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return -2 - redis.call('PTTL', KEYS[1])
 end
-${stampLua('KEYS[2]', 'KEYS[3]', 'ARGV[3]')}
+${stampLua('KEYS[2]', 'KEYS[3]', 'ARGV[1]', 'ARGV[2]', 'ARGV[3]')}
 return fence
 `,
   3,
 );
+
+/** Lua: the fencing token field (3rd) of a stored holder record, as a string, or nil. */
+const FENCE_OF = `
+local function fence_of(record)
+  return record and string.match(record, '^[^\\n]*\\n[^\\n]*\\n([^\\n]*)\\n')
+end
+`;
 
 /** What the lease holds while it is kept for the first queued waiter. */
 export const RESERVED_FOR = 'queued:';
@@ -226,7 +223,7 @@ end
  * Returns `{1, fencingToken}` when granted, `{0, pttl}` (the holder's remaining lease) when not.
  */
 export const ACQUIRE_OR_QUEUE = lockScript(
-  `${STAMP_GRANT}${NOW_MS}
+  `${STAMP_GRANT}${NOW_MS}${FENCE_OF}
 local token = ARGV[1]
 if redis.call('SET', KEYS[1], token, 'NX', 'PX', ARGV[2]) then
   redis.call('LREM', KEYS[4], 1, token)
@@ -236,14 +233,14 @@ end
 local current = redis.call('GET', KEYS[1])
 if current == token then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {1, tonumber(redis.call('GET', KEYS[2])) or 0}
+  return {1, tonumber(fence_of(redis.call('GET', KEYS[3]))) or 0}
 end
 if current == '${RESERVED_FOR}' .. token then
   redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
   return {1, stamp_grant(KEYS[2], KEYS[3], 0)}
 end
 if redis.pcall('LPOS', KEYS[4], token) == false then redis.call('RPUSH', KEYS[4], token) end
-redis.call('HSET', KEYS[5], token, now_ms() .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3])
+redis.call('HSET', KEYS[5], token, now_ms() .. '\\n' .. ARGV[2] .. ARGV[3])
 if redis.call('PTTL', KEYS[4]) < tonumber(ARGV[4]) then
   redis.call('PEXPIRE', KEYS[4], ARGV[4])
   redis.call('PEXPIRE', KEYS[5], ARGV[4])
@@ -270,11 +267,11 @@ local function give_turn(ticket, lease_key, fence_key, holder_key, waiting_key)
   local channel = lease_key .. ':released'
   local entry = redis.call('HGET', waiting_key, ticket)
   redis.call('HDEL', waiting_key, ticket)
-  local seen_at, ttl, record
-  if entry then seen_at, ttl, record = string.match(entry, '^(%d+)\\n(%d+)\\n(.*)$') end
+  local seen_at, ttl, tail
+  if entry then seen_at, ttl, tail = string.match(entry, '^(%d+)\\n(%d+)(\\n.*)$') end
   if seen_at and now_ms() - tonumber(seen_at) <= ${PASS_FRESH_MS} then
     redis.call('SET', lease_key, ticket, 'PX', ttl)
-    local fence = stamp(fence_key, holder_key, record)
+    local fence = stamp(fence_key, holder_key, ticket, ttl, tail)
     redis.call('PUBLISH', channel, '${GRANTED_MESSAGE}\\n' .. ticket .. '\\n' .. fence)
     return
   end
@@ -431,29 +428,26 @@ return {redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('GET
 
 /**
  * An operator's reap. KEYS: lease, fence, holder. ARGV: expected fencing token ('' for any).
- * Returns `{outcome, pttl, record or false, fence or false}` (the record and its fencing token
- * as they were), outcome one of released / not-held / changed-hands. A reap moves the fence
- * on, so even with nobody re-acquiring, the reaped holder's token is old.
+ * Returns `{outcome, pttl, record or false}`, outcome one of released / not-held / changed-hands.
+ * A reap moves the fence on, so even with nobody re-acquiring, the reaped holder's token is old.
  */
 export const FORCE_RELEASE = lockScript(
-  `
+  `${FENCE_OF}
 local pttl = redis.call('PTTL', KEYS[1])
 local record = redis.call('GET', KEYS[3])
-local fence = redis.call('GET', KEYS[2])
 if pttl == -2 then
-  if not record then return {'not-held', pttl, false, fence} end
+  if not record then return {'not-held', pttl, false} end
   -- A crashed holder's record: removing it is the reap the operator asked for.
   redis.call('DEL', KEYS[3])
-  return {'released', pttl, record, fence}
+  return {'released', pttl, record}
 end
 if ARGV[1] ~= '' then
-  -- Without a record the lease was not granted by us: nothing says it is the one expected.
-  if not record or fence ~= ARGV[1] then return {'changed-hands', pttl, record, fence} end
+  if fence_of(record) ~= ARGV[1] then return {'changed-hands', pttl, record} end
 end
 redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('INCR', KEYS[2])
 redis.call('PUBLISH', KEYS[1] .. ':released', 'released')
-return {'released', pttl, record, fence}
+return {'released', pttl, record}
 `,
   3,
 );
