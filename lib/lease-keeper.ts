@@ -93,7 +93,9 @@ export class LeaseKeeper {
     const now = performance.now();
     const due: KeptLease[] = [];
     let next = Infinity;
-    // Backwards: a lease removed here (or by a `lost` hook) only moves an already visited one.
+    // Backwards: removing the lease at `slot` moves an already visited one into it. A `lost`
+    // hook releasing others may move a visited lease into a slot still ahead (or empty one):
+    // its next beat was already moved on, so it is not beaten twice.
     for (let slot = this.leases.length - 1; slot >= 0; slot--) {
       const lease = this.leases[slot];
       if (lease === undefined) continue;

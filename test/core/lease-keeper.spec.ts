@@ -54,4 +54,27 @@ describe('LeaseKeeper', () => {
     expect(leases.map((kept) => kept.keeperSlot >= 0)).toEqual([false, false, false, true, false, true]);
     keeper.stop();
   });
+
+  it('beats a live lease once when a lost hook releases a lease the tick has not reached', async () => {
+    const lost: string[] = [];
+    const beaten: string[][] = [];
+    // Slots 0..3; only "x2" has run out. Its owner then releases "x0": "x3", already visited, moves there.
+    const leases = ['x0', 'x1', 'x2', 'x3'].map((name) => lease(name, name === 'x2'));
+    const keeper = new LeaseKeeper({
+      extend: async (batch) => {
+        beaten.push((batch as NamedLease[]).map((kept) => kept.name).sort());
+        return batch.map(() => true);
+      },
+      lost: (kept) => {
+        lost.push((kept as NamedLease).name);
+        keeper.delete(leases[0]);
+      },
+      extendFailed: () => undefined,
+    });
+    leases.forEach((kept) => keeper.add(kept));
+    await until(() => lost.length >= 1 && beaten.length >= 1);
+    expect(lost).toEqual(['x2']);
+    expect(beaten).toEqual([['x1', 'x3']]);
+    keeper.stop();
+  });
 });

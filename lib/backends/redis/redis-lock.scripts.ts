@@ -261,7 +261,7 @@ const PASS_FRESH_MS = 1_000;
  * woken); a waiter that died in the queue costs one reservation, then the lease is free.
  * The channel is the lease key + `:released` (with the client's keyPrefix, see `channelOf`).
  */
-function passTurn(reservationMs: number): string {
+function giveTurnLua(reservationMs: number): string {
   return `
 local function give_turn(ticket, lease_key, fence_key, holder_key, waiting_key)
   local channel = lease_key .. ':released'
@@ -356,7 +356,7 @@ end
  */
 export function turnScripts(reservationMs: number): { release: LockScript; leaveQueue: LockScript } {
   // Defined only where a turn is given: a release nobody waits for creates no Lua closure.
-  const giving = `${STAMP_GRANT}${NOW_MS}${passTurn(reservationMs)}
+  const giving = `${STAMP_GRANT}${NOW_MS}${giveTurnLua(reservationMs)}
   give_turn(ticket, KEYS[1], KEYS[5], KEYS[2], KEYS[4])`;
   return {
     release: lockScript(
