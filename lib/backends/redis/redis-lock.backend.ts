@@ -104,7 +104,7 @@ export class RedisLockBackend implements LockBackend {
       probeTimeoutMs: positive('probeTimeoutMs', options.probeTimeoutMs, 2_000),
     };
     this.turn = turnScripts(this.settings.queueReservationMs);
-    this.channels = new ReleaseChannels(() => this.client.duplicate(), this.logger);
+    this.channels = new ReleaseChannels(() => duplicateOf(this.client), this.logger);
   }
 
   get client(): RedisClient {
@@ -500,6 +500,11 @@ function passedLease(message: string): { token: string; fencingToken: number } |
 }
 
 /** Duck-typed so this file never needs ioredis at run time. */
+// ioredis 6 gives Redis#duplicate and Cluster#duplicate generic signatures that a union cannot call.
+function duplicateOf(client: RedisClient): RedisClient {
+  return isCluster(client) ? client.duplicate() : client.duplicate();
+}
+
 function isCluster(client: RedisClient): client is Cluster {
   return client.isCluster;
 }
