@@ -147,8 +147,9 @@ function writeApp(row: Row, dir: string, tarball: string): void {
     ...(row.moduleSystem === 'esm' ? { type: 'module' } : {}),
     dependencies: { ...row.dependencies, 'nestjs-lock': `file:${tarball}` },
     ...(row.testRunner === 'jest' ? { jest: jestConfig } : {}),
-    // @swc/core's postinstall only checks its prebuilt binary, which its optional dependency brings.
-    allowScripts: { '@swc/core': false },
+    // @swc/core's postinstall only checks its prebuilt binary, which its optional dependency brings;
+    // @nestjs/core 10's asks for donations.
+    allowScripts: { '@swc/core': false, '@nestjs/core': false },
   };
   writeFileSync(join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   writeFileSync(join(dir, 'tsconfig.json'), `${JSON.stringify(tsconfigs[row.moduleSystem], null, 2)}\n`);
@@ -158,7 +159,7 @@ async function runRow(row: Row, work: string, tarball: string, cache: string, re
   const started = performance.now();
   const dir = join(work, row.name);
   const versions: Record<string, string> = {};
-  const log = (message: string): void => console.log(`[${row.name}] ${message}`);
+  const log = (message: string): void => console.log(message.replace(/^/gm, `[${row.name}] `));
   try {
     mkdirSync(dir);
     writeApp(row, dir, tarball);
@@ -206,7 +207,13 @@ async function main(): Promise<void> {
   const redis = await RedisServer.start();
   const outcomes: Outcome[] = [];
   try {
-    for (const row of selected) outcomes.push(await runRow(row, work, tarball, cache, redis.url));
+    // Two rows at a time: an install mostly waits on the network, a row's tests mostly on one core.
+    const queue = [...selected];
+    const worker = async (): Promise<void> => {
+      for (let row = queue.shift(); row; row = queue.shift()) outcomes.push(await runRow(row, work, tarball, cache, redis.url));
+    };
+    await Promise.all([worker(), worker()]);
+    outcomes.sort((a, b) => selected.indexOf(a.row) - selected.indexOf(b.row));
   } finally {
     await redis.destroy();
   }
