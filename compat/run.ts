@@ -225,10 +225,10 @@ async function main(): Promise<void> {
   }
   const failed = outcomes.filter((outcome) => outcome.error);
   for (const { row, error } of failed) console.error(`\n[${row.name}] FAILED: ${error}`);
-  console.log(`\ncompat: node ${process.version}, ${((performance.now() - started) / 1000).toFixed(0)} s`);
-  console.log(`${outcomes.length - failed.length} passed, ${failed.length} failed`);
   if (failed.length === 0 && !keep) rmSync(work, { recursive: true, force: true });
   else console.log(`compat: left ${work} for a look`);
+  console.log(`\ncompat: node ${process.version}, ${((performance.now() - started) / 1000).toFixed(0)} s with the clean-up`);
+  console.log(`${outcomes.length - failed.length} passed, ${failed.length} failed`);
   process.exitCode = failed.length === 0 ? 0 : 1;
 }
 
