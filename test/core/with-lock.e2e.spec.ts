@@ -26,6 +26,7 @@ import {
   LockHeldError,
   LockInterceptor,
   LockModule,
+  LockOptionsError,
   MemoryLockBackend,
   SpaceLockService,
   WithLock,
@@ -81,8 +82,8 @@ class SpacesController {
 
   @Get('computed')
   @WithLock((context) => `computed:${context.getHandler().name}`)
-  computed(): object {
-    return { ok: true };
+  computed(@CurrentLock() lock: HeldLock): object {
+    return { key: lock.key, held: locksForStream?.held().map((held) => held.key) };
   }
 }
 
@@ -197,9 +198,12 @@ describe.each(['express', 'fastify'] as const)('@WithLock over HTTP (%s)', (plat
     expect(app.get(SpaceLockService).held()).toEqual([]);
   });
 
-  it('a function key reads the ExecutionContext', async () => {
+  it('a function key reads the ExecutionContext, and the handler runs holding that key', async () => {
+    locksForStream = app.get(SpaceLockService);
     const response = await request(app.getHttpServer()).get('/spaces/computed');
     expect(response.status).toBe(200);
+    expect(response.body).toEqual({ key: 'computed:computed', held: ['computed:computed'] });
+    expect(locksForStream.held()).toEqual([]);
   });
 });
 
@@ -399,11 +403,29 @@ describe('@WithLock on provider methods', () => {
     expect(NightlyJob.prototype.run.name).toBe('run');
   });
 
-  it('the module can be closed twice and bad templates fail at decoration', () => {
+  it('bad templates and options fail at decoration with a typed error', () => {
     expect(() => WithLock('a:{params.x')).toThrow(InvalidLockKeyError);
     expect(() => WithLock('a:{}')).toThrow(InvalidLockKeyError);
-    expect(() => WithLock([])).toThrow();
-    expect(() => WithLock('a', { ttlMs: -1 })).toThrow();
+    expect(() => WithLock([])).toThrow(LockOptionsError);
+    expect(() => WithLock([])).toThrow(/at least one key/);
+    expect(() => WithLock('a', { ttlMs: -1 })).toThrow(LockOptionsError);
+    expect(() => WithLock('a', { ttlMs: -1 })).toThrow(/ttlMs/);
+  });
+
+  it('the module can be closed twice: the second close is a no-op, the first released everything', async () => {
+    const other = await NestFactory.create(appModule(), { logger: false });
+    await other.init();
+    const otherJob = other.get(NightlyJob);
+    const gate = new Gate();
+    const running = otherJob.run({ region: 'close-twice' }, gate);
+    await until(() => other.get(SpaceLockService).held().length === 1);
+    const [lock] = other.get(SpaceLockService).held();
+    await other.close();
+    await expect(other.close()).resolves.toBeUndefined();
+    expect(other.get(SpaceLockService).held()).toEqual([]);
+    gate.release();
+    await expect(running).resolves.toBe('done close-twice');
+    expect(lock.key).toBe('nightly:close-twice');
   });
 });
 
