@@ -208,7 +208,7 @@ describe.each(['express', 'fastify'] as const)('@WithLock over HTTP (%s)', (plat
     const response = await request(app.getHttpServer()).get('/spaces/computed');
     expect(response.status).toBe(200);
     expect(response.body).toEqual({ key: 'computed:computed', held: ['computed:computed'] });
-    expect(locksForStream.held()).toEqual([]);
+    expect(app.get(SpaceLockService).held()).toEqual([]);
   });
 });
 
