@@ -3,8 +3,11 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { FileLockBackend, LockOptionsError, type FileStaleRecord, type LockRequest } from '../../lib';
 import { keyFiles } from '../../lib/backends/file/lock-file-names';
-import { exited } from '../support/processes';
+import { exited, PROCESS_TEST_TIMEOUT_MS } from '../support/processes';
 import { Kit } from './file-test-kit';
+
+// Child processes (ts-node) take seconds to start, tens of seconds on a loaded machine.
+jest.setTimeout(PROCESS_TEST_TIMEOUT_MS);
 
 const owner = { ownerId: 'lock-file-test', instanceId: 'lock-file', hostname: hostname(), pid: process.pid };
 let tokens = 0;
@@ -44,7 +47,7 @@ describe('file backend: what the lock file keeps', () => {
     } finally {
       await backend.close();
     }
-  }, 30_000);
+  }, PROCESS_TEST_TIMEOUT_MS);
 
   it('keeps the exclusive holder in the lock file while held and marks it released after, without a record file', async () => {
     const dir = kit.tempDir();
@@ -90,7 +93,7 @@ describe('file backend: what the lock file keeps', () => {
     } finally {
       await backend.close();
     }
-  }, 30_000);
+  }, PROCESS_TEST_TIMEOUT_MS);
 
   it('refuses a directory laid out by a version before format 2', async () => {
     const dir = kit.tempDir();

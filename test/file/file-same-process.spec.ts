@@ -3,6 +3,10 @@ import type { INestApplicationContext } from '@nestjs/common';
 import { performance } from 'node:perf_hooks';
 import { FileLockBackend, isSkipped, LockBackend, LockModule, SpaceLockService, type HeldLock } from '../../lib';
 import { Kit } from './file-test-kit';
+import { PROCESS_TEST_TIMEOUT_MS } from '../support/processes';
+
+// Child processes (ts-node) take seconds to start, tens of seconds on a loaded machine.
+jest.setTimeout(PROCESS_TEST_TIMEOUT_MS);
 
 /** One process, several callers and several module instances on one lock directory. */
 describe('file backend inside one process', () => {
@@ -117,5 +121,5 @@ describe('file backend inside one process', () => {
     const holders = await locks.inspectAll('queue');
     expect(holders.map((info) => info.fencingToken)).toEqual([second.fencingToken]);
     await second.release();
-  }, 30_000);
+  }, PROCESS_TEST_TIMEOUT_MS);
 });

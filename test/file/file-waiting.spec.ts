@@ -5,6 +5,10 @@ import { stat } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { LockModule, LockTimeoutError, SpaceLockService } from '../../lib';
 import { Kit } from './file-test-kit';
+import { PROCESS_TEST_TIMEOUT_MS } from '../support/processes';
+
+// Child processes (ts-node) take seconds to start, tens of seconds on a loaded machine.
+jest.setTimeout(PROCESS_TEST_TIMEOUT_MS);
 
 /** Every descriptor of this process with what it points to. */
 function openFds(): Map<string, string> {
@@ -81,5 +85,5 @@ describe('file backend: waiting for another process', () => {
     } finally {
       await app.close();
     }
-  }, 60_000);
+  }, PROCESS_TEST_TIMEOUT_MS);
 });

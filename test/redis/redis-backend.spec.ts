@@ -12,9 +12,12 @@ import {
   type LockRequest,
 } from '../../lib';
 import { ACQUIRE, EXTEND, lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
-import { exited, spawnTs, waitForLine } from '../support/processes';
+import { exited, spawnTs, waitForLine, PROCESS_TEST_TIMEOUT_MS } from '../support/processes';
 import { RedisServer, until } from '../support/redis-server';
 import { lockApp, redisBackendFixture, uniquePrefix } from './redis-test-app';
+
+// Child processes (ts-node) take seconds to start, tens of seconds on a loaded machine.
+jest.setTimeout(PROCESS_TEST_TIMEOUT_MS);
 
 const owner: LockOwner = { ownerId: 'tester', instanceId: 'instance-1', hostname: 'host-a', pid: 4242 };
 
@@ -125,7 +128,7 @@ describe('RedisLockBackend against a real redis-server', () => {
     expect(await raw.pttl(lockKeys(`${prefix}7`).lease)).toBeLessThanOrEqual(1_000);
     expect((await backend.inspect(`${prefix}1`))[0].ttlMs).toBe(60_000);
     expect(await raw.exists(lockKeys(`${prefix}never-taken`).holder)).toBe(0);
-  }, 30_000);
+  }, PROCESS_TEST_TIMEOUT_MS);
 
   it('hands over atomically: new token, next fencing token, fresh TTL, new metadata', async () => {
     const key = `${uniquePrefix('handover')}job`;
@@ -352,6 +355,6 @@ describe('RedisLockBackend against a real redis-server', () => {
       const [, loaded] = await waitForLine(child, /^loaded (.*)$/, 30_000);
       expect(JSON.parse(loaded)).toEqual([]);
       expect(await exited(child)).toBe(0);
-    }, 40_000);
+    }, PROCESS_TEST_TIMEOUT_MS);
   });
 });

@@ -5,6 +5,10 @@ import type { RedisLockBackend } from '../../lib/backends/redis/redis-lock.backe
 import { clusterSlot, lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
 import { RedisCluster, until } from '../support/redis-server';
 import { lockApp, uniquePrefix, type LockApp } from './redis-test-app';
+import { PROCESS_TEST_TIMEOUT_MS } from '../support/processes';
+
+// Child processes (ts-node) take seconds to start, tens of seconds on a loaded machine.
+jest.setTimeout(PROCESS_TEST_TIMEOUT_MS);
 
 describe('Redis backend on a real 3-master Redis Cluster', () => {
   let cluster: RedisCluster;
@@ -12,7 +16,7 @@ describe('Redis backend on a real 3-master Redis Cluster', () => {
 
   beforeAll(async () => {
     cluster = await RedisCluster.start(3);
-  }, 30_000);
+  }, PROCESS_TEST_TIMEOUT_MS);
 
   afterAll(async () => {
     await Promise.all(apps.splice(0).map(({ app }) => app.close()));
