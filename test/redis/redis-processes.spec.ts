@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
-import { lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
+import { lockKeys, parseHolderRecord } from '../../lib/backends/redis/redis-lock.scripts';
 import { checkOverlaps, MIN_HANDOVERS } from '../support/overlap-checker';
 import { exited, killAll, spawnTs, waitForLine, PROCESS_TEST_TIMEOUT_MS } from '../support/processes';
 import { RedisServer, until } from '../support/redis-server';
@@ -15,6 +15,7 @@ jest.setTimeout(PROCESS_TEST_TIMEOUT_MS);
 
 const WORKER = join(__dirname, 'fixtures', 'lock-worker.ts');
 const HTTP_APP = join(__dirname, 'fixtures', 'http-app.ts');
+const SHUTDOWN_APP = join(__dirname, 'fixtures', 'shutdown-app.ts');
 
 describe('Redis backend across processes', () => {
   let server: RedisServer;
@@ -97,6 +98,41 @@ describe('Redis backend across processes', () => {
     const body = (await winner?.json()) as { fencingToken: number };
     expect(body.fencingToken).toBeGreaterThanOrEqual(1);
   }, PROCESS_TEST_TIMEOUT_MS);
+
+  it('SIGTERM with enableShutdownHooks: held leases are released through Redis before it closes; requests meanwhile get 503', async () => {
+    const prefix = uniquePrefix('sigterm');
+    const drainFile = join(dir, `${prefix.replace(/:$/, '')}.drain`);
+    const replica = start(SHUTDOWN_APP, [], { KEY_PREFIX: prefix, DRAIN_FILE: drainFile });
+    const port = Number((await waitForLine(replica, /^listening (\d+)$/))[1]);
+    const url = (path: string): string => `http://127.0.0.1:${port}${path}`;
+    const leaseKeys = lockKeys(`${prefix}job:held`);
+
+    const holding = fetch(url('/hold'), { method: 'POST' });
+    const token = Number((await waitForLine(replica, /^holding (\d+)$/))[1]);
+    expect(parseHolderRecord(await raw.get(leaseKeys.holder))?.fencingToken).toBe(token);
+    // A 30 s lease: gone within this test only if it was released.
+    expect(await raw.pttl(leaseKeys.lease)).toBeGreaterThan(20_000);
+
+    const aborted = waitForLine(replica, /^aborted (\S+)$/);
+    const draining = waitForLine(replica, /^draining (\S+)$/);
+    replica.kill('SIGTERM');
+    expect((await draining)[1]).toBe('SIGTERM');
+    expect((await aborted)[1]).toBe('shutdown');
+    expect(await raw.exists(leaseKeys.lease, leaseKeys.holder)).toBe(0);
+    expect((await holding).status).toBe(200);
+
+    // Still serving (the app drains), but no new locks: 503 without Retry-After.
+    const during = await fetch(url('/other'), { method: 'POST' });
+    expect(during.status).toBe(503);
+    expect(during.headers.get('retry-after')).toBeNull();
+    expect(((await during.json()) as { message: string }).message).toMatch(/Shutting down/);
+    expect(await raw.exists(lockKeys(`${prefix}job:other`).lease)).toBe(0);
+
+    writeFileSync(drainFile, '');
+    await exited(replica);
+    // Nest re-raises the signal once its hooks are done.
+    expect(replica.signalCode).toBe('SIGTERM');
+  });
 
   it('a SIGKILLed holder keeps the lock until its TTL runs out; the next holder gets a higher fencing token', async () => {
     const prefix = uniquePrefix('sigkill');
