@@ -1,8 +1,9 @@
-import type { INestApplication } from '@nestjs/common';
+import { Logger, type INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { AppModule } from '../../sample/src/app.module';
 import { ReindexJob } from '../../sample/src/reindex.job';
+import { SpaceLockService } from '../../lib';
 
 describe('the sample app', () => {
   let app: INestApplication;
@@ -30,8 +31,22 @@ describe('the sample app', () => {
 
   it('the scheduled-style job skips while another run holds the lock', async () => {
     const job = app.get(ReindexJob);
-    const running = job.reindex('t');
-    await expect(job.reindex('t')).resolves.toBeUndefined();
-    await running;
+    const locks = app.get(SpaceLockService);
+    // reindex() returns nothing either way: what tells a run from a skip is its log line and the lock.
+    const log = jest.spyOn(Logger.prototype, 'log');
+    try {
+      let firstDone = false;
+      const running = job.reindex('t').then(() => (firstDone = true));
+      await expect(job.reindex('t')).resolves.toBeUndefined();
+      // The second call came back while the first still ran and held the lock: it was skipped, not queued.
+      expect(firstDone).toBe(false);
+      expect(locks.held().map((lock) => lock.key)).toEqual(['reindex:t']);
+      await running;
+      const runs = log.mock.calls.filter(([message]) => message === 'reindexing t on this replica');
+      expect(runs).toHaveLength(1);
+      expect(locks.held()).toEqual([]);
+    } finally {
+      log.mockRestore();
+    }
   });
 });
