@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
-import { lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
+import { lockKeys } from '../../lib/backends/redis/redis-lock-keys';
 import { checkOverlaps } from '../support/overlap-checker';
 import { exited, killAll, spawnTs, waitForLine } from '../support/processes';
 import { RedisServer, until } from '../support/redis-server';
