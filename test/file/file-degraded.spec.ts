@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { FileLockBackend, LockOptionsError } from '../../lib';
 import { ExclusiveCreateMechanism } from '../../lib/backends/file/exclusive-create.mechanism';
 import { keyFiles } from '../../lib/backends/file/lock-file-names';
-import type { StoredRecord } from '../../lib/backends/file/holder-records';
+import type { StoredRecord } from '../../lib/backends/file/holder-record-format';
 import { checkOverlaps } from '../support/overlap-checker';
 import { epochNow, Kit } from './file-test-kit';
 

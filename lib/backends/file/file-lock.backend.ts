@@ -17,18 +17,10 @@ import { errorMessage, LockOptionsError } from '../../lock.errors';
 import { holderRecord } from '../holder-record';
 import { chooseMechanism } from './choose-mechanism';
 import type { FileBackendOptions, FileLockMechanism, FileStaleRecord } from './file-backend-options.interface';
-import {
-  deadHolderReason,
-  HOSTNAME,
-  readAllRecords,
-  readRecords,
-  removeDeadTempFiles,
-  removeQuietly,
-  toLockRecord,
-  writeRecord,
-  type FoundRecord,
-  type StoredRecord,
-} from './holder-records';
+import { removeQuietly } from './atomic-files';
+import { toLockRecord, type FoundRecord, type StoredRecord } from './holder-record-format';
+import { readAllRecords, readRecords, removeDeadTempFiles, writeRecord } from './holder-records';
+import { deadHolderReason, HOSTNAME } from './pid-liveness';
 import { isLockFile, keyFiles, newGrantId, type KeyFiles } from './lock-file-names';
 import type { ClaimAttempt, LockMechanism } from './lock-mechanism';
 import { processLockTable as table, type HeldFile, type LocalHolder } from './process-lock-table';
