@@ -4,6 +4,7 @@ import type { HeldLock, LockCallOptions, SkipReason } from './held-lock.interfac
 import type { HeldLeases } from './held-leases';
 import { Lease } from './lease';
 import type { LockAcquirer } from './lock-acquirer';
+import type { Attempt, Miss, SetAttempt } from './lock-attempt';
 import type { LockError } from './lock.errors';
 import type { LockSets } from './lock-sets';
 
@@ -43,24 +44,32 @@ export class LockRunner {
   ) {}
 
   /** Run `work` holding `key`. */
-  run<T, M>(key: string, options: LockCallOptions | undefined, work: Work<T>, handlers: LockRunHandlers<M>): Promise<T | M | Observable<unknown>> {
-    return this.runTaken(this.takeOne(key, options), work, handlers);
-  }
-
-  /** Run `work` holding every key of `keys` (all or none, taken in sorted order). */
-  runSet<T, M>(keys: readonly string[], options: LockCallOptions | undefined, work: Work<T>, handlers: LockRunHandlers<M>): Promise<T | M | Observable<unknown>> {
-    return this.runTaken(this.takeSet(keys, options), work, handlers);
-  }
-
-  private async runTaken<T, M>(taking: Promise<Lease[] | LockMiss>, work: Work<T>, handlers: LockRunHandlers<M>): Promise<T | M | Observable<unknown>> {
-    let taken: Lease[] | LockMiss;
+  async run<T, M>(key: string, options: LockCallOptions | undefined, work: Work<T>, handlers: LockRunHandlers<M>): Promise<T | M | Observable<unknown>> {
+    const started = performance.now();
+    let attempt: Attempt;
     try {
-      taken = await taking;
+      attempt = await this.acquirer.attempt(key, options);
     } catch (error) {
       throw handlers.failed ? handlers.failed(error) : error;
     }
-    if (!Array.isArray(taken)) return handlers.missed(taken);
-    const locks = taken;
+    if (!(attempt instanceof Lease)) return handlers.missed(this.miss(key, attempt, options, started));
+    return this.holding([attempt], work, handlers);
+  }
+
+  /** Run `work` holding every key of `keys` (all or none, taken in sorted order). */
+  async runSet<T, M>(keys: readonly string[], options: LockCallOptions | undefined, work: Work<T>, handlers: LockRunHandlers<M>): Promise<T | M | Observable<unknown>> {
+    const started = performance.now();
+    let set: SetAttempt;
+    try {
+      set = await this.sets.attemptSet(this.sets.sortedKeys(keys), options);
+    } catch (error) {
+      throw handlers.failed ? handlers.failed(error) : error;
+    }
+    if ('missed' in set) return handlers.missed(this.miss(set.missed[0].key, set.missed[0], options, started));
+    return this.holding(set.leases, work, handlers);
+  }
+
+  private async holding<T, M>(locks: Lease[], work: Work<T>, handlers: LockRunHandlers<M>): Promise<T | Observable<unknown>> {
     let result: T;
     try {
       result = await work(locks);
@@ -73,22 +82,7 @@ export class LockRunner {
     return result;
   }
 
-  private takeOne(key: string, options: LockCallOptions | undefined): Promise<Lease[] | LockMiss> {
-    const started = performance.now();
-    return this.acquirer.attempt(key, options).then((attempt) =>
-      attempt instanceof Lease ? [attempt] : this.miss(key, attempt.skipped, attempt.retryAfterMs, options, started),
-    );
-  }
-
-  private async takeSet(keys: readonly string[], options: LockCallOptions | undefined): Promise<Lease[] | LockMiss> {
-    const started = performance.now();
-    const set = await this.sets.attemptSet(this.sets.sortedKeys(keys), options);
-    if ('leases' in set) return set.leases;
-    const [first] = set.missed;
-    return this.miss(first.key, first.skipped, first.retryAfterMs, options, started);
-  }
-
-  private miss(key: string, skipped: SkipReason, retryAfterMs: number | null, options: LockCallOptions | undefined, started: number): LockMiss {
+  private miss(key: string, { skipped, retryAfterMs }: Miss, options: LockCallOptions | undefined, started: number): LockMiss {
     const acquirer = this.acquirer;
     return { key, skipped, retryAfterMs, error: () => acquirer.missError(key, { skipped, retryAfterMs }, options, started) };
   }
