@@ -95,9 +95,11 @@ export class LockInterceptor implements NestInterceptor {
   }
 
   /**
-   * For `@CurrentLock()` when this runs as an interceptor on an HTTP route (a subclass applied
-   * by hand). Locked routes do not need it: their trampoline hands the lock to the argument
-   * itself, and adding a property to the request object is measurably slow on a hot route.
+   * Called with the locks before the handler of an intercepted call runs: a subclass may hand
+   * them to its transport's handler here. `intercept()` passes HTTP calls through (their
+   * trampoline hands the lock to `@CurrentLock()` itself, and adding a property to the
+   * request object is measurably slow on a hot route), so the HTTP branch serves only a
+   * subclass that calls `runLocked` from its own `intercept()` on a route without `@WithLock`.
    */
   protected exposeLocks(context: ExecutionContext, locks: HeldLock[]): void {
     if (context.getType() !== 'http') return;
