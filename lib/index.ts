@@ -3,6 +3,7 @@ export { SpaceLockService } from './space-lock.service';
 export { WithLock, type WithLockOptions } from './with-lock.decorator';
 export { CurrentLock } from './current-lock.decorator';
 export { LockInterceptor } from './lock.interceptor';
+export type { LockMiss, LockRunHandlers } from './lock-runner';
 export type { LockKeyTemplate, HttpLockKeyFunction, ArgumentsLockKeyFunction } from './lock-key.template';
 export { MissingLockKeyValueError } from './lock-key.template';
 export { isSkipped } from './held-lock.interface';

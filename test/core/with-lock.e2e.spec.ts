@@ -5,6 +5,7 @@ import {
   Get,
   HttpException,
   HttpStatus,
+  Inject,
   Injectable,
   INestApplication,
   Module,
@@ -364,6 +365,47 @@ describe.each(['express', 'fastify'] as const)('@WithLock routes lock in their t
     @Module({ imports: [LockModule.forRoot({ interceptor: NotAnInterceptor as never })], controllers: [ReportsController] })
     class WrongModule {}
     await expect(NestFactory.create(WrongModule, { logger: false, abortOnError: false })).rejects.toThrow(/must extend LockInterceptor/);
+  });
+
+  it('a custom interceptor is built by Nest\'s injector: it may inject its own dependencies', async () => {
+    const BUSY_STATUS = Symbol('BUSY_STATUS');
+    @Module({ providers: [{ provide: BUSY_STATUS, useValue: HttpStatus.TOO_MANY_REQUESTS }], exports: [BUSY_STATUS] })
+    class StatusModule {}
+    @Injectable()
+    class Configured extends LockInterceptor {
+      constructor(
+        @Inject(Reflector) reflector: Reflector,
+        @Inject(SpaceLockService) locks: SpaceLockService,
+        @Inject(BUSY_STATUS) private readonly busyStatus: number,
+      ) {
+        super(reflector, locks);
+      }
+
+      protected override lockedException(_context: ExecutionContext, error: LockHeldError): unknown {
+        return new HttpException({ busy: error.key }, this.busyStatus);
+      }
+    }
+    @Module({
+      imports: [LockModule.forRootAsync({ imports: [StatusModule], useFactory: () => ({ interceptor: Configured }) })],
+      controllers: [ReportsController],
+    })
+    class InjectedModule {}
+    const injected = await NestFactory.create(InjectedModule, { logger: false });
+    await injected.init();
+    try {
+      expect(injected.get(LockInterceptor)).toBeInstanceOf(Configured);
+      const gate = new Gate();
+      gates.set('i1', gate);
+      const first = request(injected.getHttpServer()).get('/reports/i1').then((response) => response);
+      await until(() => injected.get(SpaceLockService).held().length === 1);
+      const busy = await request(injected.getHttpServer()).get('/reports/i1');
+      expect(busy.status).toBe(429);
+      expect(busy.body).toEqual({ busy: 'reports:i1' });
+      gate.release();
+      expect((await first).status).toBe(200);
+    } finally {
+      await injected.close();
+    }
   });
 
   it('a handler called from code (not through the router) runs unlocked and gets its own arguments', async () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { FileLockBackend, LockOptionsError } from '../../lib';
 import { ExclusiveCreateMechanism } from '../../lib/backends/file/exclusive-create.mechanism';
 import { keyFiles } from '../../lib/backends/file/lock-file-names';
-import type { StoredRecord } from '../../lib/backends/file/holder-records';
+import type { StoredRecord } from '../../lib/backends/file/holder-record-format';
 import { checkOverlaps, MIN_HANDOVERS } from '../support/overlap-checker';
 import { epochNow, Kit } from './file-test-kit';
 import { PROCESS_TEST_TIMEOUT_MS } from '../support/processes';

@@ -11,7 +11,8 @@ import {
   type LockOwner,
   type LockRequest,
 } from '../../lib';
-import { ACQUIRE, EXTEND, lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
+import { lockKeys } from '../../lib/backends/redis/redis-lock-keys';
+import { ACQUIRE, EXTEND } from '../../lib/backends/redis/redis-lock.scripts';
 import { exited, spawnTs, waitForLine, PROCESS_TEST_TIMEOUT_MS } from '../support/processes';
 import { RedisServer, until } from '../support/redis-server';
 import { lockApp, redisBackendFixture, uniquePrefix } from './redis-test-app';

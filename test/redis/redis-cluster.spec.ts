@@ -5,7 +5,7 @@ import { Cluster } from 'ioredis';
 import { performance } from 'node:perf_hooks';
 import { LockBackend, LockModule, SpaceLockService, type HeldLock, type LockRequest } from '../../lib';
 import type { RedisLockBackend } from '../../lib/backends/redis/redis-lock.backend';
-import { clusterSlot, lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
+import { clusterSlot, lockKeys } from '../../lib/backends/redis/redis-lock-keys';
 import { RedisCluster, until } from '../support/redis-server';
 import { lockApp, uniquePrefix, type LockApp } from './redis-test-app';
 import { PROCESS_TEST_TIMEOUT_MS } from '../support/processes';

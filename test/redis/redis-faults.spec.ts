@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { performance } from 'node:perf_hooks';
 import request from 'supertest';
 import { LockBackendError, LockLostError, LockModule, SpaceLockService, WithLock } from '../../lib';
-import { lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
+import { lockKeys } from '../../lib/backends/redis/redis-lock-keys';
 import { RedisServer, until } from '../support/redis-server';
 import { lockApp, uniquePrefix, type LockApp } from './redis-test-app';
 

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { performance } from 'node:perf_hooks';
 import { RedisLockBackend, type LockOwner, type LockRequest } from '../../lib';
-import { lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
+import { lockKeys } from '../../lib/backends/redis/redis-lock-keys';
 import { RedisServer } from '../support/redis-server';
 import { lockApp, uniquePrefix, type LockApp } from './redis-test-app';
 
