@@ -110,7 +110,8 @@ describe('RedisLockBackend against a real redis-server', () => {
     const prefix = uniquePrefix('extend');
     const leases: ExtendRequest[] = [];
     for (let index = 0; index < 2_500; index += 1) {
-      const held = await grant(`${prefix}${index}`, 1_000);
+      // Long enough that no lease runs out while 2 500 are granted one by one on a busy machine.
+      const held = await grant(`${prefix}${index}`, 30_000);
       leases.push({ key: held.key, token: held.token, mode: 'exclusive', ttlMs: 60_000 });
     }
     leases[7] = { ...leases[7], token: 'not-ours' };
@@ -122,7 +123,7 @@ describe('RedisLockBackend against a real redis-server', () => {
     expect(answers[7]).toBe(false);
     expect(answers[2_400]).toBe(false);
     expect(await raw.pttl(lockKeys(`${prefix}0`).lease)).toBeGreaterThan(50_000);
-    expect(await raw.pttl(lockKeys(`${prefix}7`).lease)).toBeLessThanOrEqual(1_000);
+    expect(await raw.pttl(lockKeys(`${prefix}7`).lease)).toBeLessThanOrEqual(30_000);
     expect((await backend.inspect(`${prefix}1`))[0].ttlMs).toBe(60_000);
     expect(await raw.exists(lockKeys(`${prefix}never-taken`).holder)).toBe(0);
   }, 30_000);
