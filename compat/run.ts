@@ -198,6 +198,10 @@ async function main(): Promise<void> {
   if (selected.length === 0) throw new Error(`--only names none of ${rows.map((row) => row.name).join(', ')}`);
 
   const started = performance.now();
+  const example = readFileSync(join(appSource, 'test', 'spaces.spec.ts'), 'utf8');
+  if (!readFileSync(join(repo, 'README.md'), 'utf8').includes(example.slice(example.indexOf("import 'reflect-metadata';")))) {
+    throw new Error("README's Testing your app example differs from compat/app/test/spaces.spec.ts");
+  }
   const work = mkdtempSync(join(tmpdir(), 'nestjs-lock-compat-'));
   const cache = join(work, 'npm-cache');
   console.log(`compat: working in ${work}`);

@@ -5,6 +5,15 @@ import { NestFactory } from '@nestjs/core';
 import { MemoryLockStore, SpaceLockService, type LockModuleOptions } from 'nestjs-lock';
 import { Gate, HttpAppModule, WorkerModule, reportRuns, requestGate } from './jobs.js';
 
+/** Polls until `condition` holds; a row that never gets there fails instead of hanging. */
+async function waitFor(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const giveUpAt = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > giveUpAt) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 async function concurrentRequestsOnOneKey(lock: LockModuleOptions): Promise<void> {
   const app = await NestFactory.create(HttpAppModule.with(lock), { logger: false });
   await app.listen(0, '127.0.0.1');
@@ -15,7 +24,7 @@ async function concurrentRequestsOnOneKey(lock: LockModuleOptions): Promise<void
     const settled: Response[] = [];
     for (const response of responses) void response.then((done) => settled.push(done));
     // Four answers come back while the fifth request holds the lock behind the gate.
-    while (settled.length < 4) await new Promise((resolve) => setTimeout(resolve, 5));
+    await waitFor(() => settled.length >= 4, 'four of five requests answered while the fifth holds the lock');
     requestGate.current.open();
     const all = await Promise.all(responses);
     const statuses = all.map((response) => response.status).sort();
@@ -41,7 +50,7 @@ async function twoReplicas(lock: (replica: string) => LockModuleOptions): Promis
       await locks.withSpaceLock('fenced-resource', async (held) => void tokens.push(held.fencingToken));
     }
     for (let i = 1; i < tokens.length; i += 1) assert.ok(tokens[i]! > tokens[i - 1]!, `fencing tokens increase: ${tokens.join(', ')}`);
-    while (reportRuns.total < 4) await new Promise((resolve) => setTimeout(resolve, 10));
+    await waitFor(() => reportRuns.total >= 4, 'four runs of the scheduled job');
   } finally {
     await Promise.all(replicas.map((replica) => replica.close()));
   }
