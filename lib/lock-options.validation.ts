@@ -116,7 +116,9 @@ export function resolveCallOptions(
   }
   const ownerId = given.ownerId ?? defaults.ownerId;
   assertValidOwnerId(ownerId);
-  return { ttlMs, waitMs, mode, ownerId };
+  const minHoldMs = given.minHoldMs ?? 0;
+  assertDuration('minHoldMs', minHoldMs, { allowZero: true });
+  return { ttlMs, waitMs, mode, ownerId, minHoldMs };
 }
 
 function isLockBackend(value: unknown): boolean {

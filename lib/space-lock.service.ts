@@ -70,6 +70,10 @@ class Lease implements HeldLock, KeptLease {
   nextBeatAt: number;
   deadline: number;
   keeperSlot = -1;
+  /** Minimum hold (`minHoldMs`): monotonic time before which a release only lets the lease run out. */
+  holdUntil = 0;
+  /** The release due when the minimum hold ends (see `releaseAfterMinHold`). */
+  holdTimer?: NodeJS.Timeout;
   private releasing?: Promise<ReleaseOutcome>;
 
   constructor(
@@ -425,7 +429,11 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     return () => this.lostListeners.delete(listener);
   }
 
-  /** Release everything before other modules (Redis clients) shut down. */
+  /**
+   * Release everything before other modules (Redis clients) shut down. A lease inside its
+   * minimum hold is not deleted: its TTL is cut to the hold's remainder, so a job run just
+   * before a deploy is not run again by another replica.
+   */
   async beforeApplicationShutdown(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
@@ -435,6 +443,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     await Promise.all(
       leases.map((lease) => {
         this.lose(lease, 'shutdown');
+        if (lease.holdUntil > performance.now()) return this.cutToMinHold(lease);
         return this.releaseQuietly(lease);
       }),
     );
@@ -678,6 +687,9 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     const heartbeatMs = this.heartbeatFor(request.ttlMs);
     // The request object is the lease's backend reference from now on: nothing else keeps it.
     const lease = new Lease(this.leaseHolder, key, request, fencingToken, heartbeatMs, sentAt);
+    // Counted from the answer, not the send: the hold then lasts at least minHoldMs on the store's clock too.
+    const minHoldMs = MIN_HOLD.get(request);
+    if (minHoldMs) lease.holdUntil = performance.now() + minHoldMs;
     const local = this.local.get(request.key);
     // A one-element literal: the first push onto an empty list would reserve room for 17.
     if (local) {
@@ -702,6 +714,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
       owner: this.owner(options.ownerId),
     };
     if (queueToken) request.queue = { waitMs: options.waitMs };
+    if (options.minHoldMs > 0) MIN_HOLD.set(request, options.minHoldMs);
     return request;
   }
 
@@ -792,6 +805,42 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
 
   /** Not async on the common path (nobody of ours waiting), for the reason given at `attempt`. */
   private releaseLease(lease: Lease): Promise<ReleaseOutcome> {
+    if (lease.state === 'held' && lease.holdUntil > performance.now() && !this.closing) return this.releaseAfterMinHold(lease);
+    return this.releaseNow(lease);
+  }
+
+  // --- minimum hold (minHoldMs) ------------------------------------------------------------
+  // Self-contained: a lease released inside its minimum hold stays taken (local slot and store
+  // lease) until the hold ends; the caller is answered at once and heartbeats stop.
+
+  /** The work ended early: cut the lease to the hold's remainder and release it when that ends. */
+  private releaseAfterMinHold(lease: Lease): Promise<ReleaseOutcome> {
+    const remainingMs = this.cutToMinHold(lease);
+    lease.deadline = lease.holdUntil;
+    // The store drops the lease by itself at the cut TTL (Redis, memory); this release wakes
+    // waiters at once there, and is what ends the hold where leases do not expire (file).
+    lease.holdTimer = setTimeout(() => {
+      lease.holdTimer = undefined;
+      void this.releaseNow(lease).catch((error: unknown) => this.releaseFailed(lease, error));
+    }, remainingMs);
+    lease.holdTimer.unref();
+    return Promise.resolve('released');
+  }
+
+  /** Stops the lease's heartbeat and sets its store TTL to what is left of its minimum hold; returns that. */
+  private cutToMinHold(lease: Lease): number {
+    clearTimeout(lease.holdTimer);
+    this.keeper.delete(lease);
+    const remainingMs = Math.max(1, Math.ceil(lease.holdUntil - performance.now()));
+    lease.ttlMs = remainingMs;
+    void this.call('extend', () => this.backend.extend([lease.ref])).then(
+      noop,
+      (error: unknown) => this.logger.debug(`Could not cut "${lease.key}" to its minimum hold: ${errorMessage(error)}`),
+    );
+    return remainingMs;
+  }
+
+  private releaseNow(lease: Lease): Promise<ReleaseOutcome> {
     const wasHeld = lease.state === 'held';
     if (lease.state !== 'lost') lease.state = 'released';
     this.keeper.delete(lease);
@@ -935,6 +984,8 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
 }
 
 const HOSTNAME = hostname();
+/** `minHoldMs` of the requests that have one (most have none: no field on every request). */
+const MIN_HOLD = new WeakMap<LockRequest, number>();
 
 function noop(): void {}
 

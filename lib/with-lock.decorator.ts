@@ -26,6 +26,11 @@ export interface WithLockOptions {
    * Default `'throw'` on controllers, `'skip'` on providers.
    */
   onLocked?: 'throw' | 'skip';
+  /**
+   * Keep the lock at least this long after the grant (see `LockCallOptions.minHoldMs`). On a
+   * method `@nestjs/schedule` runs, the default comes from its schedule (README: scheduled jobs).
+   */
+  minHoldMs?: number;
 }
 
 export type LockKeyPart = CompiledKeyTemplate | ((...args: never[]) => string);
@@ -84,6 +89,7 @@ function validateOptions(options: WithLockOptions): void {
   if (options.ttlMs !== undefined) assertDuration('ttlMs', options.ttlMs);
   if (options.waitMs !== undefined) assertDuration('waitMs', options.waitMs, { allowZero: true });
   if (options.ownerId !== undefined) assertValidOwnerId(options.ownerId);
+  if (options.minHoldMs !== undefined) assertDuration('minHoldMs', options.minHoldMs, { allowZero: true });
   if (options.mode !== undefined && options.mode !== 'exclusive' && options.mode !== 'shared') {
     throw new LockOptionsError(`@WithLock mode must be 'exclusive' or 'shared'`);
   }
