@@ -16,6 +16,7 @@ import { installRunner, locksItself, prepareLockedRoute } from './locked-method'
 import { withCurrentLock } from './current-lock.decorator';
 import type { LockKeyPart, WithLockMetadata } from './with-lock.decorator';
 import { SpaceLockService } from './space-lock.service';
+import { scheduledMinHold } from './schedule/scheduled-min-hold';
 
 const ARGUMENT_ROOT = /^\d+$/;
 /** What @nestjs/microservices' `@MessagePattern`/`@EventPattern` and @nestjs/websockets' `@SubscribeMessage` set on a handler. */
@@ -151,11 +152,15 @@ export class LockExplorer implements OnModuleInit {
   private wrap(target: object, name: string, metadata: WithLockMetadata): void {
     const { callOptions } = metadata;
     const onLocked = metadata.options.onLocked ?? 'skip';
+    // A method @nestjs/schedule runs holds its lock for a minimum derived from its schedule,
+    // unless @WithLock names one: exactly one run per tick across replicas (see scheduled-min-hold.ts).
+    const scheduledHold =
+      metadata.options.minHoldMs === undefined ? scheduledMinHold((target as Record<string, object>)[name]) : undefined;
     installRunner(target, name, async (original, self, args) => {
       const keys = metadata.keys.map((part) => renderFromArguments(part, args));
       let held;
       try {
-        held = await this.locks.acquireMany(keys, callOptions);
+        held = await this.locks.acquireMany(keys, scheduledHold ? { ...callOptions, minHoldMs: scheduledHold() } : callOptions);
       } catch (error) {
         if (onLocked === 'skip' && (error instanceof LockHeldError || error instanceof LockTimeoutError)) {
           this.logger.debug(`Skipped ${name}(): ${error.message}`);

@@ -50,6 +50,8 @@ import {
 import type { ResolvedLockModuleOptions } from './lock-module-options.interface';
 import { assertPrintable, assertValidKey, resolveCallOptions } from './lock-options.validation';
 import { errorMessage } from './lock.errors';
+import { LeaderElection } from './leader/leader-election';
+import type { CampaignOptions, LeaderHandle, LeaderRecord } from './leader/leader.interfaces';
 
 type CallOptions = Required<LockCallOptions>;
 type LateResultHandler<T = unknown> = (value: T) => void;
@@ -194,6 +196,9 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     releaseLease: (lease) => this.releaseLease(lease),
   };
   private closing = false;
+  private ready?: Promise<void>;
+  /** Leader election (lib/leader): candidacies of this instance, on top of the locks below. */
+  private readonly elections = new LeaderElection(this, this.logger);
   /** Store calls whose caller takes the answer as it is; the subject is what to do with a late answer. */
   private readonly plainCalls: BoundedCallKind<unknown, unknown, LateResultHandler | undefined> = {
     answered: (value) => {
@@ -251,7 +256,42 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   }
 
   async onApplicationBootstrap(): Promise<void> {
-    await this.backend.init?.();
+    await this.whenReady();
+  }
+
+  /** Resolves once the backend is initialised (at bootstrap). */
+  whenReady(): Promise<void> {
+    this.ready ??= Promise.resolve(this.backend.init?.());
+    return this.ready;
+  }
+
+  // --- leader election: lib/leader, delegated -----------------------------------------------
+
+  /**
+   * Campaign for leadership of `name` until the handle resigns or the module shuts down: the
+   * leader holds the lock `leader:<name>` (its fencing token is the term). Calling it again for
+   * a name this instance campaigns for returns the same handle.
+   */
+  campaign(name: string, options?: CampaignOptions): LeaderHandle {
+    if (this.closing) throw new LockShuttingDownError();
+    return this.elections.campaign(name, options);
+  }
+
+  /** Who leads `name` now (as the store records it), or `null`. */
+  leader(name: string): Promise<LeaderRecord | null> {
+    return this.elections.leader(name);
+  }
+
+  /**
+   * Is `lock` still ours by our own count of its lease? A lease whose time ran out without a
+   * confirmed heartbeat (a paused process) is lost here, on the spot, before the keeper's timer
+   * would notice: its signal aborts before this returns `false`.
+   */
+  isHeldNow(lock: HeldLock): boolean {
+    if (!(lock instanceof Lease) || lock.state !== 'held') return false;
+    if (performance.now() < lock.deadline) return true;
+    this.lose(lock, 'lease-timed-out');
+    return false;
   }
 
   /**
@@ -436,6 +476,8 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
    */
   async beforeApplicationShutdown(): Promise<void> {
     if (this.closing) return;
+    // Leaders step down first: their release hands leadership to a follower at once.
+    await this.elections.resignAll();
     this.closing = true;
     this.shutdown.abort();
     const leases = [...this.local.values()].flatMap((state) => state.leases);
