@@ -110,16 +110,17 @@ export class Candidate implements LeaderHandle {
         this.lease = undefined;
         lease.signal.removeEventListener('abort', end);
         controller.abort(lease.signal.aborted ? lease.signal.reason : new Error(`resigned leadership of "${this.name}"`));
-        this.logger.log(`No longer the leader of "${this.name}" (term ${term.term})`);
         this.notify('onRevoked', term);
         resolve();
+        // Off the hand-over's path: a resignation releases the lease right after this.
+        setImmediate(() => this.logger.log(`No longer the leader of "${this.name}" (term ${term.term})`));
       };
       this.lease = lease;
       this.current = { term, controller, end };
       // A lost lease (taken over, timed out, shutdown) ends the term synchronously with its signal.
       lease.signal.addEventListener('abort', end, { once: true });
-      this.logger.log(`Leader of "${this.name}" (term ${term.term})`);
       this.notify('onElected', term);
+      this.logger.log(`Leader of "${this.name}" (term ${term.term})`);
     });
   }
 
