@@ -12,7 +12,9 @@ import {
   type LeaderHandle,
 } from '../../lib';
 import { until } from '../support/redis-server';
-import { lockApp, type LockApp } from '../redis/redis-test-app';
+import { lockApp, uniquePrefix, type LockApp } from '../redis/redis-test-app';
+import { runCli } from '../../lib/cli/run';
+import { recordingIo } from '../ops/ops-support';
 
 describe('campaign() on the memory backend', () => {
   const apps: LockApp[] = [];
@@ -123,5 +125,29 @@ describe('@LeaderOnly', () => {
     await apps[leader].close();
     await until(() => ranEverything(jobs[follower]), 3_000, 'the follower taking over');
     await apps[follower].close();
+  });
+});
+
+describe('who leads, from the CLI', () => {
+  it('`leader NAME` prints the holder record (owner, since, term); `list` shows it as leader:NAME', async () => {
+    const keyPrefix = uniquePrefix('cli-leader');
+    const replica = await lockApp({ backend: 'redis', redis: { url: 'redis://127.0.0.1:6379' }, keyPrefix });
+    try {
+      const handle = replica.locks.campaign('ops');
+      await until(() => handle.isLeader, 3_000, 'leadership');
+      const record = await replica.locks.leader('ops');
+      expect(record).toMatchObject({ name: 'ops', term: handle.term, local: true, pid: process.pid });
+      const common = ['--redis', 'redis://127.0.0.1:6379', '--key-prefix', keyPrefix];
+      const io = recordingIo();
+      expect(await runCli(['leader', 'ops', 'nobody', ...common], io)).toBe(0);
+      expect(io.stdout).toContain(`"ops" is led by ${record?.owner} (pid ${process.pid}`);
+      expect(io.stdout).toContain(`term ${handle.term}`);
+      expect(io.stdout).toContain('"nobody" has no leader.');
+      const listed = recordingIo();
+      expect(await runCli(['list', ...common], listed)).toBe(0);
+      expect(listed.stdout).toContain('leader:ops');
+    } finally {
+      await replica.app.close();
+    }
   });
 });
