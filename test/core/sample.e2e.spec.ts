@@ -3,6 +3,8 @@ import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { AppModule } from '../../sample/src/app.module';
 import { ReindexJob } from '../../sample/src/reindex.job';
+import { ReportJob } from '../../sample/src/report.job';
+import { SpaceLockService } from '../../lib';
 
 describe('the sample app', () => {
   let app: INestApplication;
@@ -33,5 +35,21 @@ describe('the sample app', () => {
     const running = job.reindex('t');
     await expect(job.reindex('t')).resolves.toBeUndefined();
     await running;
+  });
+
+  it('the sample leads "housekeeping" alone, so its @LeaderOnly job runs; the @Cron job is held past its run', async () => {
+    const locks = app.get(SpaceLockService);
+    const handle = locks.campaign('housekeeping');
+    while (!handle.isLeader) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect((await locks.leader('housekeeping'))?.term).toBe(handle.term);
+    const job = app.get(ReportJob);
+    job.purgeExpiredSessions();
+    expect(job.purges).toBe(1);
+    await job.totals();
+    expect(job.runs).toBe(1);
+    // Called again at once: the tick's minimum hold still holds the lock, so the call is skipped.
+    await job.totals();
+    expect(job.runs).toBe(1);
+    expect(await locks.inspect('report:daily-totals')).toMatchObject({ local: true });
   });
 });
