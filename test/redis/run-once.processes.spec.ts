@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { skewedClockEnv } from '../support/faketime';
 import { checkOverlaps } from '../support/overlap-checker';
 import { killAll, waitForLine } from '../support/processes';
 import { uniquePrefix } from './redis-test-app';
@@ -15,15 +16,6 @@ const ROOT = join(__dirname, '..', '..');
 const FIXTURE = join(__dirname, 'fixtures', 'scheduled-replica.ts');
 const REDIS_URL = 'redis://127.0.0.1:6379';
 
-/** libfaketime's preload library, where Debian's `faketime` package puts it. */
-function libfaketime(): string {
-  for (const dir of ['/usr/lib', '/usr/local/lib', ...readdirSync('/usr/lib').map((arch) => join('/usr/lib', arch))]) {
-    const candidate = join(dir, 'faketime', 'libfaketime.so.1');
-    if (existsSync(candidate)) return candidate;
-  }
-  throw new Error('libfaketime not found: install Debian\'s "faketime" package (.ci/run does)');
-}
-
 interface Replica {
   child: ChildProcess;
   name: string;
@@ -32,8 +24,7 @@ interface Replica {
 }
 
 function startReplica(jobs: string, name: string, env: NodeJS.ProcessEnv, skew?: string): Replica {
-  // Preloaded into node itself (not through the `faketime` wrapper, which forks): signals reach the replica.
-  const fake = skew ? { LD_PRELOAD: libfaketime(), FAKETIME: skew } : {};
+  const fake = skew ? skewedClockEnv(skew) : {};
   const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', FIXTURE, jobs], {
     cwd: ROOT,
     env: { ...process.env, TS_NODE_PROJECT: join(ROOT, 'tsconfig.json'), NAME: name, ...env, ...fake },
