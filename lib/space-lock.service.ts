@@ -484,9 +484,13 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     for (const state of this.local.values()) state.waiters.splice(0).forEach((waiter) => waiter.grant('shutdown'));
     await Promise.all(
       leases.map((lease) => {
-        this.lose(lease, 'shutdown');
+        // A lease whose work ended (inside its minimum hold) has nothing left to abort.
+        const lingering = lease.holdTimer !== undefined;
+        if (!lingering) this.lose(lease, 'shutdown');
         if (lease.holdUntil > performance.now()) return this.cutToMinHold(lease);
-        return this.releaseQuietly(lease);
+        if (!lingering) return this.releaseQuietly(lease);
+        clearTimeout(lease.holdTimer);
+        return this.releaseNow(lease).then(noop, (error: unknown) => this.releaseFailed(lease, error));
       }),
     );
     // Grants still on their way are given back (see `refuseIfClosing`) before the backend closes.

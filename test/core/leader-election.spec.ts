@@ -1,5 +1,6 @@
 import { Injectable, Module, type INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { performance } from 'node:perf_hooks';
 import { Interval, ScheduleModule } from '@nestjs/schedule';
 import {
   InvalidLockKeyError,
@@ -55,6 +56,23 @@ describe('campaign() on the memory backend', () => {
     expect(handles.filter((handle) => handle.isLeader)).toHaveLength(1);
     expect(first.isLeader).toBe(false);
     expect((await group[0].locks.leader('main'))?.term).toBe(elected[1]);
+  });
+
+  it('a leader paused past its lease reads isLeader false, with its signal aborted, before any timer runs', async () => {
+    const paused = await lockApp({ backend: 'memory', ttlMs: 300 });
+    apps.push(paused);
+    const revoked: number[] = [];
+    const handle = paused.locks.campaign('paused', { onRevoked: ({ term }) => revoked.push(term) });
+    await until(() => handle.isLeader, 2_000, 'leadership');
+    const { signal } = handle;
+    // A synchronous pause, as SIGSTOP or a long GC would be: no heartbeat or keeper timer can run.
+    const resumeAt = performance.now() + 400;
+    while (performance.now() < resumeAt) {
+      // busy
+    }
+    expect(handle.isLeader).toBe(false);
+    expect(signal.aborted).toBe(true);
+    expect(revoked).toHaveLength(1);
   });
 
   it('returns the same handle for a name this instance campaigns for already', async () => {
