@@ -2,7 +2,8 @@
  * The skew bound behind the README's scheduled-jobs section: three replicas of an app with a
  * 1 s `@Cron` + `@WithLock` job (5 ms of work) on one Redis, their clocks −S, 0 and +S apart
  * (libfaketime), counting for each tick how many replicas ran it.
- *   node -r ts-node/register/transpile-only bench/skew-bound.ts [--ticks 12] [--redis URL]
+ *   node -r ts-node/register/transpile-only bench/skew-bound.ts [--ticks 12] [--redis URL] [--skews 400,440]
+ * (`--skews`: only these S, in ms, with the default hold).
  * Needs Debian's `faketime` package (libfaketime) and a Redis (default 127.0.0.1:6379).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -83,7 +84,9 @@ async function main(): Promise<void> {
   const ticks = Number(option('ticks', '12'));
   const redisUrl = option('redis', 'redis://127.0.0.1:6379');
   const rows: string[][] = [];
-  for (const [index, config] of TRIALS.entries()) {
+  const only = process.argv.includes('--skews') ? option('skews', '').split(',').map(Number) : null;
+  const trials = only ? only.map((skewMs) => ({ skewMs })) : TRIALS;
+  for (const [index, config] of trials.entries()) {
     rows.push(await trial(config, ticks, redisUrl, index));
     process.stderr.write(`${rows[rows.length - 1].join(' | ')}\n`);
   }

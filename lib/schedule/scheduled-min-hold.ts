@@ -92,7 +92,6 @@ function gapFor(periodMs: number): number {
 function loadCronTime(): new (source: string, timeZone?: string, utcOffset?: number) => CronTimeLike {
   try {
     const schedule = require.resolve('@nestjs/schedule');
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     return (require(require.resolve('cron', { paths: [dirname(schedule)] })) as { CronTime: never }).CronTime;
   } catch (error) {
     throw new LockOptionsError(`@WithLock on a @Cron method needs the 'cron' package @nestjs/schedule uses: ${String(error)}`);
