@@ -851,7 +851,10 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
 
   /** Not async on the common path (nobody of ours waiting), for the reason given at `attempt`. */
   private releaseLease(lease: Lease): Promise<ReleaseOutcome> {
-    if (lease.state === 'held' && lease.holdUntil > performance.now() && !this.closing) return this.releaseAfterMinHold(lease);
+    // `holdUntil` is 0 without a minimum hold: no clock read on the common path.
+    if (lease.holdUntil !== 0 && lease.state === 'held' && lease.holdUntil > performance.now() && !this.closing) {
+      return this.releaseAfterMinHold(lease);
+    }
     return this.releaseNow(lease);
   }
 
