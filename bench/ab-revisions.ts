@@ -12,6 +12,8 @@ import { resolve } from 'node:path';
 import type Redis from 'ioredis';
 import type { SpaceLockService } from '../lib/space-lock.service';
 import type { LockModuleOptions } from '../lib/lock-module-options.interface';
+import { recordTail } from '../lib/backends/redis/redis-holder-record';
+import { lockKeys, type LockKeys } from '../lib/backends/redis/redis-lock-keys';
 import * as ourScripts from '../lib/backends/redis/redis-lock.scripts';
 import { table } from './harness/format';
 import { createService } from './harness/locks';
@@ -96,7 +98,7 @@ async function scriptCosts(redis: Redis, revisions: readonly Revision[]): Promis
     const stats = (await redis.info('commandstats')) as string;
     return Number(/cmdstat_evalsha:calls=\d+,usec=(\d+)/.exec(stats)?.[1] ?? 0);
   };
-  const tail = ourScripts.recordTail(Date.now(), JSON.stringify({ ownerId: 'ab', instanceId: 'ba0c7f2e-8a8b-4a53-b51e-3c5e3f2b1f11', hostname: 'host', pid: 1 }));
+  const tail = recordTail(Date.now(), JSON.stringify({ ownerId: 'ab', instanceId: 'ba0c7f2e-8a8b-4a53-b51e-3c5e3f2b1f11', hostname: 'host', pid: 1 }));
   const samples = revisions.map(() => ({ acquire: [] as number[], release: [] as number[] }));
   for (const { scripts } of revisions) {
     await redis.script('LOAD', scripts.ACQUIRE.lua);
@@ -110,7 +112,7 @@ async function scriptCosts(redis: Redis, revisions: readonly Revision[]): Promis
   for (let rep = 0; rep < 9; rep++) {
     for (const [index, { scripts }] of revisions.entries()) {
       const release = scripts.turnScripts(250).release;
-      const keysOf = (n: number): ourScripts.LockKeys => ourScripts.lockKeys(`ab-script:${index}:${rep % 3}:${n}`);
+      const keysOf = (n: number): LockKeys => lockKeys(`ab-script:${index}:${rep % 3}:${n}`);
       samples[index].acquire.push(
         await timed((n) => {
           const keys = keysOf(n);
@@ -120,7 +122,9 @@ async function scriptCosts(redis: Redis, revisions: readonly Revision[]): Promis
       samples[index].release.push(
         await timed((n) => {
           const keys = keysOf(n);
-          return redis.evalsha(release.sha, 5, keys.lease, keys.holder, keys.queue, keys.waiting, keys.fence, 'token-of-twenty-two-ch');
+          // Revisions before the key layout had its own file took the turn scripts' KEYS as lease, holder, queue, waiting, fence.
+          const turnKeys = 'lockKeys' in scripts ? [keys.lease, keys.holder, keys.queue, keys.waiting, keys.fence] : [keys.lease, keys.fence, keys.holder, keys.queue, keys.waiting];
+          return redis.evalsha(release.sha, 5, ...turnKeys, 'token-of-twenty-two-ch');
         }),
       );
     }

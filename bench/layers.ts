@@ -7,7 +7,9 @@
  *   node -r ts-node/register/transpile-only bench/layers.ts [inFlight=16]
  */
 import { RedisLockBackend } from '../lib/backends/redis/redis-lock.backend';
-import { ACQUIRE, lockKeys, recordTail, turnScripts } from '../lib/backends/redis/redis-lock.scripts';
+import { recordTail } from '../lib/backends/redis/redis-holder-record';
+import { lockKeys } from '../lib/backends/redis/redis-lock-keys';
+import { ACQUIRE, turnScripts } from '../lib/backends/redis/redis-lock.scripts';
 import { newLockToken } from '../lib/lock-token';
 import type { LockOwner } from '../lib/lock-backend.interface';
 import { table } from './harness/format';
@@ -47,7 +49,7 @@ async function main(): Promise<void> {
         const keys = lockKeys(`layers:shape:${loop}`);
         const token = newLockToken();
         await raw.evalsha(ACQUIRE.sha, 3, keys.lease, keys.fence, keys.holder, token, '30000', tail);
-        await raw.evalsha(release.sha, 5, keys.lease, keys.holder, keys.queue, keys.waiting, keys.fence, token);
+        await raw.evalsha(release.sha, 5, keys.lease, keys.fence, keys.holder, keys.queue, keys.waiting, token);
       },
       'RedisLockBackend tryAcquire + release': async (loop) => {
         const request = { key: `layers:backend:${loop}`, token: newLockToken(), ttlMs: 30_000, mode: 'exclusive' as const, owner };

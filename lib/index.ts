@@ -5,6 +5,7 @@ export { CurrentLock } from './current-lock.decorator';
 export { LeaderOnly } from './leader/leader-only.decorator';
 export type { CampaignOptions, LeaderHandle, LeaderRecord, LeaderTerm } from './leader/leader.interfaces';
 export { LockInterceptor } from './lock.interceptor';
+export type { LockMiss, LockRunHandlers } from './lock-runner';
 export type { LockKeyTemplate, HttpLockKeyFunction, ArgumentsLockKeyFunction } from './lock-key.template';
 export { MissingLockKeyValueError } from './lock-key.template';
 export { isSkipped } from './held-lock.interface';

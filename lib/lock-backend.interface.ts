@@ -1,11 +1,4 @@
-/**
- * The contract every lock store implements. It is deliberately small: the service owns
- * the in-process mutex, heartbeats, waiting and the lost-lease signal, so a backend only
- * has to answer a handful of atomic questions about one key.
- *
- * The same name is a DI token (see `lock.constants.ts`), in the style of @nestjs/throttler:
- * `@Inject(LockBackend) backend: LockBackend`.
- */
+/** `exclusive`: one holder; `shared`: any number of shared holders, never beside an exclusive one. */
 export type LockMode = 'exclusive' | 'shared';
 
 /** Who asks for a lock; stored with every grant so operators can see it. */
@@ -129,6 +122,14 @@ export interface LockBackendCapabilities {
   inProcess?: boolean;
 }
 
+/**
+ * The contract every lock store implements. It is deliberately small: the service owns
+ * the in-process mutex, heartbeats, waiting and the lost-lease signal, so a backend only
+ * has to answer a handful of atomic questions about one key.
+ *
+ * The same name is a DI token (the `LockBackend` symbol at the end of this file), in the
+ * style of @nestjs/throttler: `@Inject(LockBackend) backend: LockBackend`.
+ */
 export interface LockBackend {
   /** Short name used in logs and errors (`memory`, `redis`, `file`, ...). */
   readonly name: string;
@@ -167,8 +168,8 @@ export interface LockBackend {
   handOver?(from: LeaseRef, to: LockRequest): Promise<{ fencingToken: number } | null>;
 
   /**
-   * Resolve when `key` may have become free (a release was seen) or after `timeoutMs`,
-   * whichever is first; reject only on `signal` abort is not required: resolving is enough.
+   * Resolve when `key` may have become free (a release was seen), after `timeoutMs`, or when
+   * `signal` aborts (shutdown), whichever is first; resolving is enough, it need not reject.
    * Never used as proof of anything: the caller always retries `tryAcquire` — unless the
    * store passed the lease to the waiter that queued with `token`, which it then returns.
    */

@@ -21,6 +21,10 @@ type Part = { literal: string } | { path: string[] };
 /** Thrown when a placeholder has no usable value; HTTP turns it into 400. */
 export class MissingLockKeyValueError extends InvalidLockKeyError {}
 
+/** The request fields HTTP key templates may read. */
+export const HTTP_TEMPLATE_ROOTS = ['params', 'query', 'headers', 'body', 'user'] as const;
+const ARGUMENT_ROOT = /^\d+$/;
+
 const PLACEHOLDER = /\{([^{}]*)\}/g;
 const PATH = /^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$/;
 
@@ -28,10 +32,7 @@ const PATH = /^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$/;
 export class CompiledKeyTemplate {
   private readonly parts: Part[] = [];
 
-  constructor(
-    readonly source: string,
-    allowedRoots?: readonly string[],
-  ) {
+  constructor(readonly source: string) {
     if (typeof source !== 'string' || source.length === 0) throw new InvalidLockKeyError(source, 'template must be a non-empty string');
     let last = 0;
     for (const match of source.matchAll(PLACEHOLDER)) {
@@ -42,9 +43,6 @@ export class CompiledKeyTemplate {
       const segments = path.split('.');
       // Node lower-cases incoming header names; `{headers.X-Tenant}` means `x-tenant`.
       if (segments[0] === 'headers' && segments.length === 2) segments[1] = segments[1].toLowerCase();
-      if (allowedRoots && !allowedRoots.includes(segments[0])) {
-        throw new InvalidLockKeyError(source, `placeholder {${path}} must start with one of ${allowedRoots.join(', ')}`);
-      }
       this.parts.push({ path: segments });
       last = index + match[0].length;
     }
@@ -54,6 +52,23 @@ export class CompiledKeyTemplate {
   /** First path segment of every placeholder (`params`, `0`, ...). */
   roots(): string[] {
     return this.parts.flatMap((part) => ('path' in part ? [part.path[0]] : []));
+  }
+
+  /**
+   * Fails unless every placeholder reads what `kind` offers: the request's fields on HTTP
+   * routes (`HTTP_TEMPLATE_ROOTS`), an argument index on provider methods. `where` names the
+   * method in the error.
+   */
+  assertRoots(kind: 'http' | 'arguments', where: string): void {
+    for (const root of this.roots()) {
+      const ok = kind === 'http' ? (HTTP_TEMPLATE_ROOTS as readonly string[]).includes(root) : ARGUMENT_ROOT.test(root);
+      if (!ok) {
+        throw new InvalidLockKeyError(
+          this.source,
+          `{${root}…} in ${where} must start with ${kind === 'http' ? HTTP_TEMPLATE_ROOTS.join(', ') : 'an argument index like {0}'}`,
+        );
+      }
+    }
   }
 
   /** Fill the placeholders from `root`; a missing or non-scalar value is an error, never "undefined". */

@@ -30,8 +30,9 @@ export interface LockModuleOptions {
   onLockLost?: (event: LockLostEvent) => void;
   /**
    * How `@WithLock` handlers answer "held", "store down" and "bad key": a subclass of
-   * `LockInterceptor` overriding its protected methods (constructed with the Reflector and
-   * the SpaceLockService). Default `LockInterceptor`.
+   * `LockInterceptor` overriding its protected methods, built by Nest's injector in this
+   * module's scope (so it may inject its own dependencies besides the Reflector and the
+   * SpaceLockService it passes to `super`). Default `LockInterceptor`.
    */
   interceptor?: Type<LockInterceptor>;
   memory?: MemoryBackendOptions;

@@ -106,19 +106,29 @@ export function resolveCallOptions(
   defaults: ResolvedLockModuleOptions,
 ): Required<LockCallOptions> {
   const given = options ?? {};
-  const ttlMs = given.ttlMs ?? defaults.ttlMs;
-  assertDuration('ttlMs', ttlMs);
-  const waitMs = given.waitMs ?? 0;
-  assertDuration('waitMs', waitMs, { allowZero: true });
-  const mode = given.mode ?? 'exclusive';
-  if (mode !== 'exclusive' && mode !== 'shared') {
-    throw new LockOptionsError(`mode must be 'exclusive' or 'shared', got ${String(mode)}`);
+  const resolved = {
+    ttlMs: given.ttlMs ?? defaults.ttlMs,
+    waitMs: given.waitMs ?? 0,
+    mode: given.mode ?? 'exclusive',
+    ownerId: given.ownerId ?? defaults.ownerId,
+    minHoldMs: given.minHoldMs ?? 0,
+  };
+  assertCallOptions(resolved);
+  return resolved;
+}
+
+/**
+ * The one check of call options (`ttlMs`, `waitMs`, `mode`, `ownerId`, `minHoldMs`), each when given: per
+ * call through `resolveCallOptions`, and once at decoration for `@WithLock`.
+ */
+export function assertCallOptions(given: LockCallOptions): void {
+  if (given.ttlMs !== undefined) assertDuration('ttlMs', given.ttlMs);
+  if (given.waitMs !== undefined) assertDuration('waitMs', given.waitMs, { allowZero: true });
+  if (given.mode !== undefined && given.mode !== 'exclusive' && given.mode !== 'shared') {
+    throw new LockOptionsError(`mode must be 'exclusive' or 'shared', got ${String(given.mode)}`);
   }
-  const ownerId = given.ownerId ?? defaults.ownerId;
-  assertValidOwnerId(ownerId);
-  const minHoldMs = given.minHoldMs ?? 0;
-  assertDuration('minHoldMs', minHoldMs, { allowZero: true });
-  return { ttlMs, waitMs, mode, ownerId, minHoldMs };
+  if (given.ownerId !== undefined) assertValidOwnerId(given.ownerId);
+  if (given.minHoldMs !== undefined) assertDuration('minHoldMs', given.minHoldMs, { allowZero: true });
 }
 
 function isLockBackend(value: unknown): boolean {

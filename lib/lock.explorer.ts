@@ -4,21 +4,15 @@ import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
 import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper';
 import { WITH_LOCK_METADATA } from './lock.constants';
 import { LockBackend } from './lock-backend.interface';
-import {
-  InvalidLockKeyError,
-  LockHeldError,
-  LockNotSupportedError,
-  LockOptionsError,
-  LockTimeoutError,
-} from './lock.errors';
-import { HTTP_TEMPLATE_ROOTS, LockInterceptor } from './lock.interceptor';
+import { LockNotSupportedError, LockOptionsError } from './lock.errors';
+import type { LockRunHandlers } from './lock-runner';
+import { LockInterceptor } from './lock.interceptor';
 import { installRunner, locksItself, prepareLockedRoute } from './locked-method';
 import { withCurrentLock } from './current-lock.decorator';
 import type { LockKeyPart, WithLockMetadata } from './with-lock.decorator';
 import { SpaceLockService } from './space-lock.service';
 import { scheduledMinHold } from './schedule/scheduled-min-hold';
 
-const ARGUMENT_ROOT = /^\d+$/;
 /** What @nestjs/microservices' `@MessagePattern`/`@EventPattern` and @nestjs/websockets' `@SubscribeMessage` set on a handler. */
 const OTHER_TRANSPORT_HANDLER_METADATA = ['microservices:pattern', 'message'];
 
@@ -136,43 +130,30 @@ export class LockExplorer implements OnModuleInit {
 
   private checkTemplates(metadata: WithLockMetadata, name: string, kind: 'http' | 'arguments'): void {
     for (const part of metadata.keys) {
-      if (typeof part === 'function') continue;
-      for (const root of part.roots()) {
-        const ok = kind === 'http' ? (HTTP_TEMPLATE_ROOTS as readonly string[]).includes(root) : ARGUMENT_ROOT.test(root);
-        if (!ok) {
-          throw new InvalidLockKeyError(
-            part.source,
-            `{${root}…} in ${name}() must start with ${kind === 'http' ? HTTP_TEMPLATE_ROOTS.join(', ') : 'an argument index like {0}'}`,
-          );
-        }
-      }
+      if (typeof part !== 'function') part.assertRoots(kind, `${name}()`);
     }
   }
 
   private wrap(target: object, name: string, metadata: WithLockMetadata): void {
     const { callOptions } = metadata;
     const onLocked = metadata.options.onLocked ?? 'skip';
+    const handlers: LockRunHandlers<undefined> = {
+      missed: (miss) => {
+        const error = miss.error();
+        if (onLocked !== 'skip') throw error;
+        this.logger.debug(`Skipped ${name}(): ${error.message}`);
+        return undefined;
+      },
+    };
     // A method @nestjs/schedule runs holds its lock for a minimum derived from its schedule,
     // unless @WithLock names one: exactly one run per tick across replicas (see scheduled-min-hold.ts).
     const scheduledHold =
       metadata.options.minHoldMs === undefined ? scheduledMinHold((target as Record<string, object>)[name]) : undefined;
+    // async: a key that cannot be built rejects, as the lock does, never throws at the caller.
     installRunner(target, name, async (original, self, args) => {
       const keys = metadata.keys.map((part) => renderFromArguments(part, args));
-      let held;
-      try {
-        held = await this.locks.acquireMany(keys, scheduledHold ? { ...callOptions, minHoldMs: scheduledHold() } : callOptions);
-      } catch (error) {
-        if (onLocked === 'skip' && (error instanceof LockHeldError || error instanceof LockTimeoutError)) {
-          this.logger.debug(`Skipped ${name}(): ${error.message}`);
-          return undefined;
-        }
-        throw error;
-      }
-      try {
-        return await original.apply(self, args);
-      } finally {
-        await this.locks.releaseAll(held);
-      }
+      const options = scheduledHold ? { ...callOptions, minHoldMs: scheduledHold() } : callOptions;
+      return this.locks.runUnderLock(keys, options, () => original.apply(self, args), handlers);
     });
   }
 }

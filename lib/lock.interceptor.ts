@@ -16,15 +16,10 @@ import {
   LockBackendError,
   LockHeldError,
   LockShuttingDownError,
-  LockTimeoutError,
+  type LockTimeoutError,
 } from './lock.errors';
-import { assertValidKey } from './lock-options.validation';
-import { locksItself } from './locked-method';
 import type { WithLockMetadata } from './with-lock.decorator';
 import { SpaceLockService } from './space-lock.service';
-
-/** The request fields HTTP key templates may read. */
-export const HTTP_TEMPLATE_ROOTS = ['params', 'query', 'headers', 'body', 'user'] as const;
 
 type Contended = LockHeldError | LockTimeoutError;
 
@@ -35,7 +30,8 @@ type Contended = LockHeldError | LockTimeoutError;
  *
  * HTTP routes do not pass through `intercept()`: their trampoline calls `runLocked()` directly
  * (see `locked-method.ts`), so a locked route pays for no interceptor. `intercept()` serves
- * the other transports (RPC and WebSocket handlers) and passes a prepared route through.
+ * the other transports (RPC and WebSocket handlers) and passes HTTP calls through. The lock
+ * itself is taken by `SpaceLockService.runUnderLock`, the one "run under lock".
  */
 @Injectable()
 export class LockInterceptor implements NestInterceptor {
@@ -49,7 +45,8 @@ export class LockInterceptor implements NestInterceptor {
       context.getHandler(),
       context.getClass(),
     ]);
-    if (!metadata || locksItself(context.getClass(), context.getHandler())) return next.handle();
+    // Every @WithLock HTTP route locks in its trampoline (see `locked-method.ts`): no double lock.
+    if (!metadata || context.getType() === 'http') return next.handle();
     const result = await this.runLocked(context, metadata, (held) => {
       this.exposeLocks(context, held);
       return next.handle();
@@ -61,51 +58,32 @@ export class LockInterceptor implements NestInterceptor {
    * Runs `work` holding the lock(s) `metadata` names for this call. A Promise result keeps the
    * lock until it settles, an Observable until it completes, errors or is unsubscribed (so a
    * stream keeps its lock while it emits). "Held" becomes `lockedException()` or, with
-   * `onLocked: 'skip'`, `{ skipped }`; a store failure `backendException()`.
+   * `onLocked: 'skip'`, `{ skipped }`; a store failure `backendException()`; a bad key
+   * `invalidKeyException()`.
    */
-  async runLocked(context: ExecutionContext, metadata: WithLockMetadata, work: (locks: HeldLock[]) => unknown): Promise<unknown> {
-    const keys = this.resolveKeys(context, metadata);
-    const { callOptions } = metadata;
-    let held: HeldLock[];
+  runLocked(context: ExecutionContext, metadata: WithLockMetadata, work: (locks: HeldLock[]) => unknown): Promise<unknown> {
+    let keys: string[];
     try {
-      held = keys.length === 1 ? [await this.locks.acquire(keys[0], callOptions)] : await this.locks.acquireMany(keys, callOptions);
+      keys = this.resolveKeys(context, metadata);
     } catch (error) {
-      if (error instanceof LockHeldError || error instanceof LockTimeoutError) {
+      return Promise.reject(this.failedException(context, error));
+    }
+    return this.locks.runUnderLock(keys.length === 1 ? keys[0] : keys, metadata.callOptions, work, {
+      holdsStreams: true,
+      missed: (miss) => {
+        const error = miss.error() as Contended;
         if (metadata.options.onLocked === 'skip') return { skipped: error instanceof LockHeldError ? error.reason : 'lock-held' };
         throw this.lockedException(context, error);
-      }
-      if (error instanceof LockBackendError || error instanceof LockShuttingDownError) {
-        throw this.backendException(context, error);
-      }
-      throw error;
-    }
-    const release = (): Promise<void> => this.locks.releaseAll(held);
-    let result: unknown;
-    try {
-      result = await work(held);
-    } catch (error) {
-      await release();
-      throw error;
-    }
-    if (isObservable(result)) return releasedWhenDone(result, release);
-    await release();
-    return result;
+      },
+      failed: (error) => this.failedException(context, error),
+    });
   }
 
-  /** Keys for this call, or 400 when the request lacks a value a template needs. */
+  /** Keys for this call; a request that lacks a value a template needs is the client's error (400). */
   protected resolveKeys(context: ExecutionContext, metadata: WithLockMetadata): string[] {
     const source = this.templateSource(context);
-    try {
-      return metadata.keys.map((part) => {
-        const key = typeof part === 'function' ? (part as (ctx: ExecutionContext) => string)(context) : part.render(source);
-        // Values come from the client: a bad one is the client's error (400), not ours.
-        assertValidKey(key);
-        return key;
-      });
-    } catch (error) {
-      if (error instanceof InvalidLockKeyError) throw this.invalidKeyException(context, error);
-      throw error;
-    }
+    // Not validated here: taking the lock does that, and a bad key maps to 400 like a missing value.
+    return metadata.keys.map((part) => (typeof part === 'function' ? (part as (ctx: ExecutionContext) => string)(context) : part.render(source)));
   }
 
   /**
@@ -117,9 +95,11 @@ export class LockInterceptor implements NestInterceptor {
   }
 
   /**
-   * For `@CurrentLock()` when this runs as an interceptor on an HTTP route (a subclass applied
-   * by hand). Locked routes do not need it: their trampoline hands the lock to the argument
-   * itself, and adding a property to the request object is measurably slow on a hot route.
+   * Called with the locks before the handler of an intercepted call runs: a subclass may hand
+   * them to its transport's handler here. `intercept()` passes HTTP calls through (their
+   * trampoline hands the lock to `@CurrentLock()` itself, and adding a property to the
+   * request object is measurably slow on a hot route), so the HTTP branch serves only a
+   * subclass that calls `runLocked` from its own `intercept()` on a route without `@WithLock`.
    */
   protected exposeLocks(context: ExecutionContext, locks: HeldLock[]): void {
     if (context.getType() !== 'http') return;
@@ -161,6 +141,14 @@ export class LockInterceptor implements NestInterceptor {
     });
   }
 
+  /** Why the lock could not be taken, as this protocol answers it; other errors pass as they are. */
+  private failedException(context: ExecutionContext, error: unknown): unknown {
+    // Values come from the client: a bad one is the client's error (400), not ours.
+    if (error instanceof InvalidLockKeyError) return this.invalidKeyException(context, error);
+    if (error instanceof LockBackendError || error instanceof LockShuttingDownError) return this.backendException(context, error);
+    return error;
+  }
+
   /** Works on Express (`res.setHeader`) and Fastify (`reply.header`). */
   protected setHeader(context: ExecutionContext, name: string, value: string): void {
     const response = context.switchToHttp().getResponse<{
@@ -170,25 +158,4 @@ export class LockInterceptor implements NestInterceptor {
     if (typeof response?.header === 'function') response.header(name, value);
     else response?.setHeader?.(name, value);
   }
-}
-
-/**
- * `source`, with `release` run once when it completes (before the completion is passed on, so
- * Nest writes a plain response only after the lock is free), errors (before the error) or is
- * unsubscribed early. One Observable instead of an operator chain: this is on every request.
- */
-function releasedWhenDone<T>(source: Observable<T>, release: () => Promise<void>): Observable<T> {
-  return new Observable<T>((subscriber) => {
-    let released: Promise<void> | undefined;
-    const releaseOnce = (): Promise<void> => (released ??= release());
-    const subscription = source.subscribe({
-      next: (value) => subscriber.next(value),
-      error: (error: unknown) => void releaseOnce().then(() => subscriber.error(error)),
-      complete: () => void releaseOnce().then(() => subscriber.complete()),
-    });
-    return () => {
-      subscription.unsubscribe();
-      void releaseOnce();
-    };
-  });
 }

@@ -1,5 +1,5 @@
 import { DynamicModule, Inject, Module, Provider } from '@nestjs/common';
-import { DiscoveryModule, ModuleRef, Reflector } from '@nestjs/core';
+import { DiscoveryModule, ModuleRef } from '@nestjs/core';
 import { createLockBackend } from './backends/lock-backend.factory';
 import { LockBackend } from './lock-backend.interface';
 import { LOCK_MODULE_OPTIONS, LOCK_OPTIONS } from './lock.constants';
@@ -35,14 +35,16 @@ const sharedProviders: Provider[] = [
   SpaceLockService,
   {
     provide: LockInterceptor,
-    useFactory: (options: ResolvedLockModuleOptions, reflector: Reflector, locks: SpaceLockService) => {
+    // Built by Nest's injector, so a subclass can inject its own dependencies (from this
+    // module's scope: global providers and `forRootAsync` imports).
+    useFactory: (options: ResolvedLockModuleOptions, moduleRef: ModuleRef) => {
       const Interceptor = options.interceptor ?? LockInterceptor;
       if (Interceptor !== LockInterceptor && !(Interceptor.prototype instanceof LockInterceptor)) {
         throw new LockOptionsError(`interceptor ${Interceptor.name} must extend LockInterceptor`);
       }
-      return new Interceptor(reflector, locks);
+      return moduleRef.create(Interceptor);
     },
-    inject: [LOCK_OPTIONS, Reflector, SpaceLockService],
+    inject: [LOCK_OPTIONS, ModuleRef],
   },
   LockExplorer,
   LeaderExplorer,

@@ -11,7 +11,7 @@ import {
 } from './lock-key.template';
 import { LockInterceptor } from './lock.interceptor';
 import { lockTrampoline } from './locked-method';
-import { assertDuration, assertValidOwnerId } from './lock-options.validation';
+import { assertCallOptions } from './lock-options.validation';
 
 export interface WithLockOptions {
   /** Lease length; default the module's `ttlMs`. */
@@ -86,13 +86,7 @@ export function WithLock(
 
 function validateOptions(options: WithLockOptions): void {
   if (typeof options !== 'object' || options === null) throw new LockOptionsError('@WithLock options must be an object');
-  if (options.ttlMs !== undefined) assertDuration('ttlMs', options.ttlMs);
-  if (options.waitMs !== undefined) assertDuration('waitMs', options.waitMs, { allowZero: true });
-  if (options.ownerId !== undefined) assertValidOwnerId(options.ownerId);
-  if (options.minHoldMs !== undefined) assertDuration('minHoldMs', options.minHoldMs, { allowZero: true });
-  if (options.mode !== undefined && options.mode !== 'exclusive' && options.mode !== 'shared') {
-    throw new LockOptionsError(`@WithLock mode must be 'exclusive' or 'shared'`);
-  }
+  assertCallOptions(options);
   if (options.onLocked !== undefined && options.onLocked !== 'throw' && options.onLocked !== 'skip') {
     throw new LockOptionsError(`@WithLock onLocked must be 'throw' or 'skip'`);
   }

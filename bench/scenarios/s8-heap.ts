@@ -37,7 +37,7 @@ export const heapScenario: Scenario = {
     }
     const beforeGc = process.memoryUsage().heapUsed;
     const after = await settledHeap(gc);
-    const localKeys = (service as unknown as { local: Map<string, unknown> }).local.size;
+    const localKeys = (service as unknown as { table: { size: number } }).table.size;
     await service.beforeApplicationShutdown();
     const deltaMb = (after - before) / 2 ** 20;
     context.log(`  heap ${num(before / 2 ** 20)} -> ${num(after / 2 ** 20)} MB`);

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import type { LockInfo } from '../held-lock.interface';
 import type { LockRecord } from '../lock-backend.interface';
-import { isPidAlive } from '../backends/file/holder-records';
+import { isPidAlive } from '../backends/file/pid-liveness';
 
 const THIS_HOST = hostname();
 

@@ -1,4 +1,4 @@
-import type { INestApplication } from '@nestjs/common';
+import { Logger, type INestApplication } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
@@ -33,9 +33,25 @@ describe('the sample app', () => {
 
   it('the scheduled-style job skips while another run holds the lock', async () => {
     const job = app.get(ReindexJob);
-    const running = job.reindex('t');
-    await expect(job.reindex('t')).resolves.toBeUndefined();
-    await running;
+    const locks = app.get(SpaceLockService);
+    // reindex() returns nothing either way: what tells a run from a skip is its log line and the lock.
+    const log = jest.spyOn(Logger.prototype, 'log');
+    try {
+      let firstDone = false;
+      const running = job.reindex('t').then(() => (firstDone = true));
+      await expect(job.reindex('t')).resolves.toBeUndefined();
+      // The second call came back while the first still ran and held the lock: it was skipped, not queued.
+      expect(firstDone).toBe(false);
+      // (The sample also campaigns for "housekeeping": its leader lease is not this job's.)
+      const reindexLocks = (): string[] => locks.held().map((lock) => lock.key).filter((key) => key.startsWith('reindex:'));
+      expect(reindexLocks()).toEqual(['reindex:t']);
+      await running;
+      const runs = log.mock.calls.filter(([message]) => message === 'reindexing t on this replica');
+      expect(runs).toHaveLength(1);
+      expect(reindexLocks()).toEqual([]);
+    } finally {
+      log.mockRestore();
+    }
   });
 
   it('the sample leads "housekeeping" alone, so its @LeaderOnly job runs; the @Cron job is held past its run', async () => {

@@ -1,9 +1,11 @@
 import {
+  CanActivate,
   Controller,
   ExecutionContext,
   Get,
   HttpException,
   HttpStatus,
+  Inject,
   Injectable,
   INestApplication,
   Module,
@@ -12,12 +14,15 @@ import {
   Query,
   Scope,
   SetMetadata,
+  Type,
+  UseGuards,
 } from '@nestjs/common';
 import { NestFactory, Reflector } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import { INTERCEPTORS_METADATA, PATH_METADATA, METHOD_METADATA } from '@nestjs/common/constants';
 import request from 'supertest';
+import { performance } from 'node:perf_hooks';
 import { interval, take, tap, type Observable } from 'rxjs';
 import {
   CurrentLock,
@@ -26,7 +31,9 @@ import {
   LockHeldError,
   LockInterceptor,
   LockModule,
+  LockOptionsError,
   MemoryLockBackend,
+  MemoryLockStore,
   SpaceLockService,
   WithLock,
   type HeldLock,
@@ -81,8 +88,8 @@ class SpacesController {
 
   @Get('computed')
   @WithLock((context) => `computed:${context.getHandler().name}`)
-  computed(): object {
-    return { ok: true };
+  computed(@CurrentLock() lock: HeldLock): object {
+    return { key: lock.key, held: locksForStream?.held().map((held) => held.key) };
   }
 }
 
@@ -197,13 +204,27 @@ describe.each(['express', 'fastify'] as const)('@WithLock over HTTP (%s)', (plat
     expect(app.get(SpaceLockService).held()).toEqual([]);
   });
 
-  it('a function key reads the ExecutionContext', async () => {
+  it('a function key reads the ExecutionContext, and the handler runs holding that key', async () => {
+    locksForStream = app.get(SpaceLockService);
     const response = await request(app.getHttpServer()).get('/spaces/computed');
     expect(response.status).toBe(200);
+    expect(response.body).toEqual({ key: 'computed:computed', held: ['computed:computed'] });
+    expect(app.get(SpaceLockService).held()).toEqual([]);
   });
 });
 
-describe('@WithLock routes lock in their trampoline, without an interceptor', () => {
+/** An HTTP app of `module` on Express or Fastify, initialised and ready for requests. */
+async function httpApp(module: Type<unknown>, platform: 'express' | 'fastify'): Promise<INestApplication> {
+  const app =
+    platform === 'fastify'
+      ? await NestFactory.create<NestFastifyApplication>(module, new FastifyAdapter(), { logger: false })
+      : await NestFactory.create(module, { logger: false });
+  await app.init();
+  if (platform === 'fastify') await (app as NestFastifyApplication).getHttpAdapter().getInstance().ready();
+  return app;
+}
+
+describe.each(['express', 'fastify'] as const)('@WithLock routes lock in their trampoline, without an interceptor (%s)', (platform) => {
   @Controller('reports')
   @WithLock('reports:{params.id}')
   class ReportsController {
@@ -264,8 +285,7 @@ describe('@WithLock routes lock in their trampoline, without an interceptor', ()
   beforeAll(async () => {
     @Module({ imports: [LockModule.forRoot()], controllers: [ReportsController, OpenController, SpacesController, MixedController, ScopedController] })
     class ReportsModule {}
-    app = await NestFactory.create(ReportsModule, { logger: false });
-    await app.init();
+    app = await httpApp(ReportsModule, platform);
   });
   afterAll(() => app.close());
   beforeEach(() => gates.clear());
@@ -326,17 +346,16 @@ describe('@WithLock routes lock in their trampoline, without an interceptor', ()
     }
     @Module({ imports: [LockModule.forRoot({ interceptor: TooManyRequests })], controllers: [ReportsController] })
     class CustomModule {}
-    const custom = await NestFactory.create(CustomModule, { logger: false });
-    await custom.init();
+    const custom = await httpApp(CustomModule, platform);
     try {
       const gate = new Gate();
-      gates.set('c1', gate);
-      const first = request(custom.getHttpServer()).get('/reports/c1').then((response) => response);
+      gates.set(`c1-${platform}`, gate);
+      const first = request(custom.getHttpServer()).get(`/reports/c1-${platform}`).then((response) => response);
       await until(() => custom.get(SpaceLockService).held().length === 1);
-      const busy = await request(custom.getHttpServer()).get('/reports/c1');
+      const busy = await request(custom.getHttpServer()).get(`/reports/c1-${platform}`);
       expect(busy.status).toBe(429);
-      expect(busy.headers['x-lock-key']).toBe('reports:c1');
-      expect(busy.body).toEqual({ busy: 'reports:c1' });
+      expect(busy.headers['x-lock-key']).toBe(`reports:c1-${platform}`);
+      expect(busy.body).toEqual({ busy: `reports:c1-${platform}` });
       gate.release();
       expect((await first).status).toBe(200);
     } finally {
@@ -348,10 +367,159 @@ describe('@WithLock routes lock in their trampoline, without an interceptor', ()
     await expect(NestFactory.create(WrongModule, { logger: false, abortOnError: false })).rejects.toThrow(/must extend LockInterceptor/);
   });
 
+  it('a custom interceptor is built by Nest\'s injector: it may inject its own dependencies', async () => {
+    const BUSY_STATUS = Symbol('BUSY_STATUS');
+    @Module({ providers: [{ provide: BUSY_STATUS, useValue: HttpStatus.TOO_MANY_REQUESTS }], exports: [BUSY_STATUS] })
+    class StatusModule {}
+    @Injectable()
+    class Configured extends LockInterceptor {
+      constructor(
+        @Inject(Reflector) reflector: Reflector,
+        @Inject(SpaceLockService) locks: SpaceLockService,
+        @Inject(BUSY_STATUS) private readonly busyStatus: number,
+      ) {
+        super(reflector, locks);
+      }
+
+      protected override lockedException(_context: ExecutionContext, error: LockHeldError): unknown {
+        return new HttpException({ busy: error.key }, this.busyStatus);
+      }
+    }
+    @Module({
+      imports: [LockModule.forRootAsync({ imports: [StatusModule], useFactory: () => ({ interceptor: Configured }) })],
+      controllers: [ReportsController],
+    })
+    class InjectedModule {}
+    const injected = await NestFactory.create(InjectedModule, { logger: false });
+    await injected.init();
+    try {
+      expect(injected.get(LockInterceptor)).toBeInstanceOf(Configured);
+      const gate = new Gate();
+      gates.set('i1', gate);
+      const first = request(injected.getHttpServer()).get('/reports/i1').then((response) => response);
+      await until(() => injected.get(SpaceLockService).held().length === 1);
+      const busy = await request(injected.getHttpServer()).get('/reports/i1');
+      expect(busy.status).toBe(429);
+      expect(busy.body).toEqual({ busy: 'reports:i1' });
+      gate.release();
+      expect((await first).status).toBe(200);
+    } finally {
+      await injected.close();
+    }
+  });
+
   it('a handler called from code (not through the router) runs unlocked and gets its own arguments', async () => {
     const controller = app.get(ReportsController);
     const fake = { key: 'given' } as HeldLock;
     await expect(controller.build('direct', fake)).resolves.toEqual({ id: 'direct', key: 'given' });
+  });
+});
+
+/** Another replica (a shared memory store) holds the lock; routes of this app meet it over HTTP. */
+describe.each(['express', 'fastify'] as const)('@WithLock over HTTP against a holder in another replica (%s)', (platform) => {
+  const guardSaw: string[][] = [];
+
+  @Injectable()
+  class HeaderGuard implements CanActivate {
+    constructor(private readonly locks: SpaceLockService) {}
+    canActivate(context: ExecutionContext): boolean {
+      // What this app holds while the guard decides: the route's own lock must not be among it.
+      guardSaw.push(this.locks.held().map((lock) => lock.key));
+      return context.switchToHttp().getRequest<{ headers: Record<string, string | undefined> }>().headers['x-allow'] === 'yes';
+    }
+  }
+
+  @Controller('busy')
+  class BusyController {
+    @Get('throw/:id')
+    @WithLock('busy:{params.id}')
+    thrown(): object {
+      return { ran: true };
+    }
+
+    @Get('wait/:id')
+    @WithLock('busy:{params.id}', { waitMs: 150 })
+    waited(): object {
+      return { ran: true };
+    }
+
+    @Get('skip/:id')
+    @WithLock('busy:{params.id}', { onLocked: 'skip' })
+    skipped(): object {
+      return { ran: true };
+    }
+
+    @Get('guarded/:id')
+    @UseGuards(HeaderGuard)
+    @WithLock('busy:{params.id}')
+    guarded(): object {
+      return { ran: true };
+    }
+  }
+
+  const store = new MemoryLockStore();
+  let app: INestApplication;
+  let holderApp: INestApplication;
+  let holder: SpaceLockService;
+  beforeAll(async () => {
+    @Module({ imports: [LockModule.forRoot({ memory: { store } })], controllers: [BusyController], providers: [HeaderGuard] })
+    class BusyModule {}
+    app = await httpApp(BusyModule, platform);
+    holderApp = await NestFactory.create(LockModule.forRoot({ memory: { store } }), { logger: false });
+    await holderApp.init();
+    holder = holderApp.get(SpaceLockService);
+  });
+  afterAll(async () => {
+    await app.close();
+    await holderApp.close();
+  });
+
+  it("Retry-After is the holder's remaining lease in whole seconds", async () => {
+    const lock = await holder.acquire('busy:retry', { ttlMs: 7_500 });
+    const before = (await holder.inspect('busy:retry'))!.expiresInMs!;
+    const response = await request(app.getHttpServer()).get('/busy/throw/retry');
+    const after = (await holder.inspect('busy:retry'))!.expiresInMs!;
+    expect(response.status).toBe(503);
+    const retryAfter = Number(response.headers['retry-after']);
+    expect(retryAfter).toBeGreaterThanOrEqual(Math.ceil(after / 1_000));
+    expect(retryAfter).toBeLessThanOrEqual(Math.ceil(before / 1_000));
+    expect(response.body).toMatchObject({ statusCode: 503, key: 'busy:retry', retryAfterSeconds: retryAfter });
+    await lock.release();
+  });
+
+  it('waitMs running out (LockTimeoutError) answers 503 with Retry-After, after waiting', async () => {
+    const lock = await holder.acquire('busy:timeout', { ttlMs: 20_000 });
+    const started = performance.now();
+    const response = await request(app.getHttpServer()).get('/busy/wait/timeout');
+    expect(performance.now() - started).toBeGreaterThanOrEqual(140);
+    expect(response.status).toBe(503);
+    expect(Number(response.headers['retry-after'])).toBeGreaterThanOrEqual(19);
+    expect(response.body).toMatchObject({ statusCode: 503, key: 'busy:timeout' });
+    expect(response.body).not.toHaveProperty('ran');
+    await lock.release();
+    expect((await request(app.getHttpServer()).get('/busy/wait/timeout')).body).toEqual({ ran: true });
+  });
+
+  it("onLocked: 'skip' answers { skipped: 'lock-held' } with the route's status", async () => {
+    const lock = await holder.acquire('busy:skip');
+    const response = await request(app.getHttpServer()).get('/busy/skip/skip');
+    expect(response.status).toBe(200);
+    expect(response.body).toEqual({ skipped: 'lock-held' });
+    await lock.release();
+    expect((await request(app.getHttpServer()).get('/busy/skip/skip')).body).toEqual({ ran: true });
+  });
+
+  it('guards run before the lock is asked for', async () => {
+    guardSaw.length = 0;
+    const lock = await holder.acquire('busy:guarded');
+    // Held elsewhere: a refused request is told 403 by its guard, never 503 by the lock.
+    expect((await request(app.getHttpServer()).get('/busy/guarded/guarded')).status).toBe(403);
+    expect((await request(app.getHttpServer()).get('/busy/guarded/guarded').set('x-allow', 'yes')).status).toBe(503);
+    await lock.release();
+    expect((await request(app.getHttpServer()).get('/busy/guarded/guarded').set('x-allow', 'yes')).body).toEqual({ ran: true });
+    // The guard decided each time before this app held the route's lock.
+    expect(guardSaw).toEqual([[], [], []]);
+    expect(await holder.inspect('busy:guarded')).toBeNull();
   });
 });
 
@@ -399,11 +567,29 @@ describe('@WithLock on provider methods', () => {
     expect(NightlyJob.prototype.run.name).toBe('run');
   });
 
-  it('the module can be closed twice and bad templates fail at decoration', () => {
+  it('bad templates and options fail at decoration with a typed error', () => {
     expect(() => WithLock('a:{params.x')).toThrow(InvalidLockKeyError);
     expect(() => WithLock('a:{}')).toThrow(InvalidLockKeyError);
-    expect(() => WithLock([])).toThrow();
-    expect(() => WithLock('a', { ttlMs: -1 })).toThrow();
+    expect(() => WithLock([])).toThrow(LockOptionsError);
+    expect(() => WithLock([])).toThrow(/at least one key/);
+    expect(() => WithLock('a', { ttlMs: -1 })).toThrow(LockOptionsError);
+    expect(() => WithLock('a', { ttlMs: -1 })).toThrow(/ttlMs/);
+  });
+
+  it('the module can be closed twice: the second close is a no-op, the first released everything', async () => {
+    const other = await NestFactory.create(appModule(), { logger: false });
+    await other.init();
+    const otherJob = other.get(NightlyJob);
+    const gate = new Gate();
+    const running = otherJob.run({ region: 'close-twice' }, gate);
+    await until(() => other.get(SpaceLockService).held().length === 1);
+    const [lock] = other.get(SpaceLockService).held();
+    await other.close();
+    await expect(other.close()).resolves.toBeUndefined();
+    expect(other.get(SpaceLockService).held()).toEqual([]);
+    gate.release();
+    await expect(running).resolves.toBe('done close-twice');
+    expect(lock.key).toBe('nightly:close-twice');
   });
 });
 

@@ -1,11 +1,16 @@
 import { hostname } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileLockBackend, LockOptionsError } from '../../lib';
 import { ExclusiveCreateMechanism } from '../../lib/backends/file/exclusive-create.mechanism';
 import { keyFiles } from '../../lib/backends/file/lock-file-names';
-import type { StoredRecord } from '../../lib/backends/file/holder-records';
-import { checkOverlaps } from '../support/overlap-checker';
+import type { StoredRecord } from '../../lib/backends/file/holder-record-format';
+import { checkOverlaps, MIN_HANDOVERS } from '../support/overlap-checker';
 import { epochNow, Kit } from './file-test-kit';
+import { PROCESS_TEST_TIMEOUT_MS } from '../support/processes';
+
+// Child processes (ts-node) take seconds to start, tens of seconds on a loaded machine.
+jest.setTimeout(PROCESS_TEST_TIMEOUT_MS);
 
 function identity(ttlMs: number, pid = process.pid): StoredRecord {
   const grantId = Math.random().toString(16).slice(2, 18).padEnd(16, '0');
@@ -17,18 +22,24 @@ describe('file backend, degraded mode (exclusive-create, forced)', () => {
   const kit = new Kit();
   afterEach(() => kit.cleanup());
 
-  it('3 processes x 50 acquisitions: zero overlaps, fencing tokens strictly increasing', async () => {
+  it('3 processes x 50 acquisitions started together: zero overlaps, fencing tokens strictly increasing, turns alternate', async () => {
     const dir = kit.tempDir();
     const log = join(dir, 'overlap.log');
+    const go = join(dir, 'go');
     const workers = Array.from({ length: 3 }, (_, index) =>
-      kit.start({ dir, key: 'contended', action: 'loop', iterations: 50, log, name: `p${index}`, mechanism: 'exclusive-create' }),
+      kit.start({ dir, key: 'contended', action: 'loop', iterations: 50, log, name: `p${index}`, mechanism: 'exclusive-create', go }),
     );
-    const results = await Promise.all(workers.map((worker) => worker.line(/^done (.*)$/, 60_000)));
+    await Promise.all(workers.map((worker) => worker.line(/^ready$/)));
+    writeFileSync(go, '');
+    const results = await Promise.all(workers.map((worker) => worker.line(/^done (.*)$/)));
     for (const [, json] of results) expect(JSON.parse(json)).toEqual({ skipped: 0 });
-    expect(checkOverlaps(log)).toEqual({ entries: 150, overlaps: 0, fencingViolations: 0, perHolder: { p0: 50, p1: 50, p2: 50 } });
+    const report = checkOverlaps(log);
+    console.log(`[file] exclusive-create, 3 x 50 contended acquisitions: ${JSON.stringify(report)}`);
+    expect(report).toMatchObject({ entries: 150, overlaps: 0, fencingViolations: 0, perHolder: { p0: 50, p1: 50, p2: 50 } });
+    expect(report.handovers).toBeGreaterThanOrEqual(MIN_HANDOVERS);
     // Every worker said, in its log, that crash safety is now TTL-bound.
     for (const worker of workers) expect(worker.lines.join('\n')).toMatch(/Crash safety is now bounded by the TTL/);
-  }, 90_000);
+  }, PROCESS_TEST_TIMEOUT_MS);
 
   it('a SIGKILLed holder blocks the key until its TTL runs out; then one waiter takes over and its onStale sees the holder', async () => {
     const dir = kit.tempDir();
@@ -51,7 +62,7 @@ describe('file backend, degraded mode (exclusive-create, forced)', () => {
     const stale = JSON.parse(json) as Record<string, unknown>;
     expect(stale).toMatchObject({ pid: holder.pid, fencingToken: held.fencingToken, detectedBy: 'acquire', key: 'lock:crashy' });
     expect(String(stale.stale)).toMatch(/not refreshed/);
-  }, 60_000);
+  }, PROCESS_TEST_TIMEOUT_MS);
 
   it('many contenders taking over one abandoned claim at the same moment: exactly one wins, every round', async () => {
     const dir = kit.tempDir();
@@ -108,7 +119,7 @@ describe('file backend, degraded mode (exclusive-create, forced)', () => {
     } finally {
       await backend.close();
     }
-  }, 30_000);
+  }, PROCESS_TEST_TIMEOUT_MS);
 
   it('refuses to share a directory with processes on the other mechanism', async () => {
     const dir = kit.tempDir();

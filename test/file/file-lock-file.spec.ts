@@ -1,10 +1,14 @@
-import { readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { FileLockBackend, LockOptionsError, type FileStaleRecord, type LockRequest } from '../../lib';
 import { keyFiles } from '../../lib/backends/file/lock-file-names';
-import { exited } from '../support/processes';
+import { exited, PROCESS_TEST_TIMEOUT_MS } from '../support/processes';
 import { Kit } from './file-test-kit';
+import { runCliProcess } from '../ops/ops-support';
+
+// Child processes (ts-node) take seconds to start, tens of seconds on a loaded machine.
+jest.setTimeout(PROCESS_TEST_TIMEOUT_MS);
 
 const owner = { ownerId: 'lock-file-test', instanceId: 'lock-file', hostname: hostname(), pid: process.pid };
 let tokens = 0;
@@ -44,24 +48,24 @@ describe('file backend: what the lock file keeps', () => {
     } finally {
       await backend.close();
     }
-  }, 30_000);
+  }, PROCESS_TEST_TIMEOUT_MS);
 
   it('keeps the exclusive holder in the lock file while held and marks it released after, without a record file', async () => {
     const dir = kit.tempDir();
     const backend = new FileLockBackend({ dir });
     try {
-      const files = keyFiles(await backend.directory(), 'lock:held');
       const lease = request('lock:held');
       await backend.tryAcquire(lease);
-      const [header, record] = readFileSync(files.anchorPath, 'utf8').split('\n');
-      expect(header).toBe(`${'1'.padStart(19, '0')} - ${'0'.padStart(19, '0')}`);
-      expect(JSON.parse(record)).toMatchObject({ key: 'lock:held', pid: process.pid, mode: 'exclusive', fencingToken: 1, ownerId: 'lock-file-test' });
-      expect(readdirSync(dir).filter((name) => name.endsWith('.holders'))).toEqual([]);
-      expect(await backend.inspect('lock:held')).toEqual([expect.objectContaining({ fencingToken: 1, pid: process.pid })]);
+      // The lock file is the only file: no holder record file, no records directory.
+      expect(readdirSync(dir).filter((name) => !name.startsWith('.'))).toEqual([basename(keyFiles(dir, 'lock:held').anchorPath)]);
+      expect(await backend.inspect('lock:held')).toEqual([expect.objectContaining({ fencingToken: 1, pid: process.pid, ownerId: 'lock-file-test' })]);
+      // Another process reads the holder from it (the CLI, with its own backend).
+      const listed = await runCliProcess(['inspect', 'held', '--dir', dir, '--json']);
+      expect(JSON.parse(listed.stdout)).toMatchObject([{ key: 'held', holders: [{ pid: process.pid, fencingToken: 1, ownerId: 'lock-file-test' }] }]);
 
       await backend.release(lease);
-      expect(readFileSync(files.anchorPath, 'utf8').split('\n')[0]).toBe(`${'1'.padStart(19, '0')} - ${'1'.padStart(19, '0')}`);
       expect(await backend.inspect('lock:held')).toEqual([]);
+      expect(JSON.parse((await runCliProcess(['inspect', 'held', '--dir', dir, '--json'])).stdout)).toMatchObject([{ key: 'held', holders: [] }]);
     } finally {
       await backend.close();
     }
@@ -84,13 +88,11 @@ describe('file backend: what the lock file keeps', () => {
       expect(await backend.tryAcquire(writer)).toMatchObject({ acquired: true });
       expect(seen).toEqual([expect.objectContaining({ pid: reader.pid, mode: 'shared', detectedBy: 'acquire' })]);
       expect(readdirSync(files.holdersPath)).toEqual(['unrelated.txt']);
-      // The lock file now says no record files are left, so later writers skip the directory.
-      expect(readFileSync(files.anchorPath, 'latin1').slice(20, 21)).toBe('-');
       await backend.release(writer);
     } finally {
       await backend.close();
     }
-  }, 30_000);
+  }, PROCESS_TEST_TIMEOUT_MS);
 
   it('refuses a directory laid out by a version before format 2', async () => {
     const dir = kit.tempDir();

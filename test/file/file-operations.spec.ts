@@ -1,7 +1,10 @@
 import { hostname } from 'node:os';
 import { FileLockBackend, type FileStaleRecord } from '../../lib';
-import { exited } from '../support/processes';
+import { exited, PROCESS_TEST_TIMEOUT_MS } from '../support/processes';
 import { Kit } from './file-test-kit';
+
+// Child processes (ts-node) take seconds to start, tens of seconds on a loaded machine.
+jest.setTimeout(PROCESS_TEST_TIMEOUT_MS);
 
 /** What operators see: inspect, forceRelease and the start-up sweep around dead and live holders. */
 describe('file backend: inspecting and reaping around real processes', () => {
@@ -64,5 +67,5 @@ describe('file backend: inspecting and reaping around real processes', () => {
     } finally {
       await backend.close();
     }
-  }, 30_000);
+  }, PROCESS_TEST_TIMEOUT_MS);
 });

@@ -1,8 +1,12 @@
 import { Test } from '@nestjs/testing';
 import type { INestApplicationContext } from '@nestjs/common';
 import { performance } from 'node:perf_hooks';
-import { FileLockBackend, isSkipped, LockBackend, LockModule, SpaceLockService, type HeldLock } from '../../lib';
+import { isSkipped, LockModule, SpaceLockService, type HeldLock } from '../../lib';
 import { Kit } from './file-test-kit';
+import { PROCESS_TEST_TIMEOUT_MS } from '../support/processes';
+
+// Child processes (ts-node) take seconds to start, tens of seconds on a loaded machine.
+jest.setTimeout(PROCESS_TEST_TIMEOUT_MS);
 
 /** One process, several callers and several module instances on one lock directory. */
 describe('file backend inside one process', () => {
@@ -20,34 +24,40 @@ describe('file backend inside one process', () => {
     return app.get(SpaceLockService);
   }
 
-  function backendOf(locks: SpaceLockService): FileLockBackend {
-    const app = apps.find((candidate) => candidate.get(SpaceLockService) === locks)!;
-    return app.get<FileLockBackend>(LockBackend);
-  }
-
-  it('readers queued behind a writer of this process go in together when it leaves', async () => {
+  it('readers queued behind a writer of this process stay out while it holds, and go in together when it leaves', async () => {
     const locks = await moduleInstance(kit.tempDir());
     const writer = await locks.acquire('doc');
+    let writerLeft = false;
+    const enteredWhileWriterHeld: number[] = [];
     let inside = 0;
     let maxInside = 0;
-    const readers = [0, 1, 2].map(() =>
+    // Each call queues behind this module instance's writer as it is made (no store call, no timer).
+    const readers = [0, 1, 2].map((reader) =>
       locks.withSpaceLock(
         'doc',
         async () => {
+          if (!writerLeft) enteredWhileWriterHeld.push(reader);
           inside += 1;
           maxInside = Math.max(maxInside, inside);
           // Stay until all three are in (each shared grant writes its own record file, which a
           // busy machine can delay), or long enough to show that they were let in one by one.
-          const giveUpAt = performance.now() + 2_000;
-          while (inside < 3 && performance.now() < giveUpAt) await new Promise((resolve) => setTimeout(resolve, 5));
+          const giveUpAt = performance.now() + 5_000;
+          while (maxInside < 3 && performance.now() < giveUpAt) await new Promise((resolve) => setTimeout(resolve, 5));
           inside -= 1;
+          return reader;
         },
-        { mode: 'shared', waitMs: 5_000 },
+        { mode: 'shared', waitMs: 10_000 },
       ),
     );
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    // Held: none of them gets in, however long the writer keeps it; a new reader is refused.
+    expect(await locks.tryAcquire('doc', { mode: 'shared' })).toBeNull();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(inside).toBe(0);
+    writerLeft = true;
     await writer.release();
-    await Promise.all(readers);
+    // Every reader ran (none gave up or was skipped), all after the writer, all at the same time.
+    expect(await Promise.all(readers)).toEqual([0, 1, 2]);
+    expect(enteredWhileWriterHeld).toEqual([]);
     expect(maxInside).toBe(3);
   });
 
@@ -102,20 +112,22 @@ describe('file backend inside one process', () => {
     await granted.release();
   });
 
-  it('hands an exclusive lease to a local waiter with a new fencing token, and other processes see the new holder', async () => {
+  it('hands an exclusive lease to a local waiter with a new fencing token, never free in between: a waiting process keeps waiting', async () => {
     const dir = kit.tempDir();
     const locks = await moduleInstance(dir);
-    const handOver = jest.spyOn(backendOf(locks), 'handOver');
     const first = await locks.acquire('queue');
-    const waiting = locks.acquire('queue', { waitMs: 5_000 });
+    // Another process waits too; its fallback re-check is far off, so only the lock file's changes wake it.
+    const other = kit.start({ dir, key: 'queue', action: 'hold', waitMs: 120_000, announceBusy: true, recheckMs: 60_000 });
+    await other.line(/^first-attempt-busy$/);
+    const waiting = locks.acquire('queue', { waitMs: 10_000 });
     await first.release();
     const second = await waiting;
     expect(second.fencingToken).toBe(first.fencingToken + 1);
-    expect(handOver).toHaveBeenCalledTimes(1);
-    const other = kit.start({ dir, key: 'queue', action: 'hold' });
-    await other.line(/^busy$/);
-    const holders = await locks.inspectAll('queue');
-    expect(holders.map((info) => info.fencingToken)).toEqual([second.fencingToken]);
+    // Had the release let the lock go, the waiting process could have taken it: it did not.
+    expect(other.lines.filter((line) => line.startsWith('acquired'))).toEqual([]);
+    expect((await locks.inspectAll('queue')).map((info) => [info.fencingToken, info.local])).toEqual([[second.fencingToken, true]]);
     await second.release();
-  }, 30_000);
+    // Now the other process gets its turn.
+    expect((await other.acquired()).fencingToken).toBe(second.fencingToken + 1);
+  }, PROCESS_TEST_TIMEOUT_MS);
 });

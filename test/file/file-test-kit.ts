@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exited, killAll, spawnTs } from '../support/processes';
+import { CHILD_LINE_TIMEOUT_MS, exited, killAll, spawnTs } from '../support/processes';
 
 const WORKER = join(__dirname, 'fixtures', 'file-lock-worker.ts');
 
@@ -19,6 +19,7 @@ export interface WorkerConfig {
   name?: string;
   announceBusy?: boolean;
   recheckMs?: number;
+  go?: string;
 }
 
 /**
@@ -51,7 +52,7 @@ export class Worker {
   }
 
   /** The first line (from the beginning) matching `pattern`, waiting for it if needed. */
-  line(pattern: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+  line(pattern: RegExp, timeoutMs = CHILD_LINE_TIMEOUT_MS): Promise<RegExpMatchArray> {
     return new Promise((resolve, reject) => {
       const check = (): void => {
         for (const line of this.lines) {

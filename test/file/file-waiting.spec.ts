@@ -5,6 +5,10 @@ import { stat } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { LockModule, LockTimeoutError, SpaceLockService } from '../../lib';
 import { Kit } from './file-test-kit';
+import { PROCESS_TEST_TIMEOUT_MS } from '../support/processes';
+
+// Child processes (ts-node) take seconds to start, tens of seconds on a loaded machine.
+jest.setTimeout(PROCESS_TEST_TIMEOUT_MS);
 
 /** Every descriptor of this process with what it points to. */
 function openFds(): Map<string, string> {
@@ -40,6 +44,7 @@ describe('file backend: waiting for another process', () => {
       const fdsBefore = openFds();
       const threadsBefore = readdirSync('/proc/self/task').length;
 
+      const waitMs = 2_000;
       let ticks = 0;
       let longestGap = 0;
       let last = performance.now();
@@ -50,25 +55,28 @@ describe('file backend: waiting for another process', () => {
         ticks += 1;
       }, 2);
       const started = performance.now();
-      const waiting = locks.acquire('busy', { waitMs: 600 }).then(
+      let waitEnded = false;
+      const waiting = locks.acquire('busy', { waitMs }).then(
         () => 'acquired',
         (error: unknown) => error,
-      );
-      // While it waits, the pool still serves fs and dns at once.
+      ).finally(() => (waitEnded = true));
+      // While it waits, the pool still serves fs and dns: they finish before the wait does.
+      // (A waiter parked on a pool thread, like the addon's blocking lock, would hold them back.)
       await new Promise((resolve) => setTimeout(resolve, 100));
       const poolStarted = performance.now();
       await Promise.all([...Array.from({ length: 16 }, () => stat(dir)), lookup('localhost')]);
       const poolMs = performance.now() - poolStarted;
+      expect(waitEnded).toBe(false);
       const outcome = await waiting;
       const waitedMs = performance.now() - started;
       clearInterval(ticker);
 
       expect(outcome).toBeInstanceOf(LockTimeoutError);
-      expect(waitedMs).toBeGreaterThanOrEqual(590);
-      console.log(`[file] during a 600 ms wait: ${ticks} ticks of a 2 ms interval, longest gap ${longestGap.toFixed(1)} ms; 16 stats + 1 dns lookup took ${poolMs.toFixed(1)} ms`);
-      expect(ticks).toBeGreaterThan(100);
-      expect(longestGap).toBeLessThan(150);
-      expect(poolMs).toBeLessThan(500);
+      expect(waitedMs).toBeGreaterThanOrEqual(waitMs - 10);
+      console.log(`[file] during a ${waitMs} ms wait: ${ticks} ticks of a 2 ms interval, longest gap ${longestGap.toFixed(1)} ms; 16 stats + 1 dns lookup took ${poolMs.toFixed(1)} ms`);
+      // The event loop kept turning all along: a blocking wait would freeze it for the whole wait
+      // (the bound leaves a busy machine room; the measured gap is printed above).
+      expect(longestGap).toBeLessThan(waitMs / 2);
 
       const fdsAfter = openFds();
       expect(new Set(fdsAfter.values())).toEqual(new Set(fdsBefore.values()));
@@ -81,5 +89,5 @@ describe('file backend: waiting for another process', () => {
     } finally {
       await app.close();
     }
-  }, 60_000);
+  }, PROCESS_TEST_TIMEOUT_MS);
 });

@@ -4,6 +4,8 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { LockAdminModule, LockModule, LockOptionsError, SpaceLockService } from '../../lib';
+import { RedisServer, until } from '../support/redis-server';
+import { uniquePrefix } from './ops-support';
 
 /** Lets requests with `x-admin: yes` through, like a real role check would. */
 @Injectable()
@@ -92,5 +94,46 @@ describe.each(['express', 'fastify'] as const)('LockAdminModule over HTTP (%s)',
 
     await http().post('/admin/locks/reap').set(admin).send({ key: `job:${platform}`, reason: 'again' }).expect(404);
     await lock.release();
+  });
+});
+
+describe('LockAdminModule while the store is unreachable', () => {
+  let server: RedisServer;
+  let app: INestApplication;
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        LockModule.forRoot({ isGlobal: true, backend: 'redis', redis: { url: server.url }, keyPrefix: uniquePrefix('admin-down'), backendTimeoutMs: 500 }),
+        LockAdminModule.forRoot({ guards: [AdminHeaderGuard] }),
+      ],
+    }).compile();
+    moduleRef.useLogger(false);
+    app = moduleRef.createNestApplication();
+    await app.init();
+  });
+  afterAll(async () => {
+    await server.restart();
+    await app.close();
+    await server.destroy();
+  });
+
+  it('answers 503 on every route, then works again once the store is back', async () => {
+    const admin = { 'x-admin': 'yes' };
+    const http = () => request(app.getHttpServer());
+    await http().get('/admin/locks').set(admin).expect(200);
+
+    await server.stop();
+    const listed = await http().get('/admin/locks').set(admin);
+    expect(listed.status).toBe(503);
+    expect(listed.headers['retry-after']).toBeUndefined();
+    expect((await http().get('/admin/locks/holders').query({ key: 'job' }).set(admin)).status).toBe(503);
+    expect((await http().post('/admin/locks/reap').set(admin).send({ key: 'job', reason: 'stuck' })).status).toBe(503);
+    // Still the guard first: no consent, no word about the store.
+    expect((await http().get('/admin/locks')).status).toBe(403);
+
+    await server.restart();
+    await until(async () => (await http().get('/admin/locks').set(admin)).status === 200, 10_000, 'store back');
+    await http().post('/admin/locks/reap').set(admin).send({ key: 'job', reason: 'stuck' }).expect(404);
   });
 });

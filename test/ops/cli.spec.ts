@@ -4,6 +4,10 @@ import { join } from 'node:path';
 import { freePort } from '../support/redis-server';
 import { runCli } from '../../lib/cli/run';
 import { recordingIo, runCliProcess } from './ops-support';
+import { PROCESS_TEST_TIMEOUT_MS } from '../support/processes';
+
+// Child processes (ts-node) take seconds to start, tens of seconds on a loaded machine.
+jest.setTimeout(PROCESS_TEST_TIMEOUT_MS);
 
 /** What the CLI answers before (or instead of) talking to any store. */
 describe('nestjs-lock CLI: usage and unusable stores', () => {

@@ -2,16 +2,19 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import type { ModuleRef } from '@nestjs/core';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SpaceLockService } from '../../lib';
 import { createLockBackend } from '../../lib/backends/lock-backend.factory';
 import type { HolderView } from '../../lib/cli/format';
 import { resolveLockOptions } from '../../lib/lock-options.validation';
-import { checkOverlaps } from '../support/overlap-checker';
-import { killAll, waitForLine } from '../support/processes';
+import { checkOverlaps, MIN_HANDOVERS } from '../support/overlap-checker';
+import { killAll, waitForLine, PROCESS_TEST_TIMEOUT_MS } from '../support/processes';
 import { runCliProcess, startHolder, startWorker, stopWorkers, uniquePrefix } from './ops-support';
+
+// Child processes (ts-node) take seconds to start, tens of seconds on a loaded machine.
+jest.setTimeout(PROCESS_TEST_TIMEOUT_MS);
 
 describe('operating locks on the file backend (real lock directory, real processes)', () => {
   let dir: string;
@@ -33,7 +36,7 @@ describe('operating locks on the file backend (real lock directory, real process
       startHolder({ ...base, ownerId: 'doomed-a' }, ['doomed:1', 'doomed:2']),
       startHolder({ ...base, ownerId: 'doomed-b' }, ['doomed:3']),
     ]);
-  }, 40_000);
+  }, PROCESS_TEST_TIMEOUT_MS);
   afterAll(async () => {
     await stopWorkers();
     await locks?.beforeApplicationShutdown();
@@ -143,6 +146,7 @@ describe('operating locks on the file backend (real lock directory, real process
     const setsDir = mkdtempSync(join(tmpdir(), 'nestjs-lock-ops-file-sets-'));
     try {
       const overlapLog = join(setsDir, 'overlap.log');
+      const go = join(setsDir, 'go');
       const rounds = 20;
       const base = { store: { dir: join(setsDir, 'locks') }, keyPrefix: uniquePrefix('file-sets') };
       const sets = [
@@ -150,16 +154,23 @@ describe('operating locks on the file backend (real lock directory, real process
         { name: 'backward', keys: ['set:shared-2', 'set:shared-1', 'set:b'] },
       ];
       const running = sets.map(({ name, keys }) =>
-        startWorker({ ...base, ownerId: name, task: { kind: 'sets', keys, rounds, overlapLog, name, fencedBy: 'set:shared-1' } }),
+        startWorker({ ...base, ownerId: name, task: { kind: 'sets', keys, rounds, overlapLog, name, fencedBy: 'set:shared-1', go } }),
       );
-      const done = await Promise.all(running.map((worker) => waitForLine(worker, /^done (\d+) (\d+)$/, 40_000)));
+      // Both finished starting before either takes a set: they contend from the first round.
+      await Promise.all(running.map((worker) => waitForLine(worker, /^set-ready$/)));
+      writeFileSync(go, '');
+      const done = await Promise.all(running.map((worker) => waitForLine(worker, /^done (\d+) (\d+)$/)));
       expect(done.map(([, finished, skipped]) => [Number(finished), Number(skipped)])).toEqual([
         [rounds, 0],
         [rounds, 0],
       ]);
-      expect(checkOverlaps(overlapLog)).toMatchObject({ entries: 2 * rounds, overlaps: 0, fencingViolations: 0 });
+      const report = checkOverlaps(overlapLog);
+      console.log(`[file] two processes, overlapping sets in opposite orders: ${JSON.stringify(report)}`);
+      expect(report).toMatchObject({ entries: 2 * rounds, overlaps: 0, fencingViolations: 0, perHolder: { forward: rounds, backward: rounds } });
+      // Their sets really met: the shared keys changed hands between them more than once.
+      expect(report.handovers).toBeGreaterThanOrEqual(MIN_HANDOVERS);
     } finally {
       rmSync(setsDir, { recursive: true, force: true });
     }
-  }, 60_000);
+  }, PROCESS_TEST_TIMEOUT_MS);
 });

@@ -1,10 +1,17 @@
+import { Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { ClusterModule, ClusterService } from '@nestjs-labs/nestjs-ioredis';
 import { Cluster } from 'ioredis';
 import { performance } from 'node:perf_hooks';
-import { LockBackend, type HeldLock, type LockRequest } from '../../lib';
+import { LockBackend, LockModule, SpaceLockService, type HeldLock, type LockRequest } from '../../lib';
 import type { RedisLockBackend } from '../../lib/backends/redis/redis-lock.backend';
-import { clusterSlot, lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
+import { clusterSlot, lockKeys } from '../../lib/backends/redis/redis-lock-keys';
 import { RedisCluster, until } from '../support/redis-server';
 import { lockApp, uniquePrefix, type LockApp } from './redis-test-app';
+import { PROCESS_TEST_TIMEOUT_MS } from '../support/processes';
+
+// Child processes (ts-node) take seconds to start, tens of seconds on a loaded machine.
+jest.setTimeout(PROCESS_TEST_TIMEOUT_MS);
 
 describe('Redis backend on a real 3-master Redis Cluster', () => {
   let cluster: RedisCluster;
@@ -12,7 +19,7 @@ describe('Redis backend on a real 3-master Redis Cluster', () => {
 
   beforeAll(async () => {
     cluster = await RedisCluster.start(3);
-  }, 30_000);
+  }, PROCESS_TEST_TIMEOUT_MS);
 
   afterAll(async () => {
     await Promise.all(apps.splice(0).map(({ app }) => app.close()));
@@ -76,6 +83,35 @@ describe('Redis backend on a real 3-master Redis Cluster', () => {
     expect(performance.now() - releasedAt).toBeLessThan(200);
     expect(next.fencingToken).toBe(handed.fencingToken + 1);
     await next.release();
+  });
+
+  it('takes the Cluster of @nestjs-labs/nestjs-ioredis by clusterNamespace; shutdown releases before ClusterModule quits it', async () => {
+    const prefix = uniquePrefix('cluster-namespace');
+    @Module({
+      imports: [
+        ClusterModule.forRoot({ readyLog: false, errorLog: false, config: { namespace: 'locks', nodes: cluster.nodes } }),
+        LockModule.forRoot({ backend: 'redis', redis: { clusterNamespace: 'locks' }, keyPrefix: prefix }),
+      ],
+    })
+    class AppModule {}
+    const app = await NestFactory.createApplicationContext(AppModule, { logger: false, abortOnError: false });
+    await app.init();
+    const client = app.get(ClusterService).getOrThrow('locks');
+    expect(app.get<RedisLockBackend>(LockBackend).client).toBe(client);
+    const locks = app.get(SpaceLockService);
+    // Keys on several masters, each script on its own slot.
+    const held = await Promise.all(['a', 'b', 'c', 'd', 'e', 'f'].map((key) => locks.acquire(key)));
+    for (const lock of held) expect(await client.get(lockKeys(`${prefix}${lock.key}`).lease)).toBe(lock.token);
+    await app.close();
+    for (const lock of held) expect(lock.signal.aborted).toBe(true);
+    // Our leases went before ClusterModule's own shutdown hook quit its client.
+    const check = new Cluster(cluster.nodes);
+    try {
+      for (const lock of held) expect(await check.exists(lockKeys(`${prefix}${lock.key}`).lease)).toBe(0);
+    } finally {
+      check.disconnect();
+    }
+    await until(() => client.status === 'end', 5_000, 'ClusterModule client closed');
   });
 
   it('computes the slot of a key as CLUSTER KEYSLOT does', async () => {

@@ -1,25 +1,11 @@
 import { Redis } from 'ioredis';
 import { performance } from 'node:perf_hooks';
-import { LockBackend, RedisLockBackend, type LockOwner, type LockRequest } from '../../lib';
-import { lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
+import { RedisLockBackend, type LockOwner, type LockRequest } from '../../lib';
+import { lockKeys } from '../../lib/backends/redis/redis-lock-keys';
 import { RedisServer } from '../support/redis-server';
 import { lockApp, uniquePrefix, type LockApp } from './redis-test-app';
 
 const owner: LockOwner = { ownerId: 'set-taker', instanceId: 'instance-1', hostname: 'host-a', pid: 4242 };
-
-/** Records the commands a client sends: each one is a round trip here (nothing is pipelined). */
-function recordCommands(client: Redis): { stop(): string[]; sofar(): string[] } {
-  const spy = jest.spyOn(client, 'sendCommand'); // calls through to ioredis
-  const sofar = (): string[] => spy.mock.calls.map(([command]) => command.name);
-  return {
-    sofar,
-    stop: () => {
-      const names = sofar();
-      spy.mockRestore();
-      return names;
-    },
-  };
-}
 
 describe('lock sets on a real redis-server: one script per set, all or none', () => {
   let server: RedisServer;
@@ -50,28 +36,17 @@ describe('lock sets on a real redis-server: one script per set, all or none', ()
     return { key, token: `token-${tokens}`, ttlMs: 5_000, mode: 'exclusive', owner: who };
   }
 
-  /** Script calls the server executed (EVALSHA and the EVAL fallback), from INFO commandstats. */
-  async function scriptCalls(): Promise<number> {
-    const stats = await raw.info('commandstats');
-    return [...stats.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)].reduce((sum, match) => sum + Number(match[1]), 0);
-  }
-
   async function app(prefix: string): Promise<LockApp> {
     const created = await lockApp({ backend: 'redis', redis: { url: server.url }, keyPrefix: prefix, ttlMs: 5_000 });
     apps.push(created);
     return created;
   }
 
-  it('tryAcquireAll takes 3 keys in one script: lease, fence and metadata for each', async () => {
+  it('tryAcquireAll takes 3 keys at once: lease, fence and metadata for each (scripts per call: redis-round-trips.spec)', async () => {
     const prefix = uniquePrefix('all');
-    await backend.tryAcquireAll([request(`${prefix}warm-up`)]); // loads the script on this connection
     const keys = ['a', 'b', 'c'].map((name) => `${prefix}${name}`);
     const requests = keys.map((key) => request(key));
-    const before = await scriptCalls();
-    const sent = recordCommands(client);
     const outcome = await backend.tryAcquireAll(requests);
-    expect(sent.stop()).toEqual(['evalsha']);
-    expect(await scriptCalls()).toBe(before + 1);
 
     expect(outcome).toEqual({ acquired: true, fencingTokens: [1, 1, 1] });
     for (const [index, key] of keys.entries()) {
@@ -88,9 +63,7 @@ describe('lock sets on a real redis-server: one script per set, all or none', ()
     const keys = ['a', 'b', 'c'].map((name) => `${prefix}${name}`);
     const other = await backend.tryAcquire(request(keys[1], { ...owner, ownerId: 'other' }));
     expect(other.acquired).toBe(true);
-    const before = await scriptCalls();
     const outcome = await backend.tryAcquireAll(keys.map((key) => request(key)));
-    expect(await scriptCalls()).toBe(before + 1);
     expect(outcome).toEqual({ acquired: false, held: [{ key: keys[1], retryAfterMs: expect.any(Number) }] });
     expect(!outcome.acquired && outcome.held[0].retryAfterMs).toBeGreaterThan(4_000);
     for (const key of [keys[0], keys[2]]) {
@@ -105,36 +78,28 @@ describe('lock sets on a real redis-server: one script per set, all or none', ()
     expect(both).toEqual({ acquired: false, held: [{ key: keys[1], retryAfterMs: expect.any(Number) }, { key: keys[2], retryAfterMs: null }] });
   });
 
-  it('withSpaceLocks and acquireMany take a 3-key set with one script call; nothing stays held on a miss', async () => {
+  it('withSpaceLocks and acquireMany take a 3-key set all at once; nothing stays held on a miss', async () => {
     const prefix = uniquePrefix('service');
-    const { app: one, locks } = await app(prefix);
+    const { locks } = await app(prefix);
     const { locks: rival } = await app(prefix);
-    await locks.withSpaceLocks(['warm', 'up'], () => undefined);
-    const lockClient = one.get<RedisLockBackend>(LockBackend).client as Redis;
 
-    const sent = recordCommands(lockClient);
-    let duringWork: string[] = [];
-    const tokens = await locks.withSpaceLocks(['c', 'a', 'b'], (held) => {
-      duringWork = sent.sofar();
+    const tokens = await locks.withSpaceLocks(['c', 'a', 'b'], async (held) => {
+      // All three are held in the store while the work runs.
+      expect((await rival.list()).map((record) => record.key).sort()).toEqual(['a', 'b', 'c']);
       return held.map((lock) => [lock.key, lock.fencingToken]);
     });
-    const afterRelease = sent.stop();
-    expect(duringWork).toEqual(['evalsha']);
     expect(tokens).toEqual([
       ['a', 1],
       ['b', 1],
       ['c', 1],
     ]);
-    // Released in finally: one compare-and-delete per key.
-    expect(afterRelease).toEqual(['evalsha', 'evalsha', 'evalsha', 'evalsha']);
+    // Released in finally.
     expect(await locks.list()).toEqual([]);
 
     const blocker = await rival.acquire('b');
-    const before = await scriptCalls();
     expect(await locks.withSpaceLocks(['a', 'b', 'c'], () => 'ran')).toEqual({ skipped: 'lock-held' });
     await expect(locks.acquireMany(['a', 'b', 'c'])).rejects.toMatchObject({ name: 'LockHeldError', key: 'b' });
     const missed = await locks.tryAcquireMany(['c', 'b', 'a']);
-    expect(await scriptCalls()).toBe(before + 3 + 1); // three set attempts, one inspect of the holder
     expect(missed.acquired).toEqual([]);
     expect(missed.unavailable).toMatchObject([{ key: 'b', reason: 'lock-held', holder: { fencingToken: blocker.fencingToken, local: false } }]);
     expect((await locks.list()).map((record) => record.key)).toEqual(['b']);

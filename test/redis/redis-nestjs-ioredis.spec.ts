@@ -4,7 +4,7 @@ import { RedisModule, RedisService } from '@nestjs-labs/nestjs-ioredis';
 import { Redis } from 'ioredis';
 import { LockModule, LockOptionsError, SpaceLockService, type HeldLock } from '../../lib';
 import { RedisServer, until } from '../support/redis-server';
-import { parseHolderRecord } from '../../lib/backends/redis/redis-lock.scripts';
+import { parseHolderRecord } from '../../lib/backends/redis/redis-holder-record';
 import { uniquePrefix } from './redis-test-app';
 
 describe('Redis backend with @nestjs-labs/nestjs-ioredis', () => {

@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { RedisLockBackend } from '../../lib/backends/redis/redis-lock.backend';
-import { lockKeys } from '../../lib/backends/redis/redis-lock.scripts';
+import { lockKeys } from '../../lib/backends/redis/redis-lock-keys';
 import type { LockOwner, LockRequest } from '../../lib/lock-backend.interface';
 import type { RedisServer } from '../support/redis-server';
 import { lockApp, redisBackendFixture, uniquePrefix, type LockApp } from './redis-test-app';

@@ -21,20 +21,35 @@ export interface OverlapReport {
   fencingViolations: number;
   /** Entries per holder. */
   perHolder: Record<string, number>;
+  /**
+   * Entries whose holder is not the previous entry's holder. Holders that merely ran one after
+   * another (one never met the others' contention) make this `holders - 1`; more means turns
+   * really alternated between them.
+   */
+  handovers: number;
 }
+
+/**
+ * The least number of handovers a contention test accepts as proof that its holders really
+ * took turns; see `OverlapReport.handovers`.
+ */
+export const MIN_HANDOVERS = 5;
 
 /** Exclusive mode: at most one holder inside at any line of the log. */
 export function checkOverlaps(logPath: string): OverlapReport {
   const lines = readFileSync(logPath, 'utf8').split('\n').filter(Boolean);
-  const report: OverlapReport = { entries: 0, overlaps: 0, fencingViolations: 0, perHolder: {} };
+  const report: OverlapReport = { entries: 0, overlaps: 0, fencingViolations: 0, perHolder: {}, handovers: 0 };
   const inside = new Set<string>();
   let highestToken = -Infinity;
+  let previousHolder: string | undefined;
   for (const line of lines) {
     const [event, holder, token] = line.split(' ');
     const fencingToken = Number(token);
     if (event === 'enter') {
       report.entries += 1;
       report.perHolder[holder] = (report.perHolder[holder] ?? 0) + 1;
+      if (previousHolder !== undefined && holder !== previousHolder) report.handovers += 1;
+      previousHolder = holder;
       if (inside.size > 0) report.overlaps += 1;
       if (!(fencingToken > highestToken)) report.fencingViolations += 1;
       highestToken = Math.max(highestToken, fencingToken);

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 const ROOT = join(__dirname, '..', '..');
@@ -17,8 +18,17 @@ export function spawnTs(file: string, args: string[] = [], env: NodeJS.ProcessEn
   return child;
 }
 
+/**
+ * How long a test waits for a child's line by default: starting a ts-node process takes
+ * seconds, and tens of seconds on a loaded 2-core machine. Only a hang should hit it.
+ */
+export const CHILD_LINE_TIMEOUT_MS = 90_000;
+
+/** The timeout of a test that starts child processes and waits for them. */
+export const PROCESS_TEST_TIMEOUT_MS = 180_000;
+
 /** Resolve with the first stdout line matching `pattern`; reject on exit or timeout. */
-export function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+export function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs = CHILD_LINE_TIMEOUT_MS): Promise<RegExpMatchArray> {
   return new Promise((resolve, reject) => {
     let buffer = '';
     const onData = (chunk: Buffer | string): void => {
@@ -50,6 +60,15 @@ export function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs = 20
     child.stdout?.on('data', onData);
     child.once('exit', onExit);
   });
+}
+
+/**
+ * A start barrier across processes: each worker announces it is ready, then waits for the
+ * file this test creates once all of them did, so they contend from the same moment
+ * (starting a ts-node process takes seconds; a whole run of some workers, milliseconds).
+ */
+export async function waitForGo(goFile: string): Promise<void> {
+  while (!existsSync(goFile)) await new Promise((resolve) => setTimeout(resolve, 2));
 }
 
 /** Resolve with the exit code once the child ends. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { LockNotSupportedError, LockOptionsError } from '../../lock.errors';
 import { ExclusiveCreateMechanism } from './exclusive-create.mechanism';
 import type { FileLockMechanism } from './file-backend-options.interface';
-import { createExclusively } from './holder-records';
+import { createExclusively } from './atomic-files';
 import { KernelLockMechanism } from './kernel-lock.mechanism';
 import type { LockMechanism } from './lock-mechanism';
 import { loadNativeFileLock, UNSUPPORTED_LOCK_ERRORS, type NativeFileLock } from './native-file-lock';

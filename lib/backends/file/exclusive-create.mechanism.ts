@@ -3,7 +3,9 @@ import { lstat, mkdir, readdir, readFile, stat, utimes } from 'node:fs/promises'
 import { join } from 'node:path';
 import { LockBackendError } from '../../lock.errors';
 import type { LockMode } from '../../lock-backend.interface';
-import { createExclusively, isPidAlive, removeQuietly, writeAtomically, type StoredRecord } from './holder-records';
+import { createExclusively, removeQuietly, writeAtomically } from './atomic-files';
+import type { StoredRecord } from './holder-record-format';
+import { isPidAlive } from './pid-liveness';
 import { TEMP_NAME, type KeyFiles } from './lock-file-names';
 import type { Claim, ClaimAttempt, LockMechanism } from './lock-mechanism';
 

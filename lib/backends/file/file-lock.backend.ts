@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { mkdir, realpath, stat, utimes } from 'node:fs/promises';
-import { basename, resolve, sep } from 'node:path';
+import { resolve, sep } from 'node:path';
 import type {
   AcquireOutcome,
   ExtendRequest,
@@ -13,31 +13,21 @@ import type {
   LockRequest,
   ReleaseOutcome,
 } from '../../lock-backend.interface';
-import { errorMessage, LockOptionsError } from '../../lock.errors';
-import { holderRecord } from '../holder-record';
+import { LockOptionsError } from '../../lock.errors';
 import { chooseMechanism } from './choose-mechanism';
-import type { FileBackendOptions, FileLockMechanism, FileStaleRecord } from './file-backend-options.interface';
-import {
-  deadHolderReason,
-  HOSTNAME,
-  readAllRecords,
-  readRecords,
-  removeDeadTempFiles,
-  removeQuietly,
-  toLockRecord,
-  writeRecord,
-  type FoundRecord,
-  type StoredRecord,
-} from './holder-records';
-import { isLockFile, keyFiles, newGrantId, type KeyFiles } from './lock-file-names';
+import type { FileBackendOptions, FileLockMechanism } from './file-backend-options.interface';
+import { removeQuietly } from './atomic-files';
+import { toLockRecord, type FoundRecord, type StoredRecord } from './holder-record-format';
+import { readAllRecords, readRecords, writeRecord } from './holder-records';
+import { keyFiles, type KeyFiles } from './lock-file-names';
+import { HOSTNAME } from './pid-liveness';
 import type { ClaimAttempt, LockMechanism } from './lock-mechanism';
 import { processLockTable as table, type HeldFile, type LocalHolder } from './process-lock-table';
 import { andThen } from './maybe-async';
 import { ReleaseWatcher } from './release-watcher';
+import { newRecord, StaleHolders, type Granted } from './stale-holders';
 
 const MECHANISMS: ReadonlySet<FileLockMechanism> = new Set(['auto', 'kernel', 'exclusive-create']);
-/** Stale records already reported by `inspect`/`list`, remembered so each is reported once. */
-const MAX_REMEMBERED_STALE = 10_000;
 /** Keys whose last attempt here was refused, remembered for the wait that follows. */
 const MAX_REMEMBERED_BUSY = 10_000;
 /** File names computed per key (a SHA-256 each), remembered for the keys in use. */
@@ -56,7 +46,6 @@ interface Started {
   watcher: ReleaseWatcher;
 }
 
-type Granted = Extract<ClaimAttempt, { claim: object }>;
 type Outcome = { acquired: true; fencingToken: number } | Busy;
 
 /**
@@ -72,12 +61,11 @@ export class FileLockBackend implements LockBackend {
   private readonly dir: string;
   private readonly wanted: FileLockMechanism;
   private readonly recheckMs: number;
-  private readonly onStale?: FileBackendOptions['onStale'];
+  private readonly stale: StaleHolders;
   private starting?: Promise<Started>;
   /** Set once started, so the hot path does not wait on a settled promise. */
   private started?: Started;
   private readonly fileNames = new Map<string, KeyFiles>();
-  private readonly reportedStale = new Set<string>();
   /**
    * Per anchor, after a failed attempt: watch events seen before it (so a release in between is
    * not missed) and the holder's pid when it is an exclusive holder on this host.
@@ -100,7 +88,7 @@ export class FileLockBackend implements LockBackend {
     this.dir = dir;
     this.wanted = mechanism;
     this.recheckMs = recheckMs;
-    this.onStale = onStale;
+    this.stale = new StaleHolders(onStale);
   }
 
   /** Which mechanism this backend runs on (starting it if needed). */
@@ -181,7 +169,7 @@ export class FileLockBackend implements LockBackend {
       const held = table.get(files.anchorPath);
       const holder = held?.holders.get(from.token);
       if (!held || !holder || held.mode !== 'exclusive' || to.mode !== 'exclusive') return null;
-      const record = this.newRecord(to);
+      const record = newRecord(to);
       const fencingToken = await held.claim.renew(record);
       if (fencingToken === null) return null;
       const recordPath = mechanism.keepsExclusiveRecord ? undefined : await writeRecord(files.holdersPath, record);
@@ -202,7 +190,7 @@ export class FileLockBackend implements LockBackend {
   async inspect(key: string): Promise<LockRecord[]> {
     const { dir, mechanism } = await this.start();
     const found = await this.recordsOf(mechanism, this.keyFiles(dir, key));
-    return found.map((entry) => this.describe(entry, mechanism, 'inspect'));
+    return found.map((entry) => this.stale.describe(entry, mechanism, 'inspect'));
   }
 
   async list({ prefix, limit }: ListOptions): Promise<LockRecord[]> {
@@ -210,7 +198,7 @@ export class FileLockBackend implements LockBackend {
     const found = (await readAllRecords(dir, (anchorPath) => mechanism.lockRecord(anchorPath)))
       .filter((entry) => entry.record.key.startsWith(prefix))
       .slice(0, limit);
-    return found.map((entry) => this.describe(entry, mechanism, 'list'));
+    return found.map((entry) => this.stale.describe(entry, mechanism, 'list'));
   }
 
   /**
@@ -236,9 +224,9 @@ export class FileLockBackend implements LockBackend {
       }
       const before = await this.recordsOf(mechanism, files);
       if (expectFencingToken !== undefined && before.length > 0 && !before.some((entry) => entry.record.fencingToken === expectFencingToken)) {
-        return { outcome: 'changed-hands', current: this.describe(before[0], mechanism, 'force-release') };
+        return { outcome: 'changed-hands', current: this.stale.describe(before[0], mechanism, 'force-release') };
       }
-      const reaped = await this.reap(mechanism, files, true, 'force-release');
+      const reaped = await this.stale.reap(mechanism, files, true, 'force-release');
       if (!reaped.claim) {
         // No record yet (the holder is between locking and writing it): the lock file names
         // an exclusive holder of this host.
@@ -310,7 +298,7 @@ export class FileLockBackend implements LockBackend {
     const watcher = new ReleaseWatcher(dir, this.recheckMs, (error) =>
       this.logger.warn(`Cannot watch ${dir} (${error.message}); waiters re-check every ${this.recheckMs} ms instead`),
     );
-    await this.sweep(dir, mechanism);
+    await this.stale.sweep(dir, mechanism);
     const prefix = dir.endsWith(sep) ? dir : dir + sep;
     this.stopListening = table.onRelease((anchorPath) => {
       // A lock file right in this directory (checked without splitting the path: once per release).
@@ -319,32 +307,9 @@ export class FileLockBackend implements LockBackend {
     return { dir, mechanism, watcher };
   }
 
-  /**
-   * Start-up: records and temp files of holders that died on this host. A record kept in a
-   * lock file can only be removed under the lock, so that lock is taken (and given back) once.
-   */
-  private async sweep(dir: string, mechanism: LockMechanism): Promise<void> {
-    for (const entry of await readAllRecords(dir, (anchorPath) => mechanism.lockRecord(anchorPath))) {
-      const reason = deadHolderReason(entry.record);
-      if (!reason) continue;
-      if (!isLockFile(basename(entry.path))) {
-        this.reportStale(entry, reason, 'init');
-        await removeQuietly(entry.path);
-        continue;
-      }
-      const files = keyFiles(dir, entry.record.key);
-      // A record that does not name this lock file's key is not one we wrote: left alone.
-      if (entry.path !== files.anchorPath) continue;
-      await table.serialize(files.anchorPath, async () => {
-        if (!table.get(files.anchorPath)) await this.reap(mechanism, files, false, 'init');
-      });
-    }
-    await removeDeadTempFiles(dir);
-  }
-
   private acquireHeld(mechanism: LockMechanism, files: KeyFiles, request: LockRequest): Outcome | Promise<Outcome> {
     const held = table.get(files.anchorPath);
-    const record = this.newRecord(request);
+    const record = newRecord(request);
     if (held) return this.join(held, files, request, record);
     return andThen(mechanism.claim(files, request.mode, record), (attempt) => this.hold(mechanism, files, request, record, attempt));
   }
@@ -384,7 +349,7 @@ export class FileLockBackend implements LockBackend {
     attempt: Granted,
     keptInLock: boolean,
   ): Promise<LocalHolder> {
-    if (attempt.leftover || attempt.scanRecords) await this.clearLeftovers(mechanism, files, request.mode, attempt, 'acquire');
+    if (attempt.leftover || attempt.scanRecords) await this.stale.clearLeftovers(mechanism, files, request.mode, attempt, 'acquire');
     return keptInLock ? { token: request.token, record, owner: this } : this.addHolder(files, request.token, record);
   }
 
@@ -397,62 +362,6 @@ export class FileLockBackend implements LockBackend {
     const inLock = mechanism.lockRecord(files.anchorPath);
     const found = [...(await readRecords(files.holdersPath)), ...(inLock ? [inLock] : [])];
     return found.filter((entry) => entry.record.key === files.key).sort((a, b) => a.record.acquiredAt - b.record.acquiredAt);
-  }
-
-  /**
-   * Take a lock nobody of this process holds, only to clear what dead holders left (operator
-   * reap, start-up sweep), and give it back. `force` takes a degraded claim even from a live holder.
-   */
-  private async reap(
-    mechanism: LockMechanism,
-    files: KeyFiles,
-    force: boolean,
-    detectedBy: FileStaleRecord['detectedBy'],
-  ): Promise<Exclude<ClaimAttempt, Granted> | (Granted & { leftovers: LockRecord[] })> {
-    const reaper = this.newRecord({ key: files.key, token: '', ttlMs: 60_000, mode: 'exclusive', owner: this.reaperOwner() });
-    const attempt = await mechanism.claim(files, 'exclusive', reaper, force);
-    if (!attempt.claim) return attempt;
-    try {
-      return { ...attempt, leftovers: await this.clearLeftovers(mechanism, files, 'exclusive', attempt, detectedBy) };
-    } finally {
-      await attempt.claim.release();
-      table.released(files.anchorPath);
-    }
-  }
-
-  /**
-   * Records found right after taking the lock: the one a dead exclusive holder left in the lock
-   * and, when the lock says some may exist, record files. Holding the lock exclusively (or
-   * holding a degraded claim, which is always exclusive across processes) proves every record
-   * a leftover; holding it shared proves that only for exclusive records and for dead pids.
-   */
-  private async clearLeftovers(
-    mechanism: LockMechanism,
-    files: KeyFiles,
-    mode: LockRequest['mode'],
-    attempt: Granted,
-    detectedBy: FileStaleRecord['detectedBy'],
-  ): Promise<LockRecord[]> {
-    const cleared: LockRecord[] = [];
-    const exclusive = mode === 'exclusive' || mechanism.kind === 'exclusive-create';
-    // The claim has already replaced a leftover kept in the lock; record files are removed here.
-    const found = [
-      ...(attempt.leftover ? [{ record: attempt.leftover, path: files.anchorPath, mtimeMs: 0 }] : []),
-      ...(attempt.scanRecords ? await readRecords(files.holdersPath) : []),
-    ];
-    for (const entry of found) {
-      if (entry.record.key !== files.key) continue;
-      const proven = exclusive || entry.record.mode === 'exclusive';
-      const reason =
-        attempt.tookOver ??
-        deadHolderReason(entry.record) ??
-        (proven ? `the lock was free although pid ${entry.record.pid} on ${entry.record.hostname} left a record` : null);
-      if (!reason) continue;
-      cleared.push(this.reportStale(entry, reason, detectedBy));
-      if (entry.path !== files.anchorPath) await removeQuietly(entry.path);
-    }
-    if (attempt.scanRecords && exclusive) attempt.claim.recordsSwept?.();
-    return cleared;
   }
 
   /** Remove holders of this process; the last one out gives the lock up and wakes waiters. */
@@ -472,54 +381,5 @@ export class FileLockBackend implements LockBackend {
       table.released(held.files.anchorPath);
       return stillOurs;
     });
-  }
-
-  private describe(entry: FoundRecord, mechanism: LockMechanism, detectedBy: FileStaleRecord['detectedBy']): LockRecord {
-    // Without the lock only a dead pid here proves a holder gone (records of this process may
-    // be mid-acquisition, written just before the grant is registered).
-    const stale = deadHolderReason(entry.record);
-    const expiresInMs =
-      mechanism.kind === 'kernel' ? null : Math.max(0, Math.ceil(entry.record.ttlMs - (Date.now() - entry.mtimeMs)));
-    // One lock file keeps the records of many grants in turn: the grant id tells them apart.
-    const id = `${entry.path}#${entry.record.grantId}`;
-    if (stale && !this.reportedStale.has(id)) {
-      if (this.reportedStale.size >= MAX_REMEMBERED_STALE) this.reportedStale.clear();
-      this.reportedStale.add(id);
-      this.reportStale(entry, stale, detectedBy);
-    }
-    return toLockRecord(entry, expiresInMs, stale);
-  }
-
-  private reportStale(entry: FoundRecord, reason: string, detectedBy: FileStaleRecord['detectedBy']): LockRecord {
-    const record = toLockRecord(entry, null, reason);
-    const meta: FileStaleRecord = { ...record, stale: reason, detectedBy, recordPath: entry.path };
-    this.logger.warn(
-      `Stale holder of lock "${record.key}" (${detectedBy}): ${reason}; it was ${record.ownerId} ` +
-        `(pid ${record.pid} on ${record.hostname}, ${record.mode}, fencing token ${record.fencingToken}, ` +
-        `since ${new Date(record.acquiredAt).toISOString()})`,
-    );
-    if (this.onStale) {
-      try {
-        void Promise.resolve(this.onStale(meta)).catch((error: unknown) => this.hookFailed(error));
-      } catch (error) {
-        this.hookFailed(error);
-      }
-    }
-    return record;
-  }
-
-  private hookFailed(error: unknown): void {
-    this.logger.error(`file.onStale threw: ${errorMessage(error)}`);
-  }
-
-  /** A record for `request`; its fencing token is set by whoever grants it. */
-  private newRecord(request: LockRequest): StoredRecord {
-    // holderRecord's expiresInMs stays on the object (copying the rest out cost a cycle ~0.3 µs)
-    // but is never stored: serializeRecord writes the stored fields only.
-    return Object.assign(holderRecord(request, 0), { v: 1 as const, grantId: newGrantId() });
-  }
-
-  private reaperOwner(): LockRequest['owner'] {
-    return { ownerId: `force-release:${HOSTNAME}:${process.pid}`, instanceId: 'force-release', hostname: HOSTNAME, pid: process.pid };
   }
 }

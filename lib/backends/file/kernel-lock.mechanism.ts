@@ -1,7 +1,8 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { LockBackendError } from '../../lock.errors';
 import type { LockMode } from '../../lock-backend.interface';
-import { HOSTNAME, isPidAlive, parseRecord, serializeRecord, type FoundRecord, type StoredRecord } from './holder-records';
+import { parseRecord, serializeRecord, type FoundRecord, type StoredRecord } from './holder-record-format';
+import { HOSTNAME, isPidAlive } from './pid-liveness';
 import type { KeyFiles } from './lock-file-names';
 import type { Claim, ClaimAttempt, LockMechanism } from './lock-mechanism';
 import type { NativeFileLock } from './native-file-lock';

@@ -1,5 +1,5 @@
 import type { LockMode } from '../../lock-backend.interface';
-import type { FoundRecord, StoredRecord } from './holder-records';
+import type { FoundRecord, StoredRecord } from './holder-record-format';
 import type { KeyFiles } from './lock-file-names';
 
 /**

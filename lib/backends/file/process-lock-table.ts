@@ -1,5 +1,5 @@
 import type { LockMode } from '../../lock-backend.interface';
-import type { StoredRecord } from './holder-records';
+import type { StoredRecord } from './holder-record-format';
 import type { KeyFiles } from './lock-file-names';
 import type { Claim } from './lock-mechanism';
 

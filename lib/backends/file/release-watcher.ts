@@ -1,5 +1,5 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { isPidAlive } from './holder-records';
+import { isPidAlive } from './pid-liveness';
 
 /**
  * How often a waiter checks that the holder's pid still exists: a `kill(pid, 0)` system call,

@@ -73,7 +73,7 @@ export class MemoryLockBackend implements LockBackend {
         signal.removeEventListener('abort', done);
         resolve();
       };
-      // Ref'd: someone awaits this bounded wait (see SpaceLockService.queueLocally).
+      // Ref'd: someone awaits this bounded wait (see LocalKeyTable.queueLocally).
       const timer = setTimeout(done, timeoutMs);
       const unsubscribe = this.store.onRelease(key, done);
       signal.addEventListener('abort', done, { once: true });

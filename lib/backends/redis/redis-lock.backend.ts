@@ -19,6 +19,17 @@ import type {
 } from '../../lock-backend.interface';
 import { LockNotSupportedError, LockOptionsError } from '../../lock.errors';
 import { ReleaseChannels } from './redis-release-channels';
+import { parseHolderRecord, recordTail } from './redis-holder-record';
+import {
+  FENCE_SUFFIX,
+  HOLDER_SUFFIX,
+  QUEUE_SUFFIX,
+  WAITING_SUFFIX,
+  clusterSlot,
+  holderPattern,
+  leaseKeyOf,
+  lockKeys,
+} from './redis-lock-keys';
 import {
   ACQUIRE,
   ACQUIRE_ALL,
@@ -27,19 +38,9 @@ import {
   FORCE_RELEASE,
   HAND_OVER,
   GRANTED_MESSAGE,
-  HOLDER_SUFFIX,
   INSPECT,
   LOCK_SCRIPTS,
   RESERVED_FOR,
-  clusterSlot,
-  holderPattern,
-  FENCE_SUFFIX,
-  QUEUE_SUFFIX,
-  WAITING_SUFFIX,
-  leaseKeyOf,
-  lockKeys,
-  parseHolderRecord,
-  recordTail,
   turnScripts,
   type LockScript,
 } from './redis-lock.scripts';
@@ -104,7 +105,7 @@ export class RedisLockBackend implements LockBackend {
       probeTimeoutMs: positive('probeTimeoutMs', options.probeTimeoutMs, 2_000),
     };
     this.turn = turnScripts(this.settings.queueReservationMs);
-    this.channels = new ReleaseChannels(() => this.client.duplicate(), this.logger);
+    this.channels = new ReleaseChannels(() => duplicateOf(this.client), this.logger);
   }
 
   get client(): RedisClient {
@@ -359,7 +360,7 @@ export class RedisLockBackend implements LockBackend {
   /** KEYS and ARGV of the scripts that end a turn (see `turnScripts`). */
   private turnArgs(key: string, token: string): string[] {
     const lease = leaseKeyOf(key);
-    return [lease, lease + HOLDER_SUFFIX, lease + QUEUE_SUFFIX, lease + WAITING_SUFFIX, lease + FENCE_SUFFIX, token];
+    return [lease, lease + FENCE_SUFFIX, lease + HOLDER_SUFFIX, lease + QUEUE_SUFFIX, lease + WAITING_SUFFIX, token];
   }
 
   /** KEYS (lease, fence, holder) then ARGV (the 3 grant arguments of `stamp_grant`). */
@@ -500,6 +501,11 @@ function passedLease(message: string): { token: string; fencingToken: number } |
 }
 
 /** Duck-typed so this file never needs ioredis at run time. */
+// ioredis 6 gives Redis#duplicate and Cluster#duplicate generic signatures that a union cannot call.
+function duplicateOf(client: RedisClient): RedisClient {
+  return isCluster(client) ? client.duplicate() : client.duplicate();
+}
+
 function isCluster(client: RedisClient): client is Cluster {
   return client.isCluster;
 }

@@ -1,143 +1,12 @@
 import { createHash } from 'node:crypto';
+import { channelLua } from './redis-lock-keys';
+import { FENCE_OF, RECORD_OF, stampLua } from './redis-holder-record';
 
 /**
- * Key layout and Lua scripts of the Redis backend.
- *
- * One lock `K` (already carrying the module's keyPrefix) lives in these keys, all sharing
- * the hash tag `{E}` (E = K with `%` and `}` escaped) so every script stays in one slot of
- * a Redis Cluster:
- *   `{E}`          the lease: the holder's token, with a PX expiry
- *   `{E}:fence`    the fencing counter: INCR on every grant, never expires (it must outlive
- *                  leases, or tokens would restart at 1; see README "maxmemory-policy")
- *   `{E}:holder`   the holder record, one packed string (see `HolderRecord`); no expiry,
- *                  deleted on release, so a record whose lease is gone is a holder that died
- *                  or lost its lease (shown as stale)
- *   `{E}:queue`    tokens of waiters, oldest first (only while some wait); on release the
- *                  lease passes to the first one (see `give_turn`)
- *   `{E}:waiting`  hash: waiter token -> when Redis last saw it, and its grant arguments
- * Release messages go to the channel `{E}:released` (channels are not keys: the scripts name it
- * after KEYS[1], so it carries the client's keyPrefix, and the subscriber adds that prefix).
- *
- * The record is one string rather than a hash because every Lua `redis.call` and every
- * script argument costs Redis time on the hot path: an 11-field HSET made the acquire script
- * cost ~10 µs against ~7 µs now (bench/RESULTS.md, section 1).
+ * The Lua scripts of the Redis backend. Keys and their one KEYS order are in
+ * `redis-lock-keys.ts`, the holder record they write in `redis-holder-record.ts`; every
+ * script fully expanded is pinned in test/redis/__snapshots__/redis-lock-scripts.spec.ts.snap.
  */
-
-export interface LockKeys {
-  lease: string;
-  fence: string;
-  holder: string;
-  queue: string;
-  waiting: string;
-  channel: string;
-}
-
-/** Suffix every holder-record key ends with; `list()` scans for it. */
-export const HOLDER_SUFFIX = ':holder';
-
-/**
- * `}` would end the hash tag early (a key starting with `}` would even give an empty tag and
- * scatter the lock over several slots), so it is escaped; `%` is escaped first to keep the
- * mapping one-to-one.
- */
-export function escapeTag(key: string): string {
-  // Most keys contain neither: skip two regex passes on every call.
-  if (!key.includes('%') && !key.includes('}')) return key;
-  return key.replace(/%/g, '%25').replace(/\}/g, '%7D');
-}
-
-/** Suffixes of a lock's other keys after its lease key (see the layout above). */
-export const FENCE_SUFFIX = ':fence';
-export const QUEUE_SUFFIX = ':queue';
-export const WAITING_SUFFIX = ':waiting';
-
-/** The lease key `{E}`; the lock's other keys are it plus a suffix. */
-export function leaseKeyOf(key: string): string {
-  return `{${escapeTag(key)}}`;
-}
-
-export function lockKeys(key: string): LockKeys {
-  const lease = leaseKeyOf(key);
-  return {
-    lease,
-    fence: lease + FENCE_SUFFIX,
-    holder: lease + HOLDER_SUFFIX,
-    queue: lease + QUEUE_SUFFIX,
-    waiting: lease + WAITING_SUFFIX,
-    channel: `${lease}:released`,
-  };
-}
-
-/**
- * The holder record as stored: `ttlMs \n token \n fencingToken \n acquiredAt \n owner`, where
- * acquiredAt is the holder's clock (ms since the epoch) and `owner` the JSON of its
- * `LockOwner`, written last because it is the only field that may contain any character.
- * ttlMs comes first so the heartbeat can compare it with a prefix check.
- */
-export interface HolderRecord {
-  ttlMs: number;
-  token: string;
-  fencingToken: number;
-  acquiredAt: number;
-  owner: string;
-}
-
-const RECORD_FIELDS = 5;
-
-/** The record's fields after the fencing token, as the last grant argument (see `stamp_grant`). */
-export function recordTail(acquiredAt: number, ownerJson: string): string {
-  return `\n${acquiredAt}\n${ownerJson}`;
-}
-
-/** Splits a stored record; `null` for anything that is not one (never throws on foreign data). */
-export function parseHolderRecord(stored: string | null): HolderRecord | null {
-  if (!stored) return null;
-  const fields: string[] = [];
-  let start = 0;
-  while (fields.length < RECORD_FIELDS - 1) {
-    const end = stored.indexOf('\n', start);
-    if (end < 0) return null;
-    fields.push(stored.slice(start, end));
-    start = end + 1;
-  }
-  const [ttlMs, token, fencingToken, acquiredAt] = fields;
-  return { ttlMs: Number(ttlMs), token, fencingToken: Number(fencingToken), acquiredAt: Number(acquiredAt), owner: stored.slice(start) };
-}
-
-/**
- * The Redis Cluster slot of a full key (client `keyPrefix` included): CRC16 (XMODEM) of the
- * hash tag, or of the whole key when it has none, modulo 16384; as `CLUSTER KEYSLOT` computes it.
- */
-export function clusterSlot(key: string): number {
-  let bytes = Buffer.from(key);
-  const open = bytes.indexOf(0x7b); // {
-  const close = open < 0 ? -1 : bytes.indexOf(0x7d, open + 1); // }
-  if (close > open + 1) bytes = bytes.subarray(open + 1, close);
-  let crc = 0;
-  for (const byte of bytes) {
-    crc ^= byte << 8;
-    for (let bit = 0; bit < 8; bit += 1) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-  }
-  return crc % 16384;
-}
-
-/** SCAN MATCH pattern for the holder records of every lock whose key starts with `prefix`. */
-export function holderPattern(clientKeyPrefix: string, prefix: string): string {
-  return `${globEscape(clientKeyPrefix)}{${globEscape(escapeTag(prefix))}*}${HOLDER_SUFFIX}`;
-}
-
-function globEscape(text: string): string {
-  return text.replace(/[\\*?[\]]/g, '\\$&');
-}
-
-/**
- * Lua statements that mint the fencing token (`local fence`) of a grant whose lease was just
- * set and write its holder record; the arguments are Lua expressions.
- */
-function stampLua(fenceKey: string, holderKey: string, token: string, ttl: string, tail: string): string {
-  return `local fence = redis.call('INCR', ${fenceKey})
-redis.call('SET', ${holderKey}, ${ttl} .. '\\n' .. ${token} .. '\\n' .. fence .. ${tail})`;
-}
 
 /**
  * Mints the fencing token of a grant whose lease was just set and writes its holder record.
@@ -187,13 +56,6 @@ return fence
 `,
   3,
 );
-
-/** Lua: the fencing token field (3rd) of a stored holder record, as a string, or nil. */
-const FENCE_OF = `
-local function fence_of(record)
-  return record and string.match(record, '^[^\\n]*\\n[^\\n]*\\n([^\\n]*)\\n')
-end
-`;
 
 /** What the lease holds while it is kept for the first queued waiter. */
 export const RESERVED_FOR = 'queued:';
@@ -259,12 +121,12 @@ const PASS_FRESH_MS = 1_000;
  * TTL and record, and "granted" is published: it holds the lock without another round trip.
  * One not seen for longer: the lease is kept for it for `reservationMs` (it asks again when
  * woken); a waiter that died in the queue costs one reservation, then the lease is free.
- * The channel is the lease key + `:released` (with the client's keyPrefix, see `channelOf`).
+ * The channel is the lease key + `RELEASED_SUFFIX`, client keyPrefix included (see `channelLua`).
  */
 function giveTurnLua(reservationMs: number): string {
   return `
 local function give_turn(ticket, lease_key, fence_key, holder_key, waiting_key)
-  local channel = lease_key .. ':released'
+  local channel = ${channelLua('lease_key')}
   local entry = redis.call('HGET', waiting_key, ticket)
   redis.call('HDEL', waiting_key, ticket)
   local seen_at, ttl, tail
@@ -288,7 +150,7 @@ end
 function popTurn(leaseKey: string, queueKey: string, done: string): string {
   return `local ticket = redis.call('LPOP', ${queueKey})
   if not ticket then
-    redis.call('PUBLISH', ${leaseKey} .. ':released', 'released')
+    redis.call('PUBLISH', ${channelLua(leaseKey)}, 'released')
     return ${done}
   end`;
 }
@@ -334,18 +196,10 @@ return stamp_grant(KEYS[2], KEYS[3], 0)
   3,
 );
 
-/** Lua: does the holder record `record` belong to `token`? (The token is the record's 2nd field.) */
-const RECORD_OF = `
-local function record_of(record, token)
-  if not record then return false end
-  local first_newline = string.find(record, '\\n', 1, true)
-  return first_newline ~= nil and string.sub(record, first_newline + 1, first_newline + #token + 1) == token .. '\\n'
-end
-`;
 
 /**
  * The scripts that end a turn, with the backend's `queueReservationMs` written in (one fewer
- * argument on every release). KEYS of both: lease, holder, queue, waiting, fence.
+ * argument on every release). KEYS of both: lease, fence, holder, queue, waiting.
  *
  * release — compare-and-delete. ARGV: token. Returns 1 released (and the next turn given,
  * see `give_turn`), 0 expired, -1 held by another token. An expired lease's record is removed
@@ -357,19 +211,19 @@ end
 export function turnScripts(reservationMs: number): { release: LockScript; leaveQueue: LockScript } {
   // Defined only where a turn is given: a release nobody waits for creates no Lua closure.
   const giving = `${STAMP_GRANT}${NOW_MS}${giveTurnLua(reservationMs)}
-  give_turn(ticket, KEYS[1], KEYS[5], KEYS[2], KEYS[4])`;
+  give_turn(ticket, KEYS[1], KEYS[2], KEYS[3], KEYS[5])`;
   return {
     release: lockScript(
       `
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] then
-  redis.call('DEL', KEYS[1], KEYS[2])
-  ${popTurn('KEYS[1]', 'KEYS[3]', '1')}
+  redis.call('DEL', KEYS[1], KEYS[3])
+  ${popTurn('KEYS[1]', 'KEYS[4]', '1')}
   ${giving}
   return 1
 end
 ${RECORD_OF}
-if record_of(redis.call('GET', KEYS[2]), ARGV[1]) then redis.call('DEL', KEYS[2]) end
+if record_of(redis.call('GET', KEYS[3]), ARGV[1]) then redis.call('DEL', KEYS[3]) end
 if current then return -1 end
 return 0
 `,
@@ -377,13 +231,13 @@ return 0
     ),
     leaveQueue: lockScript(
       `
-redis.call('LREM', KEYS[3], 0, ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('LREM', KEYS[4], 0, ARGV[1])
+redis.call('HDEL', KEYS[5], ARGV[1])
 local current = redis.call('GET', KEYS[1])
 if current ~= ARGV[1] and current ~= '${RESERVED_FOR}' .. ARGV[1] then return 0 end
-if current == ARGV[1] then redis.call('DEL', KEYS[2]) end
+if current == ARGV[1] then redis.call('DEL', KEYS[3]) end
 redis.call('DEL', KEYS[1])
-${popTurn('KEYS[1]', 'KEYS[3]', '0')}
+${popTurn('KEYS[1]', 'KEYS[4]', '0')}
 ${giving}
 return 0
 `,
@@ -446,7 +300,7 @@ if ARGV[1] ~= '' then
 end
 redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('INCR', KEYS[2])
-redis.call('PUBLISH', KEYS[1] .. ':released', 'released')
+redis.call('PUBLISH', ${channelLua('KEYS[1]')}, 'released')
 return {'released', pttl, record}
 `,
   3,

@@ -1,0 +1,106 @@
+import { Logger } from '@nestjs/common';
+import type { ForceReleaseOptions, HeldLockSummary, ListLocksOptions, LockInfo } from './held-lock.interface';
+import type { LocalKeyTable } from './local-key-table';
+import type { ForceReleaseOutcome, LockBackend, LockRecord } from './lock-backend.interface';
+import { LockOptionsError } from './lock.errors';
+import type { ResolvedLockModuleOptions } from './lock-module-options.interface';
+import { assertPrintable, assertValidKey } from './lock-options.validation';
+import type { StoreCalls } from './store-calls';
+
+/**
+ * What an operator asks about locks (`inspect`, `list`, `held`) and the reap (`forceRelease`):
+ * never on the path of taking or holding one.
+ */
+export class LockOperations {
+  private readonly logger = new Logger('SpaceLockService');
+
+  constructor(
+    private readonly backend: LockBackend,
+    private readonly options: ResolvedLockModuleOptions,
+    private readonly calls: StoreCalls,
+    private readonly table: LocalKeyTable,
+    private readonly instanceId: string,
+  ) {}
+
+  /** The holder of `key` (the oldest, for shared locks), or `null` when free. */
+  async inspect(key: string): Promise<LockInfo | null> {
+    return (await this.inspectAll(key))[0] ?? null;
+  }
+
+  /** Every holder of `key` (several only in shared mode). */
+  async inspectAll(key: string): Promise<LockInfo[]> {
+    assertValidKey(key);
+    const records = await this.calls.call('inspect', () => this.backend.inspect(this.storeKey(key)));
+    return records.map((record) => this.toInfo(record, records.length));
+  }
+
+  /** Holders visible to the backend, stale ones marked. */
+  async list(options: ListLocksOptions = {}): Promise<LockInfo[]> {
+    const prefix = options.prefix ?? '';
+    const limit = options.limit ?? 1_000;
+    if (typeof prefix !== 'string') throw new LockOptionsError('list prefix must be a string');
+    if (!Number.isInteger(limit) || limit < 1) throw new LockOptionsError('list limit must be a positive integer');
+    const records = await this.calls.call('list', () =>
+      this.backend.list({ prefix: this.options.keyPrefix + prefix, limit }),
+    );
+    const perKey = new Map<string, number>();
+    for (const record of records) perKey.set(record.key, (perKey.get(record.key) ?? 0) + 1);
+    return records
+      .filter((record) => record.key.startsWith(this.options.keyPrefix))
+      .map((record) => this.toInfo(record, perKey.get(record.key) ?? 1));
+  }
+
+  /** Leases this module instance holds now. */
+  held(): HeldLockSummary[] {
+    const summaries: HeldLockSummary[] = [];
+    for (const lease of this.table.leases()) {
+      if (lease.state !== 'held') continue;
+      const { key, token, fencingToken, mode, ownerId, acquiredAt } = lease;
+      summaries.push({ key, token, fencingToken, mode, ownerId, acquiredAt });
+    }
+    return summaries;
+  }
+
+  /**
+   * An operator's reap. The evicted holder learns at its next heartbeat (its signal aborts);
+   * fenced resources reject its writes from now on.
+   */
+  async forceRelease(key: string, options: ForceReleaseOptions): Promise<ForceReleaseOutcome> {
+    assertValidKey(key);
+    if (typeof options?.reason !== 'string' || options.reason.trim() === '') {
+      throw new LockOptionsError('forceRelease needs a non-empty reason');
+    }
+    // Both end up in the log line: keep them to one printable line.
+    assertPrintable('forceRelease reason', options.reason);
+    if (options.caller !== undefined) assertPrintable('forceRelease caller', options.caller);
+    const caller = options.caller ?? this.options.ownerId;
+    const outcome = await this.calls.call('forceRelease', () =>
+      this.backend.forceRelease({
+        key: this.storeKey(key),
+        reason: options.reason,
+        expectFencingToken: options.expectFencingToken,
+      }),
+    );
+    this.logger.warn(
+      `forceRelease "${key}" by ${caller} (reason: ${options.reason}): ${outcome.outcome}` +
+        ('previous' in outcome && outcome.previous
+          ? ` (was ${outcome.previous.ownerId}, pid ${outcome.previous.pid}, fencing token ${outcome.previous.fencingToken})`
+          : ''),
+    );
+    return outcome;
+  }
+
+  private toInfo(record: LockRecord, holderCount: number): LockInfo {
+    return {
+      ...record,
+      key: record.key.slice(this.options.keyPrefix.length),
+      ageMs: Math.max(0, Date.now() - record.acquiredAt),
+      local: record.instanceId === this.instanceId,
+      holderCount,
+    };
+  }
+
+  private storeKey(key: string): string {
+    return this.options.keyPrefix + key;
+  }
+}
