@@ -60,6 +60,9 @@ export class HeldLeases implements LeaseHolder {
     const heartbeatMs = this.heartbeatFor(request.ttlMs);
     // The request object is the lease's backend reference from now on: nothing else keeps it.
     const lease = new Lease(this, key, request, fencingToken, heartbeatMs, sentAt);
+    // Counted from the answer, not the send: the hold then lasts at least minHoldMs on the store's clock too.
+    const minHoldMs = (request as MinHeldRequest)[MIN_HOLD_MS];
+    if (minHoldMs) lease.holdUntil = performance.now() + minHoldMs;
     this.table.addLease(lease);
     this.keeper.add(lease);
     return lease;
@@ -79,6 +82,7 @@ export class HeldLeases implements LeaseHolder {
       owner: this.owner(options.ownerId),
     };
     if (queueToken) request.queue = { waitMs: options.waitMs };
+    if (options.minHoldMs > 0) (request as MinHeldRequest)[MIN_HOLD_MS] = options.minHoldMs;
     return request;
   }
 
@@ -115,8 +119,59 @@ export class HeldLeases implements LeaseHolder {
     return Boolean(stillOurs);
   }
 
+  /**
+   * Is `lease` still ours by our own count? A lease whose time ran out without a confirmed
+   * heartbeat (a paused process) is lost here, on the spot, before the keeper's timer would
+   * notice: its signal aborts before this returns `false`.
+   */
+  isHeldNow(lease: Lease): boolean {
+    if (lease.state !== 'held') return false;
+    if (performance.now() < lease.deadline) return true;
+    this.lose(lease, 'lease-timed-out');
+    return false;
+  }
+
   /** Not async on the common path (nobody of ours waiting), for the reason given at `LockAcquirer.attempt`. */
   releaseLease(lease: Lease): Promise<ReleaseOutcome> {
+    // `holdUntil` is 0 without a minimum hold: no clock read on the common path.
+    if (lease.holdUntil !== 0 && lease.state === 'held' && lease.holdUntil > performance.now() && !this.gate.closing) {
+      return this.releaseAfterMinHold(lease);
+    }
+    return this.releaseNow(lease);
+  }
+
+  // --- minimum hold (minHoldMs) ------------------------------------------------------------
+  // A lease released inside its minimum hold stays taken (local slot and store lease) until
+  // the hold ends; the caller is answered at once and heartbeats stop.
+
+  /** The work ended early: cut the lease to the hold's remainder and release it when that ends. */
+  private releaseAfterMinHold(lease: Lease): Promise<ReleaseOutcome> {
+    const remainingMs = this.cutToMinHold(lease);
+    lease.deadline = lease.holdUntil;
+    // The store drops the lease by itself at the cut TTL (Redis, memory); this release wakes
+    // waiters at once there, and is what ends the hold where leases do not expire (file).
+    lease.holdTimer = setTimeout(() => {
+      lease.holdTimer = undefined;
+      void this.releaseNow(lease).catch((error: unknown) => this.releaseFailed(lease, error));
+    }, remainingMs);
+    lease.holdTimer.unref();
+    return Promise.resolve('released');
+  }
+
+  /** Stops the lease's heartbeat and sets its store TTL to what is left of its minimum hold; returns that. */
+  private cutToMinHold(lease: Lease): number {
+    clearTimeout(lease.holdTimer);
+    this.keeper.delete(lease);
+    const remainingMs = Math.max(1, Math.ceil(lease.holdUntil - performance.now()));
+    lease.ttlMs = remainingMs;
+    void this.calls.call('extend', () => this.backend.extend([lease.ref])).then(
+      noop,
+      (error: unknown) => this.logger.debug(`Could not cut "${lease.key}" to its minimum hold: ${errorMessage(error)}`),
+    );
+    return remainingMs;
+  }
+
+  private releaseNow(lease: Lease): Promise<ReleaseOutcome> {
     const wasHeld = lease.state === 'held';
     if (lease.state !== 'lost') lease.state = 'released';
     this.keeper.delete(lease);
@@ -187,12 +242,21 @@ export class HeldLeases implements LeaseHolder {
     this.loss.lose(lease, reason);
   }
 
-  /** Shutdown: every lease of this process is lost (its signal aborts) and released. */
+  /**
+   * Shutdown: every lease of this process is lost (its signal aborts) and released. A lease
+   * inside its minimum hold is not deleted: its TTL is cut to the hold's remainder, so a job
+   * run just before a deploy is not run again by another replica.
+   */
   async releaseEverything(): Promise<void> {
     await Promise.all(
       this.table.leases().map((lease) => {
-        this.lose(lease, 'shutdown');
-        return this.releaseQuietly(lease);
+        // A lease whose work ended (inside its minimum hold) has nothing left to abort.
+        const lingering = lease.holdTimer !== undefined;
+        if (!lingering) this.lose(lease, 'shutdown');
+        if (lease.holdUntil > performance.now()) return this.cutToMinHold(lease);
+        if (!lingering) return this.releaseQuietly(lease);
+        clearTimeout(lease.holdTimer);
+        return this.releaseNow(lease).then(noop, (error: unknown) => this.releaseFailed(lease, error));
       }),
     );
   }
@@ -204,5 +268,11 @@ export class HeldLeases implements LeaseHolder {
 }
 
 const HOSTNAME = hostname();
+/**
+ * `minHoldMs` on the requests that have one, under a symbol backends never read. Most requests
+ * have none: the grant's lookup is then an inline-cached miss (a WeakMap lookup cost more).
+ */
+const MIN_HOLD_MS = Symbol('minHoldMs');
+type MinHeldRequest = LockRequest & { [MIN_HOLD_MS]?: number };
 
 function noop(): void {}

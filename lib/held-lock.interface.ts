@@ -31,6 +31,12 @@ export interface LockCallOptions {
   mode?: LockMode;
   /** Owner recorded for this grant. Default: the module's `ownerId`. */
   ownerId?: string;
+  /**
+   * Keep the lease taken until at least this long after the grant, even when the work ends
+   * sooner (ShedLock's `lockAtLeastFor`): the caller gets its result at once, heartbeats stop,
+   * and the lease runs out on its own. Default 0 (released when the work ends).
+   */
+  minHoldMs?: number;
 }
 
 export type SkipReason = 'in-progress' | 'lock-held';

@@ -2,6 +2,8 @@ export { LockModule, InjectLockOptions, InjectLockBackend } from './lock.module'
 export { SpaceLockService } from './space-lock.service';
 export { WithLock, type WithLockOptions } from './with-lock.decorator';
 export { CurrentLock } from './current-lock.decorator';
+export { LeaderOnly } from './leader/leader-only.decorator';
+export type { CampaignOptions, LeaderHandle, LeaderRecord, LeaderTerm } from './leader/leader.interfaces';
 export { LockInterceptor } from './lock.interceptor';
 export type { LockMiss, LockRunHandlers } from './lock-runner';
 export type { LockKeyTemplate, HttpLockKeyFunction, ArgumentsLockKeyFunction } from './lock-key.template';

@@ -19,6 +19,10 @@ export class Lease implements HeldLock, KeptLease {
   nextBeatAt: number;
   deadline: number;
   keeperSlot = -1;
+  /** Minimum hold (`minHoldMs`): monotonic time before which a release only lets the lease run out. */
+  holdUntil = 0;
+  /** The release due when the minimum hold ends (see `HeldLeases.releaseAfterMinHold`). */
+  holdTimer?: NodeJS.Timeout;
   private releasing?: Promise<ReleaseOutcome>;
 
   constructor(

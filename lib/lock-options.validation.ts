@@ -111,13 +111,14 @@ export function resolveCallOptions(
     waitMs: given.waitMs ?? 0,
     mode: given.mode ?? 'exclusive',
     ownerId: given.ownerId ?? defaults.ownerId,
+    minHoldMs: given.minHoldMs ?? 0,
   };
   assertCallOptions(resolved);
   return resolved;
 }
 
 /**
- * The one check of call options (`ttlMs`, `waitMs`, `mode`, `ownerId`), each when given: per
+ * The one check of call options (`ttlMs`, `waitMs`, `mode`, `ownerId`, `minHoldMs`), each when given: per
  * call through `resolveCallOptions`, and once at decoration for `@WithLock`.
  */
 export function assertCallOptions(given: LockCallOptions): void {
@@ -127,6 +128,7 @@ export function assertCallOptions(given: LockCallOptions): void {
     throw new LockOptionsError(`mode must be 'exclusive' or 'shared', got ${String(given.mode)}`);
   }
   if (given.ownerId !== undefined) assertValidOwnerId(given.ownerId);
+  if (given.minHoldMs !== undefined) assertDuration('minHoldMs', given.minHoldMs, { allowZero: true });
 }
 
 function isLockBackend(value: unknown): boolean {

@@ -11,6 +11,7 @@ import { installRunner, locksItself, prepareLockedRoute } from './locked-method'
 import { withCurrentLock } from './current-lock.decorator';
 import type { LockKeyPart, WithLockMetadata } from './with-lock.decorator';
 import { SpaceLockService } from './space-lock.service';
+import { scheduledMinHold } from './schedule/scheduled-min-hold';
 
 /** What @nestjs/microservices' `@MessagePattern`/`@EventPattern` and @nestjs/websockets' `@SubscribeMessage` set on a handler. */
 const OTHER_TRANSPORT_HANDLER_METADATA = ['microservices:pattern', 'message'];
@@ -144,10 +145,15 @@ export class LockExplorer implements OnModuleInit {
         return undefined;
       },
     };
+    // A method @nestjs/schedule runs holds its lock for a minimum derived from its schedule,
+    // unless @WithLock names one: exactly one run per tick across replicas (see scheduled-min-hold.ts).
+    const scheduledHold =
+      metadata.options.minHoldMs === undefined ? scheduledMinHold((target as Record<string, object>)[name]) : undefined;
     // async: a key that cannot be built rejects, as the lock does, never throws at the caller.
     installRunner(target, name, async (original, self, args) => {
       const keys = metadata.keys.map((part) => renderFromArguments(part, args));
-      return this.locks.runUnderLock(keys, callOptions, () => original.apply(self, args), handlers);
+      const options = scheduledHold ? { ...callOptions, minHoldMs: scheduledHold() } : callOptions;
+      return this.locks.runUnderLock(keys, options, () => original.apply(self, args), handlers);
     });
   }
 }

@@ -5,6 +5,7 @@ import { LockBackend } from './lock-backend.interface';
 import { LOCK_MODULE_OPTIONS, LOCK_OPTIONS } from './lock.constants';
 import { LockOptionsError } from './lock.errors';
 import { LockExplorer } from './lock.explorer';
+import { LeaderExplorer } from './leader/leader.explorer';
 import { LockInterceptor } from './lock.interceptor';
 import type {
   LockModuleAsyncOptions,
@@ -46,6 +47,7 @@ const sharedProviders: Provider[] = [
     inject: [LOCK_OPTIONS, ModuleRef],
   },
   LockExplorer,
+  LeaderExplorer,
 ];
 
 const exported = [SpaceLockService, LockInterceptor, LOCK_OPTIONS, LockBackend];

@@ -24,7 +24,14 @@ export type MethodRunner = (
 const RUNNERS = Symbol('nestjs-lock:runners');
 const TRAMPOLINE = Symbol('nestjs-lock:trampoline');
 
-type WithRunners = { [RUNNERS]?: Map<string | symbol, MethodRunner> };
+/**
+ * Asked before the runner (`@LeaderOnly`: are we the leader?); `false` skips the call, which
+ * then returns `undefined`.
+ */
+export type MethodGuard = () => boolean;
+const GUARDS = Symbol('nestjs-lock:guards');
+
+type WithRunners = { [RUNNERS]?: Map<string | symbol, MethodRunner>; [GUARDS]?: Map<string | symbol, MethodGuard> };
 type Trampoline = ((...args: unknown[]) => unknown) & { [TRAMPOLINE]?: true };
 
 /** Trampoline -> the controller classes whose route passes it the context (a base class's method may serve several). */
@@ -38,6 +45,8 @@ export class RouteLockContext {
 const RouteContextParam = createParamDecorator((_data: unknown, context: ExecutionContext) => new RouteLockContext(context));
 
 export function lockTrampoline(original: (...args: unknown[]) => unknown, name: string | symbol): (...args: unknown[]) => unknown {
+  // `@WithLock` and `@LeaderOnly` on one method share one trampoline, in either order.
+  if ((original as Trampoline)[TRAMPOLINE]) return original;
   const trampoline: Trampoline = function (this: WithRunners | undefined, ...args: unknown[]): unknown {
     const last = args[args.length - 1];
     let context: ExecutionContext | undefined;
@@ -45,6 +54,8 @@ export function lockTrampoline(original: (...args: unknown[]) => unknown, name: 
       args.pop();
       context = last.context;
     }
+    const guard = this?.[GUARDS]?.get(name);
+    if (guard && !guard()) return undefined;
     const run = this?.[RUNNERS]?.get(name);
     return run ? run(original, this as object, args, context) : original.apply(this, args);
   };
@@ -86,10 +97,19 @@ export function prepareLockedRoute(type: Type, name: string): void {
 
 /** Installs the runner for one method of one instance; idempotent per instance and method. */
 export function installRunner(instance: object, name: string | symbol, runner: MethodRunner): void {
-  const target = instance as WithRunners;
-  if (!Object.prototype.hasOwnProperty.call(target, RUNNERS)) {
-    Object.defineProperty(target, RUNNERS, { value: new Map(), enumerable: false });
-  }
-  const runners = target[RUNNERS] as Map<string | symbol, MethodRunner>;
+  const runners = ownMap<MethodRunner>(instance, RUNNERS);
   if (!runners.has(name)) runners.set(name, runner);
+}
+
+/** Installs the guard for one method of one instance (or prototype); idempotent per target and method. */
+export function installGuard(instance: object, name: string | symbol, guard: MethodGuard): void {
+  const guards = ownMap<MethodGuard>(instance, GUARDS);
+  if (!guards.has(name)) guards.set(name, guard);
+}
+
+function ownMap<T>(instance: object, slot: typeof RUNNERS | typeof GUARDS): Map<string | symbol, T> {
+  if (!Object.prototype.hasOwnProperty.call(instance, slot)) {
+    Object.defineProperty(instance, slot, { value: new Map(), enumerable: false });
+  }
+  return (instance as Record<symbol, Map<string | symbol, T>>)[slot];
 }

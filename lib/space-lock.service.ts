@@ -1,4 +1,4 @@
-import { BeforeApplicationShutdown, Inject, Injectable, OnApplicationBootstrap } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type {
@@ -26,6 +26,9 @@ import { LockRunner, type LockRunHandlers } from './lock-runner';
 import { LockSets } from './lock-sets';
 import { ShutdownGate } from './shutdown-gate';
 import { StoreCalls } from './store-calls';
+import { LeaderElection } from './leader/leader-election';
+import type { CampaignOptions, LeaderHandle, LeaderRecord } from './leader/leader.interfaces';
+import { LockShuttingDownError } from './lock.errors';
 
 /**
  * Run work under a lock: an in-process per-key mutex first, then the backend's lease
@@ -48,6 +51,9 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   private readonly sets: LockSets;
   private readonly runner: LockRunner;
   private readonly operations: LockOperations;
+  /** Leader election (lib/leader): candidacies of this instance, on top of the public methods. */
+  private readonly elections: LeaderElection;
+  private ready?: Promise<void>;
 
   constructor(
     @Inject(LOCK_OPTIONS) options: ResolvedLockModuleOptions,
@@ -61,10 +67,41 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     this.sets = new LockSets(backend, options, this.calls, this.table, this.leases, this.acquirer);
     this.runner = new LockRunner(this.acquirer, this.sets, this.leases);
     this.operations = new LockOperations(backend, options, this.calls, this.table, this.instanceId);
+    this.elections = new LeaderElection(this, new Logger('SpaceLockService'));
   }
 
   async onApplicationBootstrap(): Promise<void> {
-    await this.backend.init?.();
+    await this.whenReady();
+  }
+
+  /** Resolves once the backend is initialised (at bootstrap). */
+  whenReady(): Promise<void> {
+    this.ready ??= Promise.resolve(this.backend.init?.());
+    return this.ready;
+  }
+
+  /**
+   * Campaign for leadership of `name` until the handle resigns or the module shuts down: the
+   * leader holds the lock `leader:<name>` (its fencing token is the term). Calling it again for
+   * a name this instance campaigns for returns the same handle.
+   */
+  campaign(name: string, options?: CampaignOptions): LeaderHandle {
+    if (this.gate.closing) throw new LockShuttingDownError();
+    return this.elections.campaign(name, options);
+  }
+
+  /** Who leads `name` now (as the store records it), or `null`. */
+  leader(name: string): Promise<LeaderRecord | null> {
+    return this.elections.leader(name);
+  }
+
+  /**
+   * Is `lock` still ours by our own count of its lease? A lease whose time ran out without a
+   * confirmed heartbeat (a paused process) is lost here, on the spot: its signal aborts before
+   * this returns `false`.
+   */
+  isHeldNow(lock: HeldLock): boolean {
+    return lock instanceof Lease && this.leases.isHeldNow(lock);
   }
 
   /**
@@ -185,6 +222,9 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
 
   /** Release everything before other modules (Redis clients) shut down. */
   async beforeApplicationShutdown(): Promise<void> {
+    if (this.gate.closing) return;
+    // Leaders step down first: their release hands leadership to a follower at once.
+    await this.elections.resignAll();
     if (!this.gate.begin()) return;
     this.table.dismissWaiters();
     await this.leases.releaseEverything();

@@ -26,6 +26,11 @@ export interface WithLockOptions {
    * Default `'throw'` on controllers, `'skip'` on providers.
    */
   onLocked?: 'throw' | 'skip';
+  /**
+   * Keep the lock at least this long after the grant (see `LockCallOptions.minHoldMs`). On a
+   * method `@nestjs/schedule` runs, the default comes from its schedule (README: scheduled jobs).
+   */
+  minHoldMs?: number;
 }
 
 export type LockKeyPart = CompiledKeyTemplate | ((...args: never[]) => string);

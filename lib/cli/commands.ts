@@ -125,10 +125,37 @@ const reap: Command = {
   },
 };
 
+/** Who leads each election (`campaign` / `@LeaderOnly`); `list` shows the same holders as keys `leader:NAME`. */
+const leader: Command = {
+  usage: 'NAME...',
+  summary: 'the leader (owner, since, term) of each election name',
+  options: [],
+  positionals: { min: 1, max: Infinity },
+  prepare(line) {
+    const names = line.positionals.map(validKey);
+    return async ({ locks, io, common }) => {
+      const records = await Promise.all(names.map(async (name) => ({ name, leader: await locks.leader(name) })));
+      if (common.json) {
+        io.out(asJson(records));
+        return ExitCode.Ok;
+      }
+      for (const { name, leader: record } of records) {
+        io.out(
+          record
+            ? `"${name}" is led by ${record.owner} (pid ${record.pid} on ${record.hostname}) since ${new Date(record.since).toISOString()}, term ${record.term}.\n`
+            : `"${name}" has no leader.\n`,
+        );
+      }
+      return ExitCode.Ok;
+    };
+  },
+};
+
 export const COMMANDS: ReadonlyMap<string, Command> = new Map([
   ['list', list],
   ['inspect', inspect],
   ['reap', reap],
+  ['leader', leader],
 ]);
 
 function describeReap(key: string, outcome: ForceReleaseOutcome): string {

@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { ScheduleModule } from '@nestjs/schedule';
 import { LockModule } from '../../lib';
 import { ReindexJob } from './reindex.job';
+import { ReportJob } from './report.job';
 import { SpacesController } from './spaces.controller';
 import { SpacesService } from './spaces.service';
 
@@ -19,6 +20,6 @@ const backend = process.env.LOCK_BACKEND === 'file' ? 'file' : process.env.LOCK_
     }),
   ],
   controllers: [SpacesController],
-  providers: [SpacesService, ReindexJob],
+  providers: [SpacesService, ReindexJob, ReportJob],
 })
 export class AppModule {}

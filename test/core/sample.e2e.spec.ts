@@ -1,8 +1,10 @@
 import { Logger, type INestApplication } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { AppModule } from '../../sample/src/app.module';
 import { ReindexJob } from '../../sample/src/reindex.job';
+import { ReportJob } from '../../sample/src/report.job';
 import { SpaceLockService } from '../../lib';
 
 describe('the sample app', () => {
@@ -40,13 +42,41 @@ describe('the sample app', () => {
       await expect(job.reindex('t')).resolves.toBeUndefined();
       // The second call came back while the first still ran and held the lock: it was skipped, not queued.
       expect(firstDone).toBe(false);
-      expect(locks.held().map((lock) => lock.key)).toEqual(['reindex:t']);
+      // (The sample also campaigns for "housekeeping": its leader lease is not this job's.)
+      const reindexLocks = (): string[] => locks.held().map((lock) => lock.key).filter((key) => key.startsWith('reindex:'));
+      expect(reindexLocks()).toEqual(['reindex:t']);
       await running;
       const runs = log.mock.calls.filter(([message]) => message === 'reindexing t on this replica');
       expect(runs).toHaveLength(1);
-      expect(locks.held()).toEqual([]);
+      expect(reindexLocks()).toEqual([]);
     } finally {
       log.mockRestore();
+    }
+  });
+
+  it('the sample leads "housekeeping" alone, so its @LeaderOnly job runs; the @Cron job is held past its run', async () => {
+    const locks = app.get(SpaceLockService);
+    const handle = locks.campaign('housekeeping');
+    while (!handle.isLeader) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect((await locks.leader('housekeeping'))?.term).toBe(handle.term);
+    const job = app.get(ReportJob);
+    // The test calls the jobs itself: the scheduler's own ticks would race with it.
+    app.get(SchedulerRegistry).getCronJobs().forEach((cron) => void cron.stop());
+    const purges = job.purges;
+    job.purgeExpiredSessions();
+    expect(job.purges).toBe(purges + 1);
+    // 2 s into a 10 s period: the tick's hold lasts until 1 s before the next one, 7 s from now.
+    jest.spyOn(Date, 'now').mockReturnValue(Math.floor(Date.now() / 10_000) * 10_000 + 2_000);
+    try {
+      const runs = job.runs;
+      await job.totals();
+      expect(job.runs).toBe(runs + 1);
+      // Called again at once: the tick's minimum hold still holds the lock, so the call is skipped.
+      await job.totals();
+      expect(job.runs).toBe(runs + 1);
+      expect(await locks.inspect('report:daily-totals')).toMatchObject({ local: true });
+    } finally {
+      jest.restoreAllMocks();
     }
   });
 });
