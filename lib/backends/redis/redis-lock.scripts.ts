@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { mintFenceLua } from './fencing-clock';
 
 /**
  * Key layout and Lua scripts of the Redis backend.
@@ -7,8 +8,8 @@ import { createHash } from 'node:crypto';
  * the hash tag `{E}` (E = K with `%` and `}` escaped) so every script stays in one slot of
  * a Redis Cluster:
  *   `{E}`          the lease: the holder's token, with a PX expiry
- *   `{E}:fence`    the fencing counter: INCR on every grant, never expires (it must outlive
- *                  leases, or tokens would restart at 1; see README "maxmemory-policy")
+ *   `{E}:fence`    the last fencing token; expires a margin after the last grant's lease,
+ *                  when Redis' clock alone is above it (see `fencing-clock.ts`)
  *   `{E}:holder`   the holder record, one packed string (see `HolderRecord`); no expiry,
  *                  deleted on release, so a record whose lease is gone is a holder that died
  *                  or lost its lease (shown as stale)
@@ -135,8 +136,8 @@ function globEscape(text: string): string {
  * set and write its holder record; the arguments are Lua expressions.
  */
 function stampLua(fenceKey: string, holderKey: string, token: string, ttl: string, tail: string): string {
-  return `local fence = redis.call('INCR', ${fenceKey})
-redis.call('SET', ${holderKey}, ${ttl} .. '\\n' .. ${token} .. '\\n' .. fence .. ${tail})`;
+  return `${mintFenceLua(fenceKey, ttl)}
+redis.call('SET', ${holderKey}, ${ttl} .. '\\n' .. ${token} .. '\\n' .. fence_text .. ${tail})`;
 }
 
 /**
@@ -272,7 +273,7 @@ local function give_turn(ticket, lease_key, fence_key, holder_key, waiting_key)
   if seen_at and now_ms() - tonumber(seen_at) <= ${PASS_FRESH_MS} then
     redis.call('SET', lease_key, ticket, 'PX', ttl)
     local fence = stamp(fence_key, holder_key, ticket, ttl, tail)
-    redis.call('PUBLISH', channel, '${GRANTED_MESSAGE}\\n' .. ticket .. '\\n' .. fence)
+    redis.call('PUBLISH', channel, '${GRANTED_MESSAGE}\\n' .. ticket .. '\\n' .. string.format('%.0f', fence))
     return
   end
   redis.call('SET', lease_key, '${RESERVED_FOR}' .. ticket, 'PX', ${reservationMs})
@@ -445,7 +446,7 @@ if ARGV[1] ~= '' then
   if fence_of(record) ~= ARGV[1] then return {'changed-hands', pttl, record} end
 end
 redis.call('DEL', KEYS[1], KEYS[3])
-redis.call('INCR', KEYS[2])
+${mintFenceLua('KEYS[2]', '0')}
 redis.call('PUBLISH', KEYS[1] .. ':released', 'released')
 return {'released', pttl, record}
 `,
