@@ -57,6 +57,8 @@ type LateResultHandler<T = unknown> = (value: T) => void;
 interface LeaseHolder {
   extendLease(lease: Lease, ttlMs?: number): Promise<boolean>;
   releaseLease(lease: Lease): Promise<ReleaseOutcome>;
+  /** `ensureHeld()` found the local deadline passed before the keeper did. */
+  leaseLapsed(lease: Lease): void;
 }
 
 /** A lease of this process: what the caller holds and what the keeper keeps alive. */
@@ -132,6 +134,12 @@ class Lease implements HeldLock, KeptLease {
     this.releasing ??= this.holder.releaseLease(this);
     return this.releasing;
   }
+
+  ensureHeld(): void {
+    if (this.state === 'held' && performance.now() < this.deadline) return;
+    if (this.state === 'held') this.holder.leaseLapsed(this);
+    throw this.lostReason ?? new LockLostError(this.key, this.fencingToken, 'released');
+  }
 }
 
 /** A caller of this process waiting for a key another local caller has. */
@@ -188,6 +196,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   private readonly leaseHolder: LeaseHolder = {
     extendLease: (lease, ttlMs) => this.extendLease(lease, ttlMs),
     releaseLease: (lease) => this.releaseLease(lease),
+    leaseLapsed: (lease) => this.lose(lease, 'lease-timed-out'),
   };
   private closing = false;
   /** Store calls whose caller takes the answer as it is; the subject is what to do with a late answer. */
