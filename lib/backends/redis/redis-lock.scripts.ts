@@ -168,7 +168,7 @@ export interface LockScript {
   sha: string;
 }
 
-function lockScript(lua: string, numberOfKeys?: number): LockScript {
+export function lockScript(lua: string, numberOfKeys?: number): LockScript {
   return { numberOfKeys, lua, sha: createHash('sha1').update(lua).digest('hex') };
 }
 
