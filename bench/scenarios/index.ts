@@ -8,6 +8,7 @@ import { manyLeasesScenario } from './s6-many-leases';
 import { httpScenario } from './s7-http';
 import { heapScenario } from './s8-heap';
 import { scaleScenario } from './s9-scale';
+import { replicasRedisScenario } from './s10-replicas-redis';
 
 /** In the order the issue lists them. */
 export const SCENARIOS: readonly Scenario[] = [
@@ -20,4 +21,5 @@ export const SCENARIOS: readonly Scenario[] = [
   httpScenario,
   heapScenario,
   scaleScenario,
+  replicasRedisScenario,
 ].sort((a, b) => a.id - b.id);
