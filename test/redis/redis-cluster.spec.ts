@@ -51,7 +51,7 @@ describe('Redis backend on a real 3-master Redis Cluster', () => {
     expect(await locks.list({ limit: 1_000 })).toEqual([]);
   });
 
-  it('hands a lease to a local waiter and wakes a waiter of another replica over cluster pub/sub', async () => {
+  it('hands a lease to a local waiter and wakes a waiter of another replica over sharded pub/sub (Redis >= 7)', async () => {
     const prefix = uniquePrefix('cluster-wait');
     const one = await replica(prefix);
     const two = await replica(prefix);
@@ -65,11 +65,13 @@ describe('Redis backend on a real 3-master Redis Cluster', () => {
     // Remote waiter: woken by the release published from inside the script.
     const remote = two.locks.acquire('job', { waitMs: 5_000 });
     const channel = `{${prefix}job}:released`;
-    const subscribers = async (): Promise<number> =>
-      (await Promise.all(cluster.servers.map((server) => server.cli('pubsub', 'numsub', channel))))
+    const subscribers = async (kind: 'numsub' | 'shardnumsub'): Promise<number> =>
+      (await Promise.all(cluster.servers.map((server) => server.cli('pubsub', kind, channel))))
         .map((reply) => Number(reply.split('\n').pop()))
         .reduce((sum, count) => sum + count, 0);
-    await until(async () => (await subscribers()) === 1, 5_000, 'remote waiter subscribed');
+    expect(one.app.get<RedisLockBackend>(LockBackend).publishMode).toBe('sharded');
+    await until(async () => (await subscribers('shardnumsub')) === 1, 5_000, 'remote waiter subscribed to its shard');
+    expect(await subscribers('numsub')).toBe(0);
     const releasedAt = performance.now();
     await handed.release();
     const next = await remote;

@@ -20,6 +20,7 @@ import type {
 import { LockBackendError, LockNotSupportedError, LockOptionsError } from '../../lock.errors';
 import { ReleaseChannels } from './redis-release-channels';
 import { CONFIRM_HELD, ReplicaConfirmation, type ReplicaConfirmationOptions } from './replica-confirmation';
+import { detectPublishMode, shardedScript, type PublishMode } from './release-publish-mode';
 import {
   ACQUIRE,
   ACQUIRE_ALL,
@@ -91,7 +92,9 @@ export class RedisLockBackend implements LockBackend {
   private resolved?: { client: RedisClient; keyPrefix: string };
   private readonly ownerJsonCache = new WeakMap<LockOwner, string>();
   /** RELEASE and LEAVE_QUEUE with this backend's queueReservationMs written in. */
-  private readonly turn: ReturnType<typeof turnScripts>;
+  private turn: ReturnType<typeof turnScripts>;
+  private forceReleaseScript = FORCE_RELEASE;
+  private releaseMode: PublishMode = 'classic';
 
   /**
    * @param source the connection, or a function returning it, called once at `init()` or at
@@ -111,7 +114,15 @@ export class RedisLockBackend implements LockBackend {
     };
     this.turn = turnScripts(this.settings.queueReservationMs);
     if (options.replicas) this.replicas = new ReplicaConfirmation(options.replicas);
-    this.channels = new ReleaseChannels(() => this.client.duplicate(), this.logger);
+    this.channels = new ReleaseChannels(
+      (sharded) => (sharded && isCluster(this.client) ? this.client.duplicate([], { shardedSubscribers: true }) : this.client.duplicate()),
+      this.logger,
+    );
+  }
+
+  /** How releases reach waiters, detected once at `init()` (see `PublishMode`). */
+  get publishMode(): PublishMode {
+    return this.releaseMode;
   }
 
   get client(): RedisClient {
@@ -123,13 +134,28 @@ export class RedisLockBackend implements LockBackend {
     if (this.replicas && this.isCluster) {
       throw new LockOptionsError('redis.replicas is not supported on Redis Cluster (WAIT has no key to route it to the shard of a lock)');
     }
+    if (this.isCluster) await this.choosePublishMode();
     await Promise.all([this.loadScripts(), this.settings.warnOnEviction ? this.warnOnEviction() : undefined]);
+  }
+
+  /** Sharded pub/sub when every master is Redis >= 7: releases then stay inside their shard. */
+  private async choosePublishMode(): Promise<void> {
+    try {
+      this.releaseMode = await settleWithin(detectPublishMode(this.client as Cluster), this.settings.probeTimeoutMs, noAnswerWithin(this.settings.probeTimeoutMs));
+    } catch (error) {
+      this.logger.debug(`Could not read the Cluster's Redis versions, using classic pub/sub: ${errorMessage(error)}`);
+      return;
+    }
+    if (this.releaseMode !== 'sharded') return;
+    this.turn = { release: shardedScript(this.turn.release), leaveQueue: shardedScript(this.turn.leaveQueue) };
+    this.forceReleaseScript = shardedScript(FORCE_RELEASE);
+    this.channels.sharded = true;
   }
 
   /** So the first calls are EVALSHA hits; `run()` still falls back to EVAL (restart, fail-over). */
   private async loadScripts(): Promise<void> {
     try {
-      const scripts = [...LOCK_SCRIPTS, this.turn.release, this.turn.leaveQueue];
+      const scripts = [...LOCK_SCRIPTS, this.turn.release, this.turn.leaveQueue, this.forceReleaseScript];
       const loads = this.scanNodes().flatMap((node) => scripts.map((script) => node.script('LOAD', script.lua)));
       await settleWithin(Promise.all(loads), this.settings.probeTimeoutMs, noAnswerWithin(this.settings.probeTimeoutMs));
     } catch (error) {
@@ -280,7 +306,7 @@ export class RedisLockBackend implements LockBackend {
   async forceRelease({ key, expectFencingToken }: ForceReleaseRequest): Promise<ForceReleaseOutcome> {
     const keys = lockKeys(key);
     const expected = expectFencingToken === undefined ? '' : String(expectFencingToken);
-    const [outcome, pttl, stored] = (await this.run(FORCE_RELEASE, [keys.lease, keys.fence, keys.holder, expected])) as [
+    const [outcome, pttl, stored] = (await this.run(this.forceReleaseScript, [keys.lease, keys.fence, keys.holder, expected])) as [
       string,
       number,
       string | null,
