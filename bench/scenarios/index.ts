@@ -9,6 +9,7 @@ import { httpScenario } from './s7-http';
 import { heapScenario } from './s8-heap';
 import { scaleScenario } from './s9-scale';
 import { replicasRedisScenario } from './s10-replicas-redis';
+import { handoffClusterScenario } from './s11-handoff-cluster';
 
 /** In the order the issue lists them. */
 export const SCENARIOS: readonly Scenario[] = [
@@ -22,4 +23,5 @@ export const SCENARIOS: readonly Scenario[] = [
   heapScenario,
   scaleScenario,
   replicasRedisScenario,
+  handoffClusterScenario,
 ].sort((a, b) => a.id - b.id);
