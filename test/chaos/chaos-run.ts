@@ -158,7 +158,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       workers[slot].kill('SIGKILL');
       await sleep(ttlMs);
       const restarted = spawnWorker(slot);
-      await until(() => events.some((event) => event.pid === restarted.pid && event.kind === 'ready'), 60_000, 'restarted worker ready');
+      // Not fatal when slow: a worker that never comes back shows as stalled at the end.
+      await until(() => events.some((event) => event.pid === restarted.pid && event.kind === 'ready'), 60_000, 'restarted worker ready').catch(() =>
+        log('restarted worker not ready within 60 s'),
+      );
     },
     'pause-redis': async () => {
       primary.pause();
