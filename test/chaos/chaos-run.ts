@@ -23,7 +23,7 @@ export interface ChaosOptions {
 export interface Violations {
   /** One (key, fencing token) granted to two processes. */
   doubleGrants: number;
-  /** Two processes holding one key at once. Only `none` must be zero: faults allow it, fencing covers it. */
+  /** Write attempts by a holder after a newer grant of its key. Only `none` must be zero: faults allow it, fencing covers it. */
   overlaps: number;
   /** A grant whose token is not above a token the resource accepted before it (data loss included). */
   tokensNotAbove: number;
@@ -259,6 +259,31 @@ function parseEvent(pid: number, line: string): Event {
   return { pid, kind, key, token: Number(token), outcome: kind === 'write' ? fields[4] : '', at };
 }
 
+type RunningHighest = Map<string, { at: number; highest: number }[]>;
+
+/** Per key, in the given (time) order: each item's time and the highest token up to it. */
+function runningHighest(items: readonly { key: string; token: number; at: number }[]): RunningHighest {
+  const byKey: RunningHighest = new Map();
+  for (const item of items) {
+    const list = byKey.get(item.key) ?? [];
+    list.push({ at: item.at, highest: Math.max(item.token, list[list.length - 1]?.highest ?? 0) });
+    byKey.set(item.key, list);
+  }
+  return byKey;
+}
+
+/** The highest token in `byKey`'s list for `key` at a time before `at` (0 for none). */
+function highestBefore(byKey: RunningHighest, key: string, at: number): number {
+  const list = byKey.get(key) ?? [];
+  let [low, high] = [0, list.length];
+  while (low < high) {
+    const middle = (low + high) >> 1;
+    if (list[middle].at < at) low = middle + 1;
+    else high = middle;
+  }
+  return low === 0 ? 0 : list[low - 1].highest;
+}
+
 /** Counts every property, attributing each violation to the fault window it falls in (`none` if outside all). */
 function judge(
   events: readonly Event[],
@@ -276,57 +301,27 @@ function judge(
   const reach = 2 * ttlMs * 1_000;
   const kindAt = (from: number, to = from): FaultKind | 'none' => windows.find((window) => from <= window.to + reach && to >= window.from)?.kind ?? 'none';
 
-  // Accepted writes per key, in time order, with the highest token so far: "above everything
-  // accepted before this grant" is one binary search.
-  const acceptedByKey = new Map<string, { at: number; highest: number }[]>();
-  for (const write of accepted) {
-    const list = acceptedByKey.get(write.key) ?? [];
-    list.push({ at: write.at, highest: Math.max(write.token, list[list.length - 1]?.highest ?? 0) });
-    acceptedByKey.set(write.key, list);
-  }
-  const highestBefore = (key: string, at: number): number => {
-    const list = acceptedByKey.get(key) ?? [];
-    let [low, high] = [0, list.length];
-    while (low < high) {
-      const middle = (low + high) >> 1;
-      if (list[middle].at < at) low = middle + 1;
-      else high = middle;
-    }
-    return low === 0 ? 0 : list[low - 1].highest;
-  };
-
+  // Accepted writes and grants per key, in time order, each with the highest token so far.
+  const acceptedByKey = runningHighest(accepted);
+  const grants = events.filter((event) => event.kind === 'held').sort((a, b) => a.at - b.at);
+  const grantsByKey = runningHighest(grants);
   const grantedTo = new Map<string, number>();
-  const byPid = new Map<number, Event[]>();
-  for (const event of events) {
-    const own = byPid.get(event.pid);
-    if (own) own.push(event);
-    else byPid.set(event.pid, [event]);
+  for (const held of grants) {
+    const id = `${held.key}|${held.token}`;
+    const first = grantedTo.get(id);
+    if (first !== undefined && first !== held.pid) perKind[kindAt(held.at)].doubleGrants += 1;
+    else grantedTo.set(id, held.pid);
+    if (highestBefore(acceptedByKey, held.key, held.at) >= held.token) perKind[kindAt(held.at)].tokensNotAbove += 1;
   }
-  // Each hold: from `held` to the holder's `releasing` / `lost`, or its last event (killed).
-  const holds: { pid: number; key: string; from: number; to: number }[] = [];
-  for (const own of byPid.values()) {
-    own.forEach((held, index) => {
-      if (held.kind !== 'held') return;
-      const id = `${held.key}|${held.token}`;
-      const first = grantedTo.get(id);
-      if (first !== undefined && first !== held.pid) perKind[kindAt(held.at)].doubleGrants += 1;
-      else grantedTo.set(id, held.pid);
-      if (highestBefore(held.key, held.at) >= held.token) perKind[kindAt(held.at)].tokensNotAbove += 1;
-      const end = own.slice(index + 1).find((event) => (event.kind === 'releasing' || event.kind === 'lost') && event.key === held.key && event.token === held.token);
-      holds.push({ pid: held.pid, key: held.key, from: held.at, to: end?.at ?? own[own.length - 1].at });
-    });
+  // Two holders at once, as the resource sees it: a write decided by a holder after a newer
+  // grant of its key (the older holder should have known its lease was gone).
+  for (const write of events.filter((event) => event.kind === 'write')) {
+    const newer = highestBefore(grantsByKey, write.key, write.at);
+    if (newer <= write.token) continue;
+    const kind = kindAt(write.at);
+    perKind[kind].overlaps += 1;
+    if (kind === 'none') details.push(`write on ${write.key} by pid ${write.pid} with token ${write.token} at ${write.at} µs after token ${newer} was granted`);
   }
-  holds.sort((a, b) => a.from - b.from);
-  holds.forEach((one, index) => {
-    for (let next = index + 1; next < holds.length; next += 1) {
-      const two = holds[next];
-      if (two.from >= one.to) break;
-      if (one.key !== two.key || one.pid === two.pid) continue;
-      const kind = kindAt(two.from, Math.min(one.to, two.to));
-      perKind[kind].overlaps += 1;
-      if (kind === 'none') details.push(`overlap on ${one.key}: pid ${one.pid} [${one.from}, ${one.to}] and pid ${two.pid} [${two.from}, ${two.to}]; windows ${JSON.stringify(windows)}`);
-    }
-  });
 
   for (const pause of pauses.filter((candidate) => candidate.to - candidate.from > ttlMs * 1_000)) {
     perKind['pause-holder'].lapsedWrites += events.filter(
