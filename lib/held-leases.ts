@@ -119,16 +119,8 @@ export class HeldLeases implements LeaseHolder {
     return Boolean(stillOurs);
   }
 
-  /**
-   * Is `lease` still ours by our own count? A lease whose time ran out without a confirmed
-   * heartbeat (a paused process) is lost here, on the spot, before the keeper's timer would
-   * notice: its signal aborts before this returns `false`.
-   */
-  isHeldNow(lease: Lease): boolean {
-    if (lease.state !== 'held') return false;
-    if (performance.now() < lease.deadline) return true;
+  leaseLapsed(lease: Lease): void {
     this.lose(lease, 'lease-timed-out');
-    return false;
   }
 
   /** Not async on the common path (nobody of ours waiting), for the reason given at `LockAcquirer.attempt`. */

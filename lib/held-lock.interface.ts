@@ -15,6 +15,13 @@ export interface HeldLock {
   readonly mode: LockMode;
   /** Aborted (with a `LockLostError` reason) as soon as this lease is known or feared lost. */
   readonly signal: AbortSignal;
+  /**
+   * Synchronous lease check, for the moment before a side effect: throws `LockLostError` when
+   * the lease is lost, released, or its local deadline (monotonic clock, from the last
+   * confirmed heartbeat, minus a margin) has passed — even if no timer has run yet, as after
+   * a process pause. A lapse found here aborts `signal` at once. No round trip.
+   */
+  ensureHeld(): void;
   /** Extend the lease now (compare-and-extend). Resolves `false` when it is no longer ours. */
   extend(ttlMs?: number): Promise<boolean>;
   /** Compare-and-release. Idempotent; never rejects for an expired lease. */

@@ -63,6 +63,7 @@ export { MemoryLockStore } from './backends/memory/memory-lock.store';
 export type { MemoryBackendOptions } from './backends/memory/memory-backend-options.interface';
 export type { FileBackendOptions } from './backends/file/file-backend-options.interface';
 export type { RedisBackendOptions } from './backends/redis/redis-backend-options.interface';
+export type { ReplicaConfirmationOptions } from './backends/redis/replica-confirmation';
 export { FileLockBackend } from './backends/file/file-lock.backend';
 export type { FileLockMechanism, FileStaleRecord } from './backends/file/file-backend-options.interface';
 export { LockAdminModule, type LockAdminModuleOptions, type ReapRequestBody } from './admin/lock-admin.module';

@@ -1,11 +1,15 @@
 import type { HeldLock } from './held-lock.interface';
 import { LeaseKeeper, type KeptLease } from './lease-keeper';
+import { performance } from 'node:perf_hooks';
 import type { LockMode, LockRequest, ReleaseOutcome } from './lock-backend.interface';
+import { LockLostError } from './lock.errors';
 
 /** Where a lease's own `extend` and `release` go (`HeldLeases`). */
 export interface LeaseHolder {
   extendLease(lease: Lease, ttlMs?: number): Promise<boolean>;
   releaseLease(lease: Lease): Promise<ReleaseOutcome>;
+  /** The local deadline passed before the keeper noticed (`ensureHeld`, `isHeldNow`): lose it now. */
+  leaseLapsed(lease: Lease): void;
 }
 
 /** A lease of this process: what the caller holds and what the keeper keeps alive. */
@@ -84,5 +88,22 @@ export class Lease implements HeldLock, KeptLease {
   release(): Promise<ReleaseOutcome> {
     this.releasing ??= this.holder.releaseLease(this);
     return this.releasing;
+  }
+
+  /**
+   * Still ours by our own count of the lease, on the monotonic clock? A lease whose time ran
+   * out without a confirmed heartbeat (a paused process) is lost here, on the spot, before the
+   * keeper's timer would notice: its signal aborts before this returns `false`.
+   */
+  isHeldNow(): boolean {
+    if (this.state !== 'held') return false;
+    if (performance.now() < this.deadline) return true;
+    this.holder.leaseLapsed(this);
+    return false;
+  }
+
+  ensureHeld(): void {
+    if (this.isHeldNow()) return;
+    throw this.lostReason ?? new LockLostError(this.key, this.fencingToken, 'released');
   }
 }

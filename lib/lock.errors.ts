@@ -75,12 +75,13 @@ export class LockLostError extends LockError {
   }
 }
 
-export type LockLostReason = 'taken-over' | 'lease-timed-out' | 'shutdown';
+export type LockLostReason = 'taken-over' | 'lease-timed-out' | 'shutdown' | 'released';
 
 const LOST_REASON_TEXT: Record<LockLostReason, string> = {
   'taken-over': 'the store no longer has our token (expired or reaped)',
   'lease-timed-out': 'no heartbeat could extend the lease before it ran out',
   shutdown: 'the application is shutting down',
+  released: 'it was released',
 };
 
 function describe(value: unknown): string {

@@ -101,7 +101,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
    * this returns `false`.
    */
   isHeldNow(lock: HeldLock): boolean {
-    return lock instanceof Lease && this.leases.isHeldNow(lock);
+    return lock instanceof Lease && lock.isHeldNow();
   }
 
   /**

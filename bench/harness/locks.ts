@@ -217,7 +217,9 @@ export function oursOptions(kind: 'ours-redis' | 'ours-memory' | 'ours-file', co
   const base: LockModuleOptions = { ttlMs: context.ttlMs, keyPrefix: 'bench:', ...context.ours };
   if (kind === 'ours-memory') return { ...base, backend: 'memory' };
   if (kind === 'ours-file') return { ...base, backend: 'file', file: { dir: context.fileDir } };
-  return { ...base, backend: 'redis', redis: { client: countingRedis(context.redisUrl ?? '') } };
+  // A scenario on a Cluster names it in `ours.redis.cluster`: the module connects itself.
+  if (context.ours?.redis?.cluster) return { ...base, backend: 'redis' };
+  return { ...base, backend: 'redis', redis: { ...context.ours?.redis, client: countingRedis(context.redisUrl ?? '') } };
 }
 
 class OursClient implements LockClient {

@@ -66,10 +66,11 @@ export class RedisServer {
     return this.child.pid;
   }
 
-  static async start(placement: Placement): Promise<RedisServer> {
+  /** `extraArgs`: more redis-server arguments (`--replicaof host port` for a replica). */
+  static async start(placement: Placement, extraArgs: readonly string[] = []): Promise<RedisServer> {
     const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'nestjs-lock-bench-redis-'));
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning'];
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning', ...extraArgs];
     const child = placement.taskset
       ? spawn('taskset', ['-c', placement.redisCpus, 'redis-server', ...args], { stdio: ['ignore', 'ignore', 'inherit'] })
       : spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] });

@@ -9,6 +9,8 @@ import { httpScenario } from './s7-http';
 import { heapScenario } from './s8-heap';
 import { scaleScenario } from './s9-scale';
 import { leaderTakeoverScenario } from './s10-leader-takeover';
+import { replicasRedisScenario } from './s11-replicas-redis';
+import { handoffClusterScenario } from './s12-handoff-cluster';
 
 /** In the order the issue lists them. */
 export const SCENARIOS: readonly Scenario[] = [
@@ -22,4 +24,6 @@ export const SCENARIOS: readonly Scenario[] = [
   heapScenario,
   scaleScenario,
   leaderTakeoverScenario,
+  replicasRedisScenario,
+  handoffClusterScenario,
 ].sort((a, b) => a.id - b.id);

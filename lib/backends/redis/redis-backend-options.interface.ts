@@ -1,5 +1,6 @@
 // Types only: apps on other backends never load ioredis (see redis-backend.factory.ts).
 import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
+import type { ReplicaConfirmationOptions } from './replica-confirmation';
 
 /**
  * Where the Redis backend gets its connection. Give exactly one of `namespace`,
@@ -58,4 +59,13 @@ export interface RedisBackendOptions {
    * the lock is free again after this. Default 250 ms.
    */
   queueReservationMs?: number;
+  /**
+   * Confirm every grant, hand-off and release with `WAIT min timeoutMs` before the call
+   * returns, so a failover to a confirmed replica keeps them. A grant that `min` replicas do
+   * not acknowledge within `timeoutMs` is released again and the call fails with
+   * `LockBackendError` (HTTP 503 without `Retry-After`); it never counts as held. Heartbeats
+   * stay batched, on a connection of their own. Standalone and Sentinel only. Default: unset
+   * (nothing is confirmed).
+   */
+  replicas?: ReplicaConfirmationOptions;
 }

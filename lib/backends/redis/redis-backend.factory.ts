@@ -4,6 +4,7 @@ import { LockOptionsError } from '../../lock.errors';
 import type { LockBackendFactory } from '../lock-backend.factory';
 import type { RedisBackendOptions } from './redis-backend-options.interface';
 import { RedisLockBackend, type RedisClient } from './redis-lock.backend';
+import { replicaOptions } from './replica-confirmation';
 import { errorMessage } from '../../lock.errors';
 
 /** Owned connections fail fast while Redis is down instead of queueing calls nobody waits for. */
@@ -17,6 +18,7 @@ const SOURCES = ['namespace', 'clusterNamespace', 'client', 'url', 'cluster'] as
  */
 export const createRedisBackend: LockBackendFactory = async ({ options, moduleRef }) => {
   const redis = options.redis ?? {};
+  const replicas = replicaOptions(redis.replicas);
   const { client, owned } = await connect(redis, moduleRef);
   return new RedisLockBackend(client, {
     ownsClient: owned,
@@ -24,6 +26,7 @@ export const createRedisBackend: LockBackendFactory = async ({ options, moduleRe
     extendChunkSize: redis.extendChunkSize,
     scanCount: redis.scanCount,
     queueReservationMs: redis.queueReservationMs,
+    replicas,
   });
 };
 

@@ -1,3 +1,5 @@
+import { mintFenceLua } from './fencing-clock';
+
 /**
  * The holder record of the Redis backend, as stored at `{E}:holder` (see `redis-lock-keys.ts`),
  * and the Lua fragments that write and read it.
@@ -48,8 +50,8 @@ export function parseHolderRecord(stored: string | null): HolderRecord | null {
  * set and write its holder record; the arguments are Lua expressions.
  */
 export function stampLua(fenceKey: string, holderKey: string, token: string, ttl: string, tail: string): string {
-  return `local fence = redis.call('INCR', ${fenceKey})
-redis.call('SET', ${holderKey}, ${ttl} .. '\\n' .. ${token} .. '\\n' .. fence .. ${tail})`;
+  return `${mintFenceLua(fenceKey, ttl)}
+redis.call('SET', ${holderKey}, ${ttl} .. '\\n' .. ${token} .. '\\n' .. fence_text .. ${tail})`;
 }
 
 /** Lua: the fencing token field (3rd) of a stored holder record, as a string, or nil. */

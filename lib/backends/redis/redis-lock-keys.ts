@@ -5,8 +5,8 @@
  * the hash tag `{E}` (E = K with `%` and `}` escaped) so every script stays in one slot of
  * a Redis Cluster:
  *   `{E}`          the lease: the holder's token, with a PX expiry
- *   `{E}:fence`    the fencing counter: INCR on every grant, never expires (it must outlive
- *                  leases, or tokens would restart at 1; see README "maxmemory-policy")
+ *   `{E}:fence`    the last fencing token; expires a margin after the last grant's lease,
+ *                  when Redis' clock alone is above it (see `fencing-clock.ts`)
  *   `{E}:holder`   the holder record, one packed string (see `redis-holder-record.ts`); no
  *                  expiry, deleted on release, so a record whose lease is gone is a holder that
  *                  died or lost its lease (shown as stale)

@@ -17,7 +17,7 @@ import type {
   PassedLease,
   ReleaseOutcome,
 } from '../../lock-backend.interface';
-import { LockNotSupportedError, LockOptionsError } from '../../lock.errors';
+import { LockBackendError, LockNotSupportedError, LockOptionsError } from '../../lock.errors';
 import { ReleaseChannels } from './redis-release-channels';
 import { parseHolderRecord, recordTail } from './redis-holder-record';
 import {
@@ -30,6 +30,8 @@ import {
   leaseKeyOf,
   lockKeys,
 } from './redis-lock-keys';
+import { CONFIRM_HELD, ReplicaConfirmation, type ReplicaConfirmationOptions } from './replica-confirmation';
+import { detectPublishMode, shardedScript, type PublishMode } from './release-publish-mode';
 import {
   ACQUIRE,
   ACQUIRE_ALL,
@@ -62,6 +64,8 @@ export interface RedisLockBackendOptions {
   queueReservationMs?: number;
   /** Upper bound on the bootstrap probe (`CONFIG GET`), so a slow Redis never blocks startup. Default 2 000. */
   probeTimeoutMs?: number;
+  /** See `RedisBackendOptions.replicas` (already validated). Default: grants are not confirmed. */
+  replicas?: ReplicaConfirmationOptions;
 }
 
 type Reply = string | number | null | Reply[];
@@ -82,11 +86,16 @@ export class RedisLockBackend implements LockBackend {
   readonly capabilities = { shared: false };
   private readonly logger = new Logger(RedisLockBackend.name);
   private readonly channels: ReleaseChannels;
-  private readonly settings: Required<RedisLockBackendOptions>;
+  private readonly settings: Required<Omit<RedisLockBackendOptions, 'replicas'>>;
+  private readonly replicas?: ReplicaConfirmation;
+  /** With `replicas`: heartbeats' own connection, so they never queue behind a `WAIT`. */
+  private heartbeats?: RedisClient;
   private resolved?: { client: RedisClient; keyPrefix: string };
   private readonly ownerJsonCache = new WeakMap<LockOwner, string>();
   /** RELEASE and LEAVE_QUEUE with this backend's queueReservationMs written in. */
-  private readonly turn: ReturnType<typeof turnScripts>;
+  private turn: ReturnType<typeof turnScripts>;
+  private forceReleaseScript = FORCE_RELEASE;
+  private releaseMode: PublishMode = 'classic';
 
   /**
    * @param source the connection, or a function returning it, called once at `init()` or at
@@ -105,7 +114,13 @@ export class RedisLockBackend implements LockBackend {
       probeTimeoutMs: positive('probeTimeoutMs', options.probeTimeoutMs, 2_000),
     };
     this.turn = turnScripts(this.settings.queueReservationMs);
-    this.channels = new ReleaseChannels(() => duplicateOf(this.client), this.logger);
+    if (options.replicas) this.replicas = new ReplicaConfirmation(options.replicas);
+    this.channels = new ReleaseChannels((sharded) => duplicateOf(this.client, sharded), this.logger);
+  }
+
+  /** How releases reach waiters, detected once at `init()` (see `PublishMode`). */
+  get publishMode(): PublishMode {
+    return this.releaseMode;
   }
 
   get client(): RedisClient {
@@ -114,13 +129,31 @@ export class RedisLockBackend implements LockBackend {
 
   async init(): Promise<void> {
     this.connection();
+    if (this.replicas && this.isCluster) {
+      throw new LockOptionsError('redis.replicas is not supported on Redis Cluster (WAIT has no key to route it to the shard of a lock)');
+    }
+    if (this.isCluster) await this.choosePublishMode();
     await Promise.all([this.loadScripts(), this.settings.warnOnEviction ? this.warnOnEviction() : undefined]);
+  }
+
+  /** Sharded pub/sub when every master is Redis >= 7: releases then stay inside their shard. */
+  private async choosePublishMode(): Promise<void> {
+    try {
+      this.releaseMode = await settleWithin(detectPublishMode(this.client as Cluster), this.settings.probeTimeoutMs, noAnswerWithin(this.settings.probeTimeoutMs));
+    } catch (error) {
+      this.logger.debug(`Could not read the Cluster's Redis versions, using classic pub/sub: ${errorMessage(error)}`);
+      return;
+    }
+    if (this.releaseMode !== 'sharded') return;
+    this.turn = { release: shardedScript(this.turn.release), leaveQueue: shardedScript(this.turn.leaveQueue) };
+    this.forceReleaseScript = shardedScript(FORCE_RELEASE);
+    this.channels.sharded = true;
   }
 
   /** So the first calls are EVALSHA hits; `run()` still falls back to EVAL (restart, fail-over). */
   private async loadScripts(): Promise<void> {
     try {
-      const scripts = [...LOCK_SCRIPTS, this.turn.release, this.turn.leaveQueue];
+      const scripts = [...LOCK_SCRIPTS, this.turn.release, this.turn.leaveQueue, this.forceReleaseScript];
       const loads = this.scanNodes().flatMap((node) => scripts.map((script) => node.script('LOAD', script.lua)));
       await settleWithin(Promise.all(loads), this.settings.probeTimeoutMs, noAnswerWithin(this.settings.probeTimeoutMs));
     } catch (error) {
@@ -150,8 +183,8 @@ export class RedisLockBackend implements LockBackend {
   // layer fewer on the two calls of every cycle.
   tryAcquire(request: LockRequest): Promise<AcquireOutcome> {
     if (request.mode !== 'exclusive') return Promise.reject(exclusiveOnly());
-    if (request.queue) return this.acquireOrQueue(request, request.queue);
-    return this.run(ACQUIRE, this.grantArgs(request), toGrantOutcome);
+    const outcome = request.queue ? this.acquireOrQueue(request, request.queue) : this.run(ACQUIRE, this.grantArgs(request), toGrantOutcome);
+    return this.replicas ? outcome.then((granted) => this.confirmGrant(granted, [request])) : outcome;
   }
 
   /**
@@ -162,7 +195,7 @@ export class RedisLockBackend implements LockBackend {
    */
   async tryAcquireAll(requests: readonly LockRequest[]): Promise<AcquireAllOutcome> {
     requests.forEach((request) => this.assertExclusive(request.mode));
-    if (!this.isCluster) return this.acquireGroup(requests);
+    if (!this.isCluster) return this.confirmGrant(await this.acquireGroup(requests), requests);
     const fencingTokens = new Map<LockRequest, number>();
     const granted: LockRequest[] = [];
     try {
@@ -185,7 +218,9 @@ export class RedisLockBackend implements LockBackend {
   async handOver(from: LeaseRef, to: LockRequest): Promise<{ fencingToken: number } | null> {
     this.assertExclusive(to.mode);
     const fencingToken = await this.run(HAND_OVER, [...this.grantArgs(to), from.token]);
-    return typeof fencingToken === 'number' ? { fencingToken } : null;
+    if (typeof fencingToken !== 'number') return null;
+    await this.confirmGrant({ acquired: true }, [to]);
+    return { fencingToken };
   }
 
   async extend(leases: readonly ExtendRequest[]): Promise<(boolean | null)[]> {
@@ -202,7 +237,7 @@ export class RedisLockBackend implements LockBackend {
           return [leaseKey, holder];
         });
         const args = chunk.flatMap((lease) => [lease.token, String(lease.ttlMs)]);
-        return this.run(EXTEND, [keys.length, ...keys, ...args]) as Promise<number[]>;
+        return this.runOn(this.heartbeatClient, EXTEND, [keys.length, ...keys, ...args]) as Promise<number[]>;
       }),
     );
     const failed = answers.find((answer): answer is PromiseRejectedResult => answer.status === 'rejected');
@@ -215,7 +250,8 @@ export class RedisLockBackend implements LockBackend {
   }
 
   release(lease: LeaseRef): Promise<ReleaseOutcome> {
-    return this.run(this.turn.release, this.turnArgs(lease.key, lease.token), toReleaseOutcome);
+    const outcome = this.releaseUnconfirmed(lease);
+    return this.replicas ? outcome.then((released) => this.confirmed(released, `release of "${lease.key}"`)) : outcome;
   }
 
   async waitForRelease(key: string, timeoutMs: number, signal: AbortSignal, token?: string): Promise<PassedLease | void> {
@@ -231,7 +267,7 @@ export class RedisLockBackend implements LockBackend {
       const message = await this.channels.wait(this.clientKeyPrefix + keys.channel, Math.max(1, Math.ceil(until - performance.now())), signal, heldByAnother);
       const passed = message === undefined ? null : passedLease(message);
       if (!passed) return;
-      if (passed.token === token) return { fencingToken: passed.fencingToken };
+      if (passed.token === token) return this.confirmPassed(key, token, passed.fencingToken);
       // Passed to the waiter ahead of us: the lock is still taken.
       if (signal.aborted || performance.now() >= until) return;
     }
@@ -268,7 +304,7 @@ export class RedisLockBackend implements LockBackend {
   async forceRelease({ key, expectFencingToken }: ForceReleaseRequest): Promise<ForceReleaseOutcome> {
     const keys = lockKeys(key);
     const expected = expectFencingToken === undefined ? '' : String(expectFencingToken);
-    const [outcome, pttl, stored] = (await this.run(FORCE_RELEASE, [keys.lease, keys.fence, keys.holder, expected])) as [
+    const [outcome, pttl, stored] = (await this.run(this.forceReleaseScript, [keys.lease, keys.fence, keys.holder, expected])) as [
       string,
       number,
       string | null,
@@ -281,6 +317,7 @@ export class RedisLockBackend implements LockBackend {
 
   async close(): Promise<void> {
     this.channels.close();
+    this.heartbeats?.disconnect();
     if (!this.settings.ownsClient || !this.resolved) return;
     try {
       await settleWithin(this.client.quit(), QUIT_TIMEOUT_MS, noAnswerWithin(QUIT_TIMEOUT_MS));
@@ -340,10 +377,10 @@ export class RedisLockBackend implements LockBackend {
   }
 
   /** Give back the grants of a set that could not be completed; a failure leaves them to expire. */
-  private async rollBack(granted: readonly LockRequest[]): Promise<void> {
+  private async rollBack(granted: readonly LeaseRef[]): Promise<void> {
     await Promise.all(
       granted.map((request) =>
-        this.release(request).catch((error: unknown) =>
+        this.releaseUnconfirmed(request).catch((error: unknown) =>
           this.logger.warn(`Could not roll back lock "${request.key}" of a lock set: ${errorMessage(error)}; it expires with its lease`),
         ),
       ),
@@ -355,6 +392,44 @@ export class RedisLockBackend implements LockBackend {
     // The queue outlives the longest wait in it, then disappears with its abandoned tokens.
     const queueLifetimeMs = queue.waitMs + this.settings.queueReservationMs + QUEUE_GRACE_MS;
     return this.run(ACQUIRE_OR_QUEUE, [lease, fence, holder, lease + QUEUE_SUFFIX, lease + WAITING_SUFFIX, ...grant, queueLifetimeMs], toAcquireOutcome);
+  }
+
+  private releaseUnconfirmed(lease: LeaseRef): Promise<ReleaseOutcome> {
+    return this.run(this.turn.release, this.turnArgs(lease.key, lease.token), toReleaseOutcome);
+  }
+
+  private get heartbeatClient(): RedisClient {
+    if (!this.replicas) return this.client;
+    this.heartbeats ??= duplicateOf(this.client);
+    return this.heartbeats;
+  }
+
+  /** With `replicas`: `value` once the replicas have every write sent before; else `LockBackendError`. */
+  private async confirmed<T>(value: T, what: string): Promise<T> {
+    await this.replicas?.confirm(this.client as Redis, what);
+    return value;
+  }
+
+  /** A grant the replicas did not confirm is given back, and the caller is told the store failed. */
+  private async confirmGrant<T extends { acquired: boolean }>(outcome: T, requests: readonly LeaseRef[]): Promise<T> {
+    if (!outcome.acquired || !this.replicas) return outcome;
+    try {
+      return await this.confirmed(outcome, `grant of "${requests.map((request) => request.key).join('", "')}"`);
+    } catch (error) {
+      await this.rollBack(requests);
+      throw error instanceof LockBackendError ? error : new LockBackendError(this.name, `confirming a grant: ${errorMessage(error)}`, error);
+    }
+  }
+
+  /**
+   * A lease another process's release passed to `token`: with `replicas`, confirmed by a write
+   * of our own (see CONFIRM_HELD) before it counts; one no longer ours is a wake-up.
+   */
+  private async confirmPassed(key: string, token: string, fencingToken: number): Promise<PassedLease | undefined> {
+    if (!this.replicas) return { fencingToken };
+    if ((await this.run(CONFIRM_HELD, [leaseKeyOf(key), token])) !== 1) return undefined;
+    await this.confirmGrant({ acquired: true }, [{ key, token, mode: 'exclusive' }]);
+    return { fencingToken };
   }
 
   /** KEYS and ARGV of the scripts that end a turn (see `turnScripts`). */
@@ -391,7 +466,10 @@ export class RedisLockBackend implements LockBackend {
   private run(script: LockScript, args: (string | number)[]): Promise<Reply>;
   private run<T>(script: LockScript, args: (string | number)[], map: (reply: Reply) => T): Promise<T>;
   private run<T>(script: LockScript, args: (string | number)[], map?: (reply: Reply) => T): Promise<T | Reply> {
-    const client = this.client;
+    return this.runOn(this.client, script, args, map);
+  }
+
+  private runOn<T>(client: RedisClient, script: LockScript, args: (string | number)[], map?: (reply: Reply) => T): Promise<T | Reply> {
     const command = script.numberOfKeys === undefined ? [script.sha, ...args] : [script.sha, script.numberOfKeys, ...args];
     return (client.evalsha as ScriptCommand).apply(client, command).then(map, (error: unknown) => {
       if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
@@ -502,8 +580,9 @@ function passedLease(message: string): { token: string; fencingToken: number } |
 
 /** Duck-typed so this file never needs ioredis at run time. */
 // ioredis 6 gives Redis#duplicate and Cluster#duplicate generic signatures that a union cannot call.
-function duplicateOf(client: RedisClient): RedisClient {
-  return isCluster(client) ? client.duplicate() : client.duplicate();
+function duplicateOf(client: RedisClient, sharded = false): RedisClient {
+  if (!isCluster(client)) return client.duplicate();
+  return sharded ? client.duplicate([], { shardedSubscribers: true }) : client.duplicate();
 }
 
 function isCluster(client: RedisClient): client is Cluster {

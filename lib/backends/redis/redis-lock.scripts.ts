@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { mintFenceLua } from './fencing-clock';
 import { channelLua } from './redis-lock-keys';
 import { FENCE_OF, RECORD_OF, stampLua } from './redis-holder-record';
 
@@ -36,7 +37,7 @@ export interface LockScript {
   sha: string;
 }
 
-function lockScript(lua: string, numberOfKeys?: number): LockScript {
+export function lockScript(lua: string, numberOfKeys?: number): LockScript {
   return { numberOfKeys, lua, sha: createHash('sha1').update(lua).digest('hex') };
 }
 
@@ -134,7 +135,7 @@ local function give_turn(ticket, lease_key, fence_key, holder_key, waiting_key)
   if seen_at and now_ms() - tonumber(seen_at) <= ${PASS_FRESH_MS} then
     redis.call('SET', lease_key, ticket, 'PX', ttl)
     local fence = stamp(fence_key, holder_key, ticket, ttl, tail)
-    redis.call('PUBLISH', channel, '${GRANTED_MESSAGE}\\n' .. ticket .. '\\n' .. fence)
+    redis.call('PUBLISH', channel, '${GRANTED_MESSAGE}\\n' .. ticket .. '\\n' .. string.format('%.0f', fence))
     return
   end
   redis.call('SET', lease_key, '${RESERVED_FOR}' .. ticket, 'PX', ${reservationMs})
@@ -299,7 +300,7 @@ if ARGV[1] ~= '' then
   if fence_of(record) ~= ARGV[1] then return {'changed-hands', pttl, record} end
 end
 redis.call('DEL', KEYS[1], KEYS[3])
-redis.call('INCR', KEYS[2])
+${mintFenceLua('KEYS[2]', '0')}
 redis.call('PUBLISH', ${channelLua('KEYS[1]')}, 'released')
 return {'released', pttl, record}
 `,

@@ -23,9 +23,12 @@ export class ReleaseChannels {
   private subscriber?: Redis | Cluster;
   private readonly channels = new Map<string, Channel>();
   private closed = false;
+  /** `SSUBSCRIBE` rather than `SUBSCRIBE` (see `PublishMode`); set before the first wait. */
+  sharded = false;
 
   constructor(
-    private readonly connect: () => Redis | Cluster,
+    /** A subscriber connection; `sharded`: one that routes `SSUBSCRIBE` to each channel's shard. */
+    private readonly connect: (sharded: boolean) => Redis | Cluster,
     private readonly logger: Logger,
   ) {}
 
@@ -74,7 +77,7 @@ export class ReleaseChannels {
     const subscriber = this.connection();
     const entry: Channel = {
       waiters: new Set(),
-      subscribed: subscriber.subscribe(channel).then(
+      subscribed: (this.sharded ? subscriber.ssubscribe(channel) : subscriber.subscribe(channel)).then(
         () => true,
         (error: unknown) => {
           this.logger.debug(`SUBSCRIBE ${channel} failed: ${errorMessage(error)}; waiting on the timer`);
@@ -91,13 +94,13 @@ export class ReleaseChannels {
     this.channels.delete(channel);
     // Sent after the SUBSCRIBE on the same connection, so the order holds; a new waiter's
     // SUBSCRIBE queued behind it re-subscribes.
-    this.subscriber?.unsubscribe(channel).catch(() => undefined);
+    (this.sharded ? this.subscriber?.sunsubscribe(channel) : this.subscriber?.unsubscribe(channel))?.catch(() => undefined);
   }
 
   private connection(): Redis | Cluster {
     if (this.subscriber) return this.subscriber;
-    const subscriber = this.connect();
-    subscriber.on('message', (channel: string, message: string) => {
+    const subscriber = this.connect(this.sharded);
+    subscriber.on(this.sharded ? 'smessage' : 'message', (channel: string, message: string) => {
       const entry = this.channels.get(channel);
       if (entry) [...entry.waiters].forEach((wake) => wake(message));
     });
