@@ -1,11 +1,10 @@
 import { createParamDecorator, ExecutionContext } from '@nestjs/common';
 import type { HeldLock } from './held-lock.interface';
-import { LOCK_REQUEST_PROPERTY } from './lock.constants';
-import { locksItself } from './locked-method';
+import { WITH_LOCK_METADATA } from './lock.constants';
 
 /**
- * Stands in for the lock while Nest resolves a route's arguments: a locked route takes its
- * lock after that (in its trampoline), then puts the lock in this argument's place.
+ * Stands in for the lock while Nest resolves a handler's arguments: a locked handler takes its
+ * lock after that (in its trampoline's runner), then puts the lock in this argument's place.
  */
 const PENDING_LOCK: unique symbol = Symbol('nestjs-lock:pending-lock');
 
@@ -14,10 +13,8 @@ const PENDING_LOCK: unique symbol = Symbol('nestjs-lock:pending-lock');
  * `lock.fencingToken` to the resource you write. With several keys, the first (sorted).
  */
 export const CurrentLock = createParamDecorator((_data: unknown, context: ExecutionContext): HeldLock | typeof PENDING_LOCK | undefined => {
-  if (locksItself(context.getClass(), context.getHandler())) return PENDING_LOCK;
-  // Other transports: `LockInterceptor` took the lock before the arguments were resolved.
-  const request = context.switchToHttp().getRequest<Record<string, HeldLock[] | undefined>>();
-  return request?.[LOCK_REQUEST_PROPERTY]?.[0];
+  const locked = Reflect.hasMetadata(WITH_LOCK_METADATA, context.getHandler()) || Reflect.hasMetadata(WITH_LOCK_METADATA, context.getClass());
+  return locked ? PENDING_LOCK : undefined;
 });
 
 /** `args` with every `@CurrentLock()` placeholder replaced by the first held lock. */

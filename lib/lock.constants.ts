@@ -4,8 +4,6 @@ export const LOCK_MODULE_OPTIONS = Symbol('LOCK_MODULE_OPTIONS');
 export const LOCK_OPTIONS = Symbol('LOCK_OPTIONS');
 /** Metadata key `@WithLock` writes on a method or class. */
 export const WITH_LOCK_METADATA = 'nestjs-lock:with-lock';
-/** Property under which the interceptor leaves the `HeldLock` on the request (`@CurrentLock()`). */
-export const LOCK_REQUEST_PROPERTY = '__nestjsLock';
 
 export const DEFAULT_TTL_MS = 30_000;
 export const DEFAULT_KEY_PREFIX = 'lock:';

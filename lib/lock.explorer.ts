@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger, OnModuleInit, type Type } from '@nestjs/common';
-import { INTERCEPTORS_METADATA, METHOD_METADATA } from '@nestjs/common/constants';
+import { METHOD_METADATA } from '@nestjs/common/constants';
 import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
 import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper';
 import { WITH_LOCK_METADATA } from './lock.constants';
@@ -7,7 +7,7 @@ import { LockBackend } from './lock-backend.interface';
 import { LockNotSupportedError, LockOptionsError } from './lock.errors';
 import type { LockRunHandlers } from './lock-runner';
 import { LockInterceptor } from './lock.interceptor';
-import { installRunner, locksItself, prepareLockedRoute } from './locked-method';
+import { installRunner, locksItself, prepareLockedRoute, withTrampoline } from './locked-method';
 import { withCurrentLock } from './current-lock.decorator';
 import type { LockKeyPart, WithLockMetadata } from './with-lock.decorator';
 import { SpaceLockService } from './space-lock.service';
@@ -18,10 +18,10 @@ const OTHER_TRANSPORT_HANDLER_METADATA = ['microservices:pattern', 'message'];
 
 /**
  * At bootstrap, finds `@WithLock` methods and gives each instance the runner its method
- * trampoline calls (see `locked-method.ts`): on providers (scheduled jobs, consumers,
- * services) the runner reads keys from the arguments; on HTTP routes it reads the request and
- * maps "held" to 503 through `LockInterceptor`'s protected methods. Handlers of other
- * transports keep `LockInterceptor` as an interceptor. Templates are checked here, so a typo
+ * trampoline calls (see `locked-method.ts`): HTTP routes read their keys from the request and
+ * map "held" to 503 through `LockInterceptor`'s protected methods; every other locked method
+ * (providers: scheduled jobs, consumers, services; WebSocket gateways; microservice and
+ * GraphQL handlers) reads its keys from its arguments. Templates are checked here, so a typo
  * fails at start-up, not on the first call.
  */
 @Injectable()
@@ -36,8 +36,8 @@ export class LockExplorer implements OnModuleInit {
     private readonly interceptor: LockInterceptor,
     @Inject(LockBackend) private readonly backend: LockBackend,
   ) {
-    // Here, not in onModuleInit: Nest registers routes (reading their arguments and
-    // interceptors) between creating the providers and calling onModuleInit.
+    // Here, not in onModuleInit: Nest registers routes (reading their arguments) between
+    // creating the providers and calling onModuleInit.
     this.prepareRoutes();
   }
 
@@ -45,9 +45,15 @@ export class LockExplorer implements OnModuleInit {
     for (const wrapper of this.discovery.getControllers()) {
       const type = wrapper.metatype as Type | undefined;
       const classMetadata = type ? this.reflector.get<WithLockMetadata | undefined>(WITH_LOCK_METADATA, type) : undefined;
-      this.forEachLockedMethod(wrapper, classMetadata, (metadata, name, target) => {
-        this.check(metadata, name, 'http');
-        if (type && locksItself(type, (type.prototype as Record<string, unknown>)[name])) this.lockRoute(target, name, metadata);
+      this.forEachLockedMethod(wrapper, classMetadata, (metadata, name, target, method) => {
+        if (type && locksItself(type, method)) {
+          this.check(metadata, name, 'http');
+          this.lockRoute(target, name, metadata);
+        } else if (classMetadata !== metadata || isOtherTransportHandler(method)) {
+          // A method of its own @WithLock, or a microservice handler under the class's.
+          this.check(metadata, name, 'arguments');
+          this.lockCall(target, name, metadata, 'throw');
+        }
       });
     }
     for (const wrapper of this.discovery.getProviders()) {
@@ -57,35 +63,28 @@ export class LockExplorer implements OnModuleInit {
       }
       this.forEachLockedMethod(wrapper, undefined, (metadata, name, target) => {
         this.check(metadata, name, 'arguments');
-        this.wrap(target, name, metadata);
+        this.lockCall(target, name, metadata, 'skip');
       });
     }
   }
 
   /**
    * Every HTTP route under `@WithLock` (its own or its controller's) gets a trampoline that
-   * receives its execution context, and loses the `LockInterceptor` the decorator put on it.
+   * receives its execution context; a microservice handler under its controller's `@WithLock`
+   * gets a trampoline (its runner reads the arguments).
    */
   private prepareRoutes(): void {
     for (const wrapper of this.discovery.getControllers()) {
       const type = wrapper.metatype as Type | undefined;
       if (typeof type !== 'function') continue;
       const classLocked = this.reflector.get<WithLockMetadata | undefined>(WITH_LOCK_METADATA, type) !== undefined;
-      let otherTransportHandlers = false;
       for (const name of this.scanner.getAllMethodNames(type.prototype as object)) {
         const method = (type.prototype as Record<string, unknown>)[name];
         if (typeof method !== 'function') continue;
-        const locked = classLocked || this.reflector.get(WITH_LOCK_METADATA, method) !== undefined;
-        if (!locked) continue;
-        if (Reflect.getMetadata(METHOD_METADATA, method) === undefined) {
-          // RPC and WebSocket handlers stay intercepted; other methods are no handlers at all.
-          otherTransportHandlers ||= OTHER_TRANSPORT_HANDLER_METADATA.some((key) => Reflect.hasMetadata(key, method));
-          continue;
-        }
-        prepareLockedRoute(type, name);
-        withoutLockInterceptor((type.prototype as Record<string, object>)[name]);
+        const isRoute = Reflect.getMetadata(METHOD_METADATA, method) !== undefined;
+        if (isRoute && (classLocked || this.reflector.get(WITH_LOCK_METADATA, method) !== undefined)) prepareLockedRoute(type, name);
+        else if (classLocked && isOtherTransportHandler(method)) withTrampoline(type, name);
       }
-      if (classLocked && !otherTransportHandlers) withoutLockInterceptor(type);
     }
   }
 
@@ -105,7 +104,7 @@ export class LockExplorer implements OnModuleInit {
   private forEachLockedMethod(
     wrapper: InstanceWrapper,
     classMetadata: WithLockMetadata | undefined,
-    visit: (metadata: WithLockMetadata, name: string, target: object) => void,
+    visit: (metadata: WithLockMetadata, name: string, target: object, method: unknown) => void,
   ): void {
     const instance = wrapper.instance as object | undefined;
     const isSingleton = !wrapper.isTransient && wrapper.isDependencyTreeStatic() && typeof instance === 'object' && instance !== null;
@@ -117,7 +116,7 @@ export class LockExplorer implements OnModuleInit {
       const method = (prototype as Record<string, unknown>)[name];
       if (typeof method !== 'function') continue;
       const metadata = this.reflector.get<WithLockMetadata | undefined>(WITH_LOCK_METADATA, method) ?? classMetadata;
-      if (metadata) visit(metadata, name, isSingleton ? (instance as object) : prototype);
+      if (metadata) visit(metadata, name, isSingleton ? (instance as object) : prototype, method);
     }
   }
 
@@ -134,9 +133,10 @@ export class LockExplorer implements OnModuleInit {
     }
   }
 
-  private wrap(target: object, name: string, metadata: WithLockMetadata): void {
+  /** A method whose keys come from its arguments; `defaultOnLocked` when `@WithLock` names none. */
+  private lockCall(target: object, name: string, metadata: WithLockMetadata, defaultOnLocked: 'throw' | 'skip'): void {
     const { callOptions } = metadata;
-    const onLocked = metadata.options.onLocked ?? 'skip';
+    const onLocked = metadata.options.onLocked ?? defaultOnLocked;
     const handlers: LockRunHandlers<undefined> = {
       missed: (miss) => {
         const error = miss.error();
@@ -153,7 +153,7 @@ export class LockExplorer implements OnModuleInit {
     installRunner(target, name, async (original, self, args) => {
       const keys = metadata.keys.map((part) => renderFromArguments(part, args));
       const options = scheduledHold ? { ...callOptions, minHoldMs: scheduledHold() } : callOptions;
-      return this.locks.runUnderLock(keys, options, () => original.apply(self, args), handlers);
+      return this.locks.runUnderLock(keys, options, (held) => original.apply(self, withCurrentLock(args, held)), handlers);
     });
   }
 }
@@ -163,13 +163,6 @@ function renderFromArguments(part: LockKeyPart, args: unknown[]): string {
   return part.render(Object.fromEntries(args.map((value, index) => [String(index), value])));
 }
 
-/** Drops the `LockInterceptor` `@WithLock` registered on a route or controller (the trampoline locks instead). */
-function withoutLockInterceptor(target: object): void {
-  const interceptors = Reflect.getMetadata(INTERCEPTORS_METADATA, target) as unknown[] | undefined;
-  if (!interceptors?.includes(LockInterceptor)) return;
-  Reflect.defineMetadata(
-    INTERCEPTORS_METADATA,
-    interceptors.filter((interceptor) => interceptor !== LockInterceptor),
-    target,
-  );
+function isOtherTransportHandler(method: unknown): boolean {
+  return typeof method === 'function' && OTHER_TRANSPORT_HANDLER_METADATA.some((key) => Reflect.hasMetadata(key, method));
 }

@@ -1,16 +1,6 @@
-import {
-  BadRequestException,
-  CallHandler,
-  ExecutionContext,
-  HttpStatus,
-  Injectable,
-  NestInterceptor,
-  ServiceUnavailableException,
-} from '@nestjs/common';
+import { BadRequestException, ExecutionContext, HttpStatus, Injectable, ServiceUnavailableException } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import { isObservable, Observable, of } from 'rxjs';
 import type { HeldLock } from './held-lock.interface';
-import { LOCK_REQUEST_PROPERTY, WITH_LOCK_METADATA } from './lock.constants';
 import {
   InvalidLockKeyError,
   LockBackendError,
@@ -24,35 +14,22 @@ import { SpaceLockService } from './space-lock.service';
 type Contended = LockHeldError | LockTimeoutError;
 
 /**
- * Takes the lock(s) named by `@WithLock` around a handler and answers 503 with `Retry-After`
- * while another holder has them. Protocol details live in small protected methods so an app
- * can subclass this for GraphQL, RPC or WebSockets.
+ * How a locked HTTP route talks HTTP: keys from the request, "held" as 503 with `Retry-After`,
+ * a store failure as 503 without it, a bad key as 400. Protocol details live in small
+ * protected methods; an app subclasses this and passes the subclass as the module's
+ * `interceptor` option (it is built by Nest's injector, so it may inject what it needs).
  *
- * HTTP routes do not pass through `intercept()`: their trampoline calls `runLocked()` directly
- * (see `locked-method.ts`), so a locked route pays for no interceptor. `intercept()` serves
- * the other transports (RPC and WebSocket handlers) and passes HTTP calls through. The lock
+ * Not registered as a Nest interceptor: a locked route's trampoline calls `runLocked()` directly
+ * (see `locked-method.ts`), so the route pays for no interceptor machinery (bench scenario 7),
+ * and handlers of other transports lock from their arguments like provider methods. The lock
  * itself is taken by `SpaceLockService.runUnderLock`, the one "run under lock".
  */
 @Injectable()
-export class LockInterceptor implements NestInterceptor {
+export class LockInterceptor {
   constructor(
     protected readonly reflector: Reflector,
     protected readonly locks: SpaceLockService,
   ) {}
-
-  async intercept(context: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
-    const metadata = this.reflector.getAllAndOverride<WithLockMetadata | undefined>(WITH_LOCK_METADATA, [
-      context.getHandler(),
-      context.getClass(),
-    ]);
-    // Every @WithLock HTTP route locks in its trampoline (see `locked-method.ts`): no double lock.
-    if (!metadata || context.getType() === 'http') return next.handle();
-    const result = await this.runLocked(context, metadata, (held) => {
-      this.exposeLocks(context, held);
-      return next.handle();
-    });
-    return isObservable(result) ? result : of(result);
-  }
 
   /**
    * Runs `work` holding the lock(s) `metadata` names for this call. A Promise result keeps the
@@ -94,22 +71,8 @@ export class LockInterceptor implements NestInterceptor {
     return context.switchToHttp().getRequest<Record<string, unknown>>() ?? {};
   }
 
-  /**
-   * Called with the locks before the handler of an intercepted call runs: a subclass may hand
-   * them to its transport's handler here. `intercept()` passes HTTP calls through (their
-   * trampoline hands the lock to `@CurrentLock()` itself, and adding a property to the
-   * request object is measurably slow on a hot route), so the HTTP branch serves only a
-   * subclass that calls `runLocked` from its own `intercept()` on a route without `@WithLock`.
-   */
-  protected exposeLocks(context: ExecutionContext, locks: HeldLock[]): void {
-    if (context.getType() !== 'http') return;
-    const request = context.switchToHttp().getRequest<Record<string, unknown> | undefined>();
-    if (request) request[LOCK_REQUEST_PROPERTY] = locks;
-  }
-
   /** 503 with `Retry-After` from the holder's remaining lease (whole seconds, at least 1). */
   protected lockedException(context: ExecutionContext, error: Contended): unknown {
-    if (context.getType() !== 'http') return error;
     const retryAfterSeconds = Math.max(1, Math.ceil((error.retryAfterMs ?? 1_000) / 1_000));
     this.setHeader(context, 'Retry-After', String(retryAfterSeconds));
     return new ServiceUnavailableException({
@@ -122,8 +85,7 @@ export class LockInterceptor implements NestInterceptor {
   }
 
   /** 503 without `Retry-After`: the store is down (or we are shutting down), not busy. */
-  protected backendException(context: ExecutionContext, error: LockBackendError | LockShuttingDownError): unknown {
-    if (context.getType() !== 'http') return error;
+  protected backendException(_context: ExecutionContext, error: LockBackendError | LockShuttingDownError): unknown {
     return new ServiceUnavailableException({
       statusCode: HttpStatus.SERVICE_UNAVAILABLE,
       error: 'Service Unavailable',
@@ -132,8 +94,7 @@ export class LockInterceptor implements NestInterceptor {
     });
   }
 
-  protected invalidKeyException(context: ExecutionContext, error: InvalidLockKeyError): unknown {
-    if (context.getType() !== 'http') return error;
+  protected invalidKeyException(_context: ExecutionContext, error: InvalidLockKeyError): unknown {
     return new BadRequestException({
       statusCode: HttpStatus.BAD_REQUEST,
       error: 'Bad Request',

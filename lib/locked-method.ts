@@ -78,21 +78,28 @@ export function locksItself(type: Type, handler: unknown): boolean {
  * class is shared by every app of the process.
  */
 export function prepareLockedRoute(type: Type, name: string): void {
-  const prototype = type.prototype as Record<string, Trampoline>;
-  let method = prototype[name];
-  if (locksItself(type, method)) return;
-  if (!method[TRAMPOLINE]) {
-    // Class-level @WithLock: the method itself was never decorated.
-    method = lockTrampoline(method, name) as Trampoline;
-    Object.defineProperty(prototype, name, { value: method, writable: true, configurable: true, enumerable: false });
-  }
+  if (locksItself(type, (type.prototype as Record<string, unknown>)[name])) return;
+  const method = withTrampoline(type, name);
   // After every declared argument, so the trampoline finds it last.
   const declared = (Reflect.getMetadata(ROUTE_ARGS_METADATA, type, name) ?? {}) as Record<string, { index: number }>;
   const index = Object.values(declared).reduce((next, argument) => Math.max(next, argument.index + 1), 0);
-  RouteContextParam()(prototype, name, index);
+  RouteContextParam()(type.prototype as object, name, index);
   const types = preparedRoutes.get(method) ?? new WeakSet<Type>();
   types.add(type);
   preparedRoutes.set(method, types);
+}
+
+/**
+ * Method `name` of `type`, made a trampoline if it is none yet (under a class-level `@WithLock`
+ * the method itself was never decorated). Must run before Nest reads the handler.
+ */
+export function withTrampoline(type: Type, name: string): (...args: unknown[]) => unknown {
+  const prototype = type.prototype as Record<string, Trampoline>;
+  const method = prototype[name];
+  if (method[TRAMPOLINE]) return method;
+  const trampoline = lockTrampoline(method, name) as Trampoline;
+  Object.defineProperty(prototype, name, { value: trampoline, writable: true, configurable: true, enumerable: false });
+  return trampoline;
 }
 
 /** Installs the runner for one method of one instance; idempotent per instance and method. */

@@ -1,4 +1,4 @@
-import { applyDecorators, SetMetadata, UseInterceptors } from '@nestjs/common';
+import { SetMetadata } from '@nestjs/common';
 import type { LockMode } from './lock-backend.interface';
 import type { LockCallOptions } from './held-lock.interface';
 import { WITH_LOCK_METADATA } from './lock.constants';
@@ -9,7 +9,6 @@ import {
   type HttpLockKeyFunction,
   type LockKeyTemplate,
 } from './lock-key.template';
-import { LockInterceptor } from './lock.interceptor';
 import { lockTrampoline } from './locked-method';
 import { assertCallOptions } from './lock-options.validation';
 
@@ -75,7 +74,7 @@ export function WithLock(
     // `undefined` lets the service use its defaults, validated once, instead of on every call.
     callOptions: Object.keys(callOptions).length > 0 ? callOptions : undefined,
   };
-  const decorate = applyDecorators(SetMetadata(WITH_LOCK_METADATA, metadata), UseInterceptors(LockInterceptor));
+  const decorate = SetMetadata(WITH_LOCK_METADATA, metadata);
   return ((target: object, propertyKey?: string | symbol, descriptor?: PropertyDescriptor) => {
     if (!descriptor || propertyKey === undefined) return decorate(target as never);
     decorate(target, propertyKey, descriptor);

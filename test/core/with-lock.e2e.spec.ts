@@ -247,7 +247,7 @@ describe.each(['express', 'fastify'] as const)('@WithLock routes lock in their t
     }
   }
 
-  /** A hybrid app's controller: its RPC handler keeps LockInterceptor, its route does not need it. */
+  /** A hybrid app's controller: its route locks in its trampoline, its RPC handler from its arguments. */
   @Controller('mixed')
   @WithLock('mixed')
   class MixedController {
@@ -327,13 +327,18 @@ describe.each(['express', 'fastify'] as const)('@WithLock routes lock in their t
     expect((await first).status).toBe(200);
   });
 
-  it('no LockInterceptor is left on a locked route or controller; @CurrentLock elsewhere is undefined', async () => {
-    for (const target of [ReportsController, ReportsController.prototype.build, ReportsController.prototype.summary, SpacesController.prototype.sync]) {
-      expect((Reflect.getMetadata(INTERCEPTORS_METADATA, target) as unknown[] | undefined) ?? []).not.toContain(LockInterceptor);
+  it('@WithLock registers no interceptor anywhere; a class-level lock covers routes and RPC handlers; @CurrentLock elsewhere is undefined', async () => {
+    const targets = [ReportsController, ReportsController.prototype.build, ReportsController.prototype.summary, SpacesController.prototype.sync];
+    for (const target of [...targets, MixedController, MixedController.prototype.rpc]) {
+      expect((Reflect.getMetadata(INTERCEPTORS_METADATA, target) as unknown[] | undefined) ?? []).toEqual([]);
     }
-    expect(Reflect.getMetadata(INTERCEPTORS_METADATA, MixedController)).toContain(LockInterceptor);
-    // The route is locked by its trampoline; the interceptor passes it through (no double lock).
     expect((await request(app.getHttpServer()).get('/mixed')).status).toBe(200);
+    // The RPC handler locks from its arguments: a call while the key is held is refused.
+    const locks = app.get(SpaceLockService);
+    await locks.withSpaceLock('mixed', async () => {
+      await expect(app.get(MixedController).rpc()).rejects.toBeInstanceOf(LockHeldError);
+    });
+    await expect(app.get(MixedController).rpc()).resolves.toEqual({ ok: true });
     expect((await request(app.getHttpServer()).get('/open')).body).toEqual({ lock: 'none' });
   });
 
