@@ -18,6 +18,7 @@ export type {
   LockCallOptions,
   LockInfo,
   LockLostEvent,
+  LockWaiters,
   Skipped,
   SkipReason,
 } from './held-lock.interface';
