@@ -36,6 +36,7 @@ export const PAGE_SCRIPT = `'use strict';
   var refreshMs = Number(body.dataset.refreshMs) || 2000;
   var holders = document.getElementById('holders');
   var notice = document.getElementById('notice');
+  var refreshError = document.getElementById('refresh-error');
   var live = document.getElementById('live');
   var dialog = document.getElementById('reap-dialog');
   var form = document.getElementById('reap-form');
@@ -48,8 +49,8 @@ export const PAGE_SCRIPT = `'use strict';
 
   function say(text, kind) {
     notice.textContent = text;
-    notice.className = kind || '';
-    notice.hidden = !text;
+    notice.className = kind;
+    notice.hidden = false;
   }
 
   function problem(response, answer) {
@@ -64,11 +65,11 @@ export const PAGE_SCRIPT = `'use strict';
       if (!response.ok) throw new Error(problem(response, await response.json().catch(function () { return null; })));
       holders.innerHTML = policy.createHTML(await response.text());
       holders.classList.remove('outdated');
-      if (notice.dataset.from === 'refresh') { say(''); delete notice.dataset.from; }
+      refreshError.hidden = true;
     } catch (error) {
       holders.classList.add('outdated');
-      say('Could not refresh (' + error.message + '); the table shows the last answer.', 'error');
-      notice.dataset.from = 'refresh';
+      refreshError.textContent = 'Could not refresh (' + error.message + '); the table shows the last answer.';
+      refreshError.hidden = false;
     }
   }
 
@@ -128,7 +129,6 @@ export const PAGE_SCRIPT = `'use strict';
     } catch (error) {
       say('Not reaped: ' + error.message, 'error');
     } finally {
-      delete notice.dataset.from;
       confirmButton.disabled = false;
       dialog.close();
       await refresh();
@@ -148,7 +148,7 @@ body { margin: 0; font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-seri
 header { display: flex; flex-wrap: wrap; align-items: center; gap: 0.5rem 2rem; padding: 0.75rem 1.25rem; border-bottom: 1px solid var(--line); }
 h1 { font-size: 1.25rem; margin: 0; }
 .filter { display: flex; flex-wrap: wrap; align-items: center; gap: 0.5rem 1rem; }
-.filter input[type=search] { min-width: 16rem; }
+.filter input[type=search] { min-width: 16rem; margin-left: 0.4rem; }
 main { padding: 0.75rem 1.25rem; }
 .summary { color: var(--muted); margin: 0 0 0.5rem; }
 table { border-collapse: collapse; width: 100%; }
@@ -168,7 +168,8 @@ tr.stale { background: #ffb30022; }
 .hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%); }
 #notice { padding: 0.5rem 0.75rem; border-radius: 0.3rem; border: 1px solid var(--line); }
 #notice.ok { border-color: var(--ok); }
-#notice.error { border-color: var(--bad); color: var(--bad); }
+#notice.error, #refresh-error { border-color: var(--bad); color: var(--bad); }
+#refresh-error { margin: 0.5rem 0; }
 button { font: inherit; cursor: pointer; }
 button.danger, button.reap { color: var(--bad); }
 dialog { max-width: 32rem; border: 1px solid var(--line); border-radius: 0.5rem; }

@@ -58,6 +58,7 @@ ${model.limitParam === undefined ? '' : `<input type="hidden" name="limit" value
 </header>
 <main>
 <p id="notice" role="status" aria-live="polite" hidden></p>
+<p id="refresh-error" role="status" hidden></p>
 <section id="holders" aria-live="off">
 ${renderHolders(model)}
 </section>
@@ -122,7 +123,7 @@ function aliveText(alive: boolean | null): string {
 function leaseCell(row: HolderRow): string {
   if (row.expiresInMs === null) return '<small>no expiry (kernel lock)</small>';
   const ttl = Math.max(row.ttlMs, row.expiresInMs, 1);
-  const left = `${formatDuration(row.expiresInMs)} of ${formatDuration(row.ttlMs)}`;
+  const left = row.expiresInMs === 0 ? `expired (lease ${formatDuration(row.ttlMs)})` : `${formatDuration(row.expiresInMs)} of ${formatDuration(row.ttlMs)}`;
   return `<meter min="0" max="${ttl}" low="${Math.round(ttl * 0.2)}" high="${Math.round(ttl * 0.5)}" optimum="${ttl}" value="${row.expiresInMs}" title="${escapeHtml(left)}">${escapeHtml(left)}</meter><small>${escapeHtml(left)}</small>`;
 }
 
