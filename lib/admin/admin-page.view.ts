@@ -100,9 +100,9 @@ ${rows}
 function renderRow(row: HolderRow): string {
   const key = escapeHtml(row.key);
   const owner = escapeHtml(row.ownerId);
-  const mode = row.mode === 'shared' ? ` <span class="badge">shared</span>` : '';
-  const here = row.local ? ` <span class="badge local">this instance</span>` : '';
-  return `<tr class="holder${row.stale ? ' stale' : ''}" data-key="${key}">
+  const mode = row.mode === 'shared' ? ' <span class="badge">shared</span>' : '';
+  const here = row.local ? ' <span class="badge local">this instance</span>' : '';
+  return `<tr class="holder${row.stale ? ' stale' : ''}">
 <td class="key"><code>${key}</code>${mode}</td>
 <td class="owner">${owner}${here}<small>${escapeHtml(row.hostname)} · pid ${escapeHtml(row.pid)}${aliveText(row.alive)}</small></td>
 <td class="age" title="since ${escapeHtml(new Date(row.acquiredAt).toISOString())}">${escapeHtml(formatDuration(row.ageMs))}</td>
@@ -123,11 +123,14 @@ function aliveText(alive: boolean | null): string {
 function leaseCell(row: HolderRow): string {
   if (row.expiresInMs === null) return '<small>no expiry (kernel lock)</small>';
   const ttl = Math.max(row.ttlMs, row.expiresInMs, 1);
-  const left = row.expiresInMs === 0 ? `expired (lease ${formatDuration(row.ttlMs)})` : `${formatDuration(row.expiresInMs)} of ${formatDuration(row.ttlMs)}`;
-  return `<meter min="0" max="${ttl}" low="${Math.round(ttl * 0.2)}" high="${Math.round(ttl * 0.5)}" optimum="${ttl}" value="${row.expiresInMs}" title="${escapeHtml(left)}">${escapeHtml(left)}</meter><small>${escapeHtml(left)}</small>`;
+  const left = escapeHtml(
+    row.expiresInMs === 0 ? `expired (lease ${formatDuration(row.ttlMs)})` : `${formatDuration(row.expiresInMs)} of ${formatDuration(row.ttlMs)}`,
+  );
+  const bounds = `min="0" max="${escapeHtml(ttl)}" low="${escapeHtml(Math.round(ttl * 0.2))}" high="${escapeHtml(Math.round(ttl * 0.5))}" optimum="${escapeHtml(ttl)}"`;
+  return `<meter ${bounds} value="${escapeHtml(row.expiresInMs)}" title="${left}">${left}</meter><small>${left}</small>`;
 }
 
 function waitersCell({ queued, local }: LockWaiters): string {
-  if (queued === null) return `${local}<small>of this instance (the store keeps no queue)</small>`;
-  return local > 0 ? `${queued + local}<small>${local} of this instance</small>` : String(queued);
+  if (queued === null) return `${escapeHtml(local)}<small>of this instance (the store keeps no queue)</small>`;
+  return local > 0 ? `${escapeHtml(queued + local)}<small>${escapeHtml(local)} of this instance</small>` : escapeHtml(queued);
 }
