@@ -18,6 +18,8 @@ import { lostPattern, startHolder, stopWorkers, uniquePrefix } from './ops-suppo
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const SCREENSHOT = join(__dirname, '..', '..', 'docs', 'admin-ui.png');
+/** A browser step waits up to 30 s; on a loaded 2-core machine a test takes several. */
+const BROWSER_TEST_TIMEOUT_MS = 120_000;
 const HOSTILE_KEY = 'space:<img src=x onerror="document.title=1">';
 
 const runs = existsSync(CHROMIUM) || process.env.CI === 'true';
@@ -153,7 +155,7 @@ function userOf(request: unknown): string {
 
     expect(violations).toEqual([]);
     expect(await page.evaluate(() => (globalThis as unknown as ViolationRecorder).cspViolations)).toEqual([]);
-  });
+  }, BROWSER_TEST_TIMEOUT_MS);
 
   it('reaps after a reason and a confirmation: the store frees the key, the holder learns it lost it', async () => {
     await page.goto(`${base}/ui?prefix=space:`);
@@ -184,7 +186,7 @@ function userOf(request: unknown): string {
     expect((await lost)[1]).toBe('taken-over');
     expect(warnings).toContainEqual(expect.stringContaining('forceRelease "space:42" by admin:alice (reason: stuck since the deploy): released'));
     expect(violations).toEqual([]);
-  });
+  }, BROWSER_TEST_TIMEOUT_MS);
 
   it('reaps compare-aware: a key that changed hands since the page showed it is left to its new holder', async () => {
     await page.goto(`${base}/ui?prefix=space:`);
@@ -200,7 +202,7 @@ function userOf(request: unknown): string {
     );
     expect(await locks.inspect(HOSTILE_KEY)).toMatchObject({ ownerId: 'new-holder', fencingToken: next.fencingToken });
     await next.release();
-  });
+  }, BROWSER_TEST_TIMEOUT_MS);
 
   it('answers 403 without the guard\'s consent: on the page, and on a reap from a page whose consent was withdrawn', async () => {
     const stranger = await browser.newContext();
@@ -222,7 +224,7 @@ function userOf(request: unknown): string {
     // The table stops refreshing and says so.
     await page.locator('#refresh-error').waitFor();
     expect(await page.locator('#refresh-error').textContent()).toMatch(/^Could not refresh \(403 /);
-  });
+  }, BROWSER_TEST_TIMEOUT_MS);
 });
 
 /** Remove what this suite left on the shared Redis (the killed holder's record, the worker's keys). */
