@@ -6,6 +6,9 @@ import type { LockAdminModuleOptions, LockAdminPageOptions } from './lock-admin-
 export interface AdminRequest {
   ip?: string;
   headers: Record<string, string | string[] | undefined>;
+  /** The path and query as asked (Express moves `url` under a mount point, never `originalUrl`). */
+  url: string;
+  originalUrl?: string;
 }
 
 export const DEFAULT_REFRESH_MS = 2_000;

@@ -37,7 +37,7 @@ export function createAdminPageController(options: LockAdminModuleOptions, page:
 
     @Get('ui')
     @PageResponse('text/html; charset=utf-8', 'no-store')
-    async page(@Query('prefix') prefix: unknown, @Query('limit') limit: string | undefined, @Req() request: AdminRequest & { url: string; originalUrl?: string }): Promise<string> {
+    async page(@Query('prefix') prefix: unknown, @Query('limit') limit: string | undefined, @Req() request: AdminRequest): Promise<string> {
       const holders = await this.holders(prefix, limit);
       const path = (request.originalUrl ?? request.url).split('?')[0];
       return renderPage({ ...holders, limitParam: limit, refreshMs, here: path.endsWith('/') ? '' : 'ui/' });
