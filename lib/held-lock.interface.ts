@@ -90,6 +90,14 @@ export interface LockLostEvent {
   reason: LockLostReason;
 }
 
+/** Who waits for a key, as `waiters(key)` reports it. */
+export interface LockWaiters {
+  /** Callers of any process waiting in the store; `null` where the backend keeps no queue (file). */
+  queued: number | null;
+  /** Callers of this module instance queued behind its own holder of the key (never in `queued`). */
+  local: number;
+}
+
 export interface ListLocksOptions {
   /** Only keys starting with this (without `keyPrefix`). Default: all. */
   prefix?: string;

@@ -18,6 +18,7 @@ export type {
   LockCallOptions,
   LockInfo,
   LockLostEvent,
+  LockWaiters,
   Skipped,
   SkipReason,
 } from './held-lock.interface';
@@ -66,5 +67,6 @@ export type { RedisBackendOptions } from './backends/redis/redis-backend-options
 export type { ReplicaConfirmationOptions } from './backends/redis/replica-confirmation';
 export { FileLockBackend } from './backends/file/file-lock.backend';
 export type { FileLockMechanism, FileStaleRecord } from './backends/file/file-backend-options.interface';
-export { LockAdminModule, type LockAdminModuleOptions, type ReapRequestBody } from './admin/lock-admin.module';
+export { LockAdminModule } from './admin/lock-admin.module';
+export type { LockAdminModuleOptions, LockAdminPageOptions, ReapRequestBody } from './admin/lock-admin-options.interface';
 export { RedisLockBackend, type RedisClient, type RedisLockBackendOptions } from './backends/redis/redis-lock.backend';

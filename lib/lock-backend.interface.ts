@@ -189,6 +189,13 @@ export interface LockBackend {
   /** An operator's reap; see `ForceReleaseOutcome`. */
   forceRelease(request: ForceReleaseRequest): Promise<ForceReleaseOutcome>;
 
+  /**
+   * Optional: how many callers (of any process) wait in the store for `key` now, for operators
+   * (the admin page). Backends that keep no queue leave it out; the service then reports only
+   * this process's own waiters.
+   */
+  queueLength?(key: string): Promise<number>;
+
   /** Release resources the backend created (connections, watchers, fds). */
   close?(): Promise<void>;
 }

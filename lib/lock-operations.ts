@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import type { ForceReleaseOptions, HeldLockSummary, ListLocksOptions, LockInfo } from './held-lock.interface';
+import type { ForceReleaseOptions, HeldLockSummary, ListLocksOptions, LockInfo, LockWaiters } from './held-lock.interface';
 import type { LocalKeyTable } from './local-key-table';
 import type { ForceReleaseOutcome, LockBackend, LockRecord } from './lock-backend.interface';
 import { LockOptionsError } from './lock.errors';
@@ -48,6 +48,16 @@ export class LockOperations {
     return records
       .filter((record) => record.key.startsWith(this.options.keyPrefix))
       .map((record) => this.toInfo(record, perKey.get(record.key) ?? 1));
+  }
+
+  /** Who waits for `key`: in the store (backends with `queueLength`) and behind this instance's holder. */
+  async waiters(key: string): Promise<LockWaiters> {
+    assertValidKey(key);
+    const storeKey = this.storeKey(key);
+    const local = this.table.get(storeKey)?.waiters.length ?? 0;
+    const queueLength = this.backend.queueLength?.bind(this.backend);
+    if (!queueLength) return { queued: null, local };
+    return { queued: await this.calls.call('queueLength', () => queueLength(storeKey)), local };
   }
 
   /** Leases this module instance holds now. */

@@ -10,6 +10,7 @@ import type {
   LockCallOptions,
   LockInfo,
   LockLostEvent,
+  LockWaiters,
   Skipped,
 } from './held-lock.interface';
 import { HeldLeases } from './held-leases';
@@ -200,6 +201,11 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   /** Holders visible to the backend, stale ones marked. */
   list(options?: ListLocksOptions): Promise<LockInfo[]> {
     return this.operations.list(options);
+  }
+
+  /** Who waits for `key`: callers queued in the store (any replica; `null` where the backend keeps no queue) and this instance's local waiters. */
+  waiters(key: string): Promise<LockWaiters> {
+    return this.operations.waiters(key);
   }
 
   /** Leases this module instance holds now. */

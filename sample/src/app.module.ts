@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { ScheduleModule } from '@nestjs/schedule';
-import { LockModule } from '../../lib';
+import { LockAdminModule, LockModule } from '../../lib';
+import { LocalhostOnlyGuard } from './localhost-only.guard';
 import { ReindexJob } from './reindex.job';
 import { ReportJob } from './report.job';
 import { SpacesController } from './spaces.controller';
@@ -13,11 +14,14 @@ const backend = process.env.LOCK_BACKEND === 'file' ? 'file' : process.env.LOCK_
   imports: [
     ScheduleModule.forRoot(),
     LockModule.forRoot({
+      isGlobal: true, // LockAdminModule needs it
       backend,
       ttlMs: 10_000,
       file: { dir: process.env.LOCK_DIR ?? './.locks' },
       redis: { url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
     }),
+    // GET /admin/locks/ui: the live page of holders; JSON under /admin/locks. From this machine only.
+    LockAdminModule.forRoot({ guards: [LocalhostOnlyGuard] }),
   ],
   controllers: [SpacesController],
   providers: [SpacesService, ReindexJob, ReportJob],

@@ -34,6 +34,12 @@ describe('the sample app', () => {
     expect((await request(server).get('/spaces/demo/lock')).body).toEqual({ free: true });
   });
 
+  it('serves the lock admin page to requests from this machine', async () => {
+    const page = await request(app.getHttpServer()).get('/admin/locks/ui').expect(200);
+    expect(page.text).toContain('<h1>Locks</h1>');
+    expect(page.headers['content-security-policy']).toContain("script-src 'self'");
+  });
+
   it('the scheduled-style job skips while another run holds the lock', async () => {
     const job = app.get(ReindexJob);
     const locks = app.get(SpaceLockService);

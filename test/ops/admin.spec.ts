@@ -129,11 +129,14 @@ describe('LockAdminModule while the store is unreachable', () => {
     expect(listed.headers['retry-after']).toBeUndefined();
     expect((await http().get('/admin/locks/holders').query({ key: 'job' }).set(admin)).status).toBe(503);
     expect((await http().post('/admin/locks/reap').set(admin).send({ key: 'job', reason: 'stuck' })).status).toBe(503);
+    expect((await http().get('/admin/locks/ui').set(admin)).status).toBe(503);
+    expect((await http().get('/admin/locks/ui/rows').set(admin)).status).toBe(503);
     // Still the guard first: no consent, no word about the store.
     expect((await http().get('/admin/locks')).status).toBe(403);
 
     await server.restart();
     await until(async () => (await http().get('/admin/locks').set(admin)).status === 200, 10_000, 'store back');
     await http().post('/admin/locks/reap').set(admin).send({ key: 'job', reason: 'stuck' }).expect(404);
+    await http().get('/admin/locks/ui').set(admin).expect(200);
   });
 });

@@ -94,6 +94,11 @@ export class MemoryLockBackend implements LockBackend {
     return records;
   }
 
+  /** Callers of every module instance on this store waiting for a release of `key`. */
+  async queueLength(key: string): Promise<number> {
+    return this.store.waiting(key);
+  }
+
   async forceRelease({ key, expectFencingToken }: ForceReleaseRequest): Promise<ForceReleaseOutcome> {
     const current = this.store.get(key);
     if (!current) return { outcome: 'not-held' };

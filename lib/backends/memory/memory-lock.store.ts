@@ -59,6 +59,11 @@ export class MemoryLockStore {
     };
   }
 
+  /** How many listeners wait for a release of `key`. */
+  waiting(key: string): number {
+    return this.releaseListeners.get(key)?.size ?? 0;
+  }
+
   *entries(): IterableIterator<[string, MemoryLease]> {
     for (const key of [...this.leases.keys()]) {
       const lease = this.get(key);

@@ -315,6 +315,11 @@ export class RedisLockBackend implements LockBackend {
     return { outcome: 'not-held' };
   }
 
+  /** Waiters queued with `waitMs` (a dead one stays counted until a release passes it over). */
+  queueLength(key: string): Promise<number> {
+    return this.client.llen(lockKeys(key).queue);
+  }
+
   async close(): Promise<void> {
     this.channels.close();
     this.heartbeats?.disconnect();
