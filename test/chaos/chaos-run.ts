@@ -34,6 +34,9 @@ export interface Violations {
 export interface ChaosReport {
   seed: number;
   seconds: number;
+  workers: number;
+  /** Workers with `redis.replicas: { min: 1 }` (every other one), so each fault, replica promotion included, hits both kinds. */
+  replicaWorkers: number;
   injected: Record<FaultKind, number>;
   perKind: Record<FaultKind | 'none', Violations>;
   grants: number;
@@ -79,7 +82,8 @@ function seeded(seed: number): () => number {
 
 /**
  * Real worker processes on a few keys write to a fenced resource through a TCP proxy to a
- * private Redis with one replica, while a seeded nemesis injects one fault at a time; then a
+ * private Redis with one replica (every other worker confirms its grants on that replica with
+ * `redis.replicas`, so each fault meets both), while a seeded nemesis injects one fault at a time; then a
  * quiet period, then the properties are counted from every process's events.
  */
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
@@ -118,6 +122,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       WRITES: '5',
       CHECK: check,
       WRITE_URL: resource.url,
+      REPLICAS: slot % 2 === 1 ? '1' : '0',
     });
     let buffer = '';
     child.stdout?.on('data', (chunk: Buffer) => {
@@ -228,6 +233,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     return {
       seed,
       seconds,
+      workers: workerCount,
+      replicaWorkers: Math.floor(workerCount / 2),
       injected,
       perKind: judge(events, accepted, windows, pauses, ttlMs, details),
       details,
@@ -339,7 +346,7 @@ export function formatReport(report: ChaosReport): string {
     return `${kind.padEnd(20)} ${count.padStart(8)} ${String(v.doubleGrants).padStart(13)} ${String(v.overlaps).padStart(9)} ${String(v.tokensNotAbove).padStart(15)} ${String(v.lapsedWrites).padStart(14)}`;
   });
   return [
-    `chaos run: seed ${report.seed}, ${report.seconds} s; grants ${report.grants}, writes accepted ${report.writesAccepted}, refused ${report.writesRefused}`,
+    `chaos run: seed ${report.seed}, ${report.seconds} s; ${report.workers} workers (${report.replicaWorkers} with redis.replicas { min: 1 }); grants ${report.grants}, writes accepted ${report.writesAccepted}, refused ${report.writesRefused}`,
     `${'fault kind'.padEnd(20)} ${'injected'.padStart(8)} ${'double grants'.padStart(13)} ${'overlaps'.padStart(9)} ${'tokens ≤ before'.padStart(15)} ${'lapsed writes'.padStart(14)}`,
     ...rows,
     `stalled workers after the faults: ${report.stalledWorkers}; unhandled rejections: ${report.unhandledRejections}; crashes: ${report.crashes}`,

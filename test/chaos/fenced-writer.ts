@@ -10,7 +10,8 @@
  * each write is POSTed to the fenced resource there (OUTCOME accepted / refused / failed);
  * without, OUTCOME is `local`.
  * Env: REDIS_URL, KEY_PREFIX, KEYS (comma-separated, taken in turn), TTL_MS, STEP_MS (between
- * writes), WRITES (per hold), CHECK, WRITE_URL.
+ * writes), WRITES (per hold), CHECK, WRITE_URL, REPLICAS (`1`: `redis.replicas: { min: 1 }`, every
+ * grant, hand-off and release confirmed by the replica).
  */
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
@@ -52,7 +53,13 @@ async function main(): Promise<void> {
   const keys = env('KEYS').split(',');
   const writeUrl = process.env.WRITE_URL;
   const app = await NestFactory.createApplicationContext(
-    LockModule.forRoot({ backend: 'redis', redis: { url: env('REDIS_URL') }, keyPrefix: env('KEY_PREFIX'), ttlMs, backendTimeoutMs: 500 }),
+    LockModule.forRoot({
+      backend: 'redis',
+      redis: { url: env('REDIS_URL'), ...(process.env.REPLICAS === '1' ? { replicas: { min: 1, timeoutMs: 300 } } : {}) },
+      keyPrefix: env('KEY_PREFIX'),
+      ttlMs,
+      backendTimeoutMs: 500,
+    }),
     { logger: false },
   );
   await app.init();

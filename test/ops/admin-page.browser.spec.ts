@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { LockAdminModule, LockModule, SpaceLockService, type HeldLock } from '../../lib';
+import { tmpdir } from 'node:os';
 import { until } from '../support/redis-server';
 import { exited, PROCESS_TEST_TIMEOUT_MS, waitForLine } from '../support/processes';
 import { lostPattern, startHolder, stopWorkers, uniquePrefix } from './ops-support';
@@ -17,7 +18,9 @@ import { lostPattern, startHolder, stopWorkers, uniquePrefix } from './ops-suppo
  */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const REDIS_URL = 'redis://127.0.0.1:6379';
-const SCREENSHOT = join(__dirname, '..', '..', 'docs', 'admin-ui.png');
+/** The README's picture when UPDATE_SCREENSHOT=1; otherwise a scratch file, so a test run leaves the tree clean. */
+const SCREENSHOT =
+  process.env.UPDATE_SCREENSHOT === '1' ? join(__dirname, '..', '..', 'docs', 'admin-ui.png') : join(tmpdir(), `nestjs-lock-admin-ui-${process.pid}.png`);
 /** A browser step waits up to 30 s; on a loaded 2-core machine a test takes several. */
 const BROWSER_TEST_TIMEOUT_MS = 120_000;
 const HOSTILE_KEY = 'space:<img src=x onerror="document.title=1">';
