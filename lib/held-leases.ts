@@ -15,6 +15,7 @@ import { resolveCallOptions } from './lock-options.validation';
 import { newLockToken } from './lock-token';
 import type { ShutdownGate } from './shutdown-gate';
 import type { StoreCalls } from './store-calls';
+import type { LockEvents } from './events/lock-events';
 
 /**
  * The leases this process holds, from grant to end: each granted lease is entered in the key
@@ -47,12 +48,16 @@ export class HeldLeases implements LeaseHolder {
     private readonly loss: LeaseLoss,
     private readonly gate: ShutdownGate,
     instanceId: string,
+    private readonly events: LockEvents,
   ) {
     this.defaultOwner = Object.freeze({ ownerId: options.ownerId, instanceId, hostname: HOSTNAME, pid: process.pid });
     this.keeper = new LeaseKeeper({
       extend: (batch) => this.calls.call('extend', () => this.backend.extend(batch.map((lease) => (lease as Lease).ref))),
       lost: (lease, reason) => this.loss.lose(lease as Lease, reason),
-      extendFailed: (error, size) => this.calls.noteBackendFailure(`heartbeat of ${size} lease(s)`, error),
+      extendFailed: (error, size) => {
+        this.calls.noteBackendFailure(`heartbeat of ${size} lease(s)`, error);
+        if (this.events.active) this.events.emit({ type: 'heartbeat-failed', backend: this.backend.name, leases: size, error });
+      },
     });
   }
 
@@ -168,6 +173,7 @@ export class HeldLeases implements LeaseHolder {
     if (lease.state !== 'lost') lease.state = 'released';
     this.keeper.delete(lease);
     const local = this.table.removeLease(lease);
+    if (wasHeld && this.events.active) this.events.released(lease);
     if (wasHeld && local && local.waiters.length > 0) return this.releaseToLocalWaiter(lease, local);
     return this.releaseToStore(lease);
   }
