@@ -5,10 +5,13 @@ import { SpaceLockService } from '../space-lock.service';
 
 interface EventEmitterLike {
   emit(event: string, ...values: unknown[]): unknown;
+  emitAsync(event: string, ...values: unknown[]): unknown;
 }
 
-function isEventEmitter(value: unknown): value is EventEmitterLike {
-  return typeof value === 'object' && value !== null && typeof (value as EventEmitterLike).emit === 'function';
+/** `@nestjs/event-emitter` provides eventemitter2's class, whose function is named `EventEmitter`: tell it by its own methods. */
+function isEventEmitter2(value: unknown): value is EventEmitterLike {
+  const candidate = value as EventEmitterLike | null;
+  return typeof candidate === 'object' && candidate !== null && typeof candidate.emit === 'function' && typeof candidate.emitAsync === 'function';
 }
 
 /**
@@ -27,7 +30,7 @@ export class LockEventEmitterBridge implements OnApplicationBootstrap, OnApplica
 
   onApplicationBootstrap(): void {
     if (this.stop) return;
-    const emitter = discoverProvider(this.discovery, 'EventEmitter2', isEventEmitter);
+    const emitter = discoverProvider(this.discovery, ['EventEmitter2', 'EventEmitter'], isEventEmitter2);
     if (emitter) this.stop = this.locks.onLockEvent((event) => emitter.emit(`lock.${event.type}`, event));
   }
 

@@ -50,7 +50,7 @@ export class LockHealthIndicator {
   }
 
   private indicatorService(): HealthIndicatorServiceLike {
-    this.indicators ??= discoverProvider(this.discovery, 'HealthIndicatorService', isIndicatorService);
+    this.indicators ??= discoverProvider(this.discovery, ['HealthIndicatorService'], isIndicatorService);
     if (!this.indicators) {
       throw new LockOptionsError('LockHealthIndicator needs TerminusModule (@nestjs/terminus 11 or later) imported by the app');
     }
