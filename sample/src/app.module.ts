@@ -1,6 +1,8 @@
 import { Module } from '@nestjs/common';
 import { ScheduleModule } from '@nestjs/schedule';
+import { TerminusModule } from '@nestjs/terminus';
 import { LockModule } from '../../lib';
+import { HealthController } from './health.controller';
 import { ReindexJob } from './reindex.job';
 import { ReportJob } from './report.job';
 import { SpacesController } from './spaces.controller';
@@ -12,6 +14,7 @@ const backend = process.env.LOCK_BACKEND === 'file' ? 'file' : process.env.LOCK_
 @Module({
   imports: [
     ScheduleModule.forRoot(),
+    TerminusModule,
     LockModule.forRoot({
       backend,
       ttlMs: 10_000,
@@ -19,7 +22,7 @@ const backend = process.env.LOCK_BACKEND === 'file' ? 'file' : process.env.LOCK_
       redis: { url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
     }),
   ],
-  controllers: [SpacesController],
+  controllers: [SpacesController, HealthController],
   providers: [SpacesService, ReindexJob, ReportJob],
 })
 export class AppModule {}
