@@ -23,6 +23,7 @@ import type { AttemptWatch, LockEvents } from './events/lock-events';
 export class LockAcquirer {
   private readonly logger = new Logger('SpaceLockService');
   private readonly defaultCallOptions: CallOptions;
+  private readonly resolvedFrozen = new WeakMap<LockCallOptions, CallOptions>();
   /** A no-wait attempt, from the store's answer straight to the caller's lease (or miss). */
   private readonly attemptCalls: BoundedCallKind<AcquireOutcome, Attempt, LockRequest> = {
     answered: (outcome, call) => {
@@ -186,12 +187,27 @@ export class LockAcquirer {
 
   callOptions(given: LockCallOptions | undefined): CallOptions {
     // Most calls pass no options: validate the defaults once, not per call.
-    const options = given === undefined ? this.defaultCallOptions : resolveCallOptions(given, this.options);
+    const options = given === undefined ? this.defaultCallOptions : this.resolve(given);
     if (options.mode === 'shared' && !this.backend.capabilities.shared) {
       throw new LockNotSupportedError(`The ${this.backend.name} backend does not support shared locks`);
     }
     if (this.gate.closing) throw new LockShuttingDownError();
     return options;
+  }
+
+  /**
+   * Frozen options (a `@WithLock` method's, fixed at decoration and always carrying its `name`)
+   * are resolved once each, like the defaults; any other object is checked per call, as a
+   * caller may change it between calls.
+   */
+  private resolve(given: LockCallOptions): CallOptions {
+    if (!Object.isFrozen(given)) return resolveCallOptions(given, this.options);
+    let resolved = this.resolvedFrozen.get(given);
+    if (!resolved) {
+      resolved = Object.freeze(resolveCallOptions(given, this.options));
+      this.resolvedFrozen.set(given, resolved);
+    }
+    return resolved;
   }
 
   /** `LockTimeoutError` after a wait, `LockHeldError` without one. */

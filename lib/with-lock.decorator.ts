@@ -77,7 +77,8 @@ export function WithLock(
   const metadata: WithLockMetadata = {
     keys: templates.map((template) => (typeof template === 'function' ? template : new CompiledKeyTemplate(template))),
     options: { ...options },
-    callOptions,
+    // Frozen: the service resolves it once, not per call (`LockAcquirer.callOptions`).
+    callOptions: Object.freeze(callOptions),
   };
   const decorate = applyDecorators(SetMetadata(WITH_LOCK_METADATA, metadata), UseInterceptors(LockInterceptor));
   return ((target: object, propertyKey?: string | symbol, descriptor?: PropertyDescriptor) => {
