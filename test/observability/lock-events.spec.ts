@@ -5,6 +5,8 @@ import { firstValueFrom, take, toArray } from 'rxjs';
 import { LockModule, SpaceLockService, type LockEvent, type LockEventType } from '../../lib';
 import { lockApp, uniquePrefix, type LockApp } from '../redis/redis-test-app';
 import { RedisServer, until } from '../support/redis-server';
+import { Redis } from 'ioredis';
+import { lockKeys } from '../../lib/backends/redis/redis-lock-keys';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -13,6 +15,16 @@ function recorder(locks: SpaceLockService): { events: LockEvent[]; of: <T extend
   const events: LockEvent[] = [];
   const stop = locks.onLockEvent((event) => events.push(event));
   return { events, of: (type) => events.filter((event) => event.type === type) as never, stop };
+}
+
+/** Resolves once some client listens for releases of `storeKey` (a waiter's subscription is up). */
+async function subscribed(storeKey: string): Promise<void> {
+  const raw = new Redis(REDIS_URL);
+  try {
+    await until(async () => Number((await raw.pubsub('NUMSUB', lockKeys(storeKey).channel))[1]) >= 1, 5_000, `a subscriber of ${storeKey}`);
+  } finally {
+    raw.disconnect();
+  }
 }
 
 describe('lock events (real Redis)', () => {
@@ -74,6 +86,8 @@ describe('lock events (real Redis)', () => {
     const held = await a.locks.acquire('queue');
     const waiting = b.locks.acquire('queue', { waitMs: 5_000, name: 'queue' });
     await until(() => record.of('contended').length === 1, 5_000, 'B queued');
+    // The release passes the lease to B only over B's subscription: wait until it is up.
+    await subscribed(`${prefix}queue`);
     await held.release();
     const lease = await waiting;
     await lease.release();

@@ -14,6 +14,9 @@ import {
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { LockModule, SpaceLockService, WithLock, type LockEventType, type LockModuleOptions } from '../../lib';
 import { uniquePrefix } from '../redis/redis-test-app';
+import { RedisServer, until } from '../support/redis-server';
+import { Redis } from 'ioredis';
+import { lockKeys } from '../../lib/backends/redis/redis-lock-keys';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -76,6 +79,8 @@ describe('OpenTelemetry metrics and traces (real SDK, real Redis)', () => {
     const bQueued = next(b, 'contended');
     const waiting = context.with(trace.setSpan(context.active(), requestSpan), () => b.acquire('space:1', { name: 'space', waitMs: 5_000 }));
     await bQueued;
+    // The release passes the lease to B only over B's subscription: wait until it is up.
+    await subscribed(`${prefix}space:1`);
     await held.release();
     const passed = await waiting;
     requestSpan.end();
@@ -136,7 +141,48 @@ describe('OpenTelemetry metrics and traces (real SDK, real Redis)', () => {
     const timedOut = spans.find((span) => span.attributes.outcome === 'timeout');
     expect(timedOut?.events.map((event) => event.name)).toEqual(['queued']);
   });
+
+  it('counts heartbeat failures and error outcomes while a private redis-server is stopped', async () => {
+    const server = await RedisServer.start();
+    const app = await replica({ backend: 'redis', keyPrefix: prefix, ttlMs: 3_000, heartbeatMs: 100, backendTimeoutMs: 200, redis: { url: server.url } });
+    const locks = (app as unknown as { get(type: unknown): SpaceLockService }).get(SpaceLockService);
+    const failedBeats: unknown[] = [];
+    const stop = locks.onLockEvent((event) => event.type === 'heartbeat-failed' && failedBeats.push(event));
+    try {
+      const lease = await locks.acquire('paused', { name: 'paused' });
+      server.pause();
+      try {
+        await until(() => failedBeats.length >= 2, 5_000, 'two failed heartbeats');
+        await expect(locks.acquire('paused:2', { name: 'paused' })).rejects.toThrow(/timed out/);
+      } finally {
+        server.resume();
+      }
+      await lease.release();
+      stop();
+      await reader.forceFlush();
+      const found = metricsByName(metricExporter);
+      const paused = { 'lock.name': 'paused', backend: 'redis', mode: 'exclusive' };
+      expect(sums(found['lock.heartbeat.failures'])).toEqual(new Map([[key({ backend: 'redis' }), failedBeats.length]]));
+      const counts = histogramCounts(found['lock.acquire.duration']);
+      expect(counts.get(key({ ...paused, outcome: 'error' }))).toBe(1);
+      expect(counts.get(key({ ...paused, outcome: 'acquired' }))).toBe(1);
+    } finally {
+      stop();
+      await app.close();
+      await server.destroy();
+    }
+  });
 });
+
+/** Resolves once some client listens for releases of `storeKey` (a waiter's subscription is up). */
+async function subscribed(storeKey: string): Promise<void> {
+  const raw = new Redis(REDIS_URL);
+  try {
+    await until(async () => Number((await raw.pubsub('NUMSUB', lockKeys(storeKey).channel))[1]) >= 1, 5_000, `a subscriber of ${storeKey}`);
+  } finally {
+    raw.disconnect();
+  }
+}
 
 /** Resolves at the next event of `type` from `locks`. */
 function next(locks: SpaceLockService, type: LockEventType): Promise<void> {
