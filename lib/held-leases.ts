@@ -16,6 +16,7 @@ import { newLockToken } from './lock-token';
 import type { ShutdownGate } from './shutdown-gate';
 import type { StoreCalls } from './store-calls';
 import type { LockEvents } from './events/lock-events';
+import { DEFAULT_LOCK_NAME } from './events/lock-event.interface';
 
 /**
  * The leases this process holds, from grant to end: each granted lease is entered in the key
@@ -68,6 +69,8 @@ export class HeldLeases implements LeaseHolder {
     // Counted from the answer, not the send: the hold then lasts at least minHoldMs on the store's clock too.
     const minHoldMs = (request as MinHeldRequest)[MIN_HOLD_MS];
     if (minHoldMs) lease.holdUntil = performance.now() + minHoldMs;
+    const name = (request as NamedRequest)[LOCK_NAME];
+    if (name) lease.name = name;
     this.table.addLease(lease);
     this.keeper.add(lease);
     return lease;
@@ -88,6 +91,7 @@ export class HeldLeases implements LeaseHolder {
     };
     if (queueToken) request.queue = { waitMs: options.waitMs };
     if (options.minHoldMs > 0) (request as MinHeldRequest)[MIN_HOLD_MS] = options.minHoldMs;
+    if (options.name !== DEFAULT_LOCK_NAME) (request as NamedRequest)[LOCK_NAME] = options.name;
     return request;
   }
 
@@ -272,5 +276,8 @@ const HOSTNAME = hostname();
  */
 const MIN_HOLD_MS = Symbol('minHoldMs');
 type MinHeldRequest = LockRequest & { [MIN_HOLD_MS]?: number };
+/** The call's `name` (lock events, metrics), the same way: only on requests that have one. */
+const LOCK_NAME = Symbol('lockName');
+type NamedRequest = LockRequest & { [LOCK_NAME]?: string };
 
 function noop(): void {}

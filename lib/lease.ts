@@ -28,7 +28,7 @@ export class Lease implements HeldLock, KeptLease {
   holdUntil = 0;
   /** The release due when the minimum hold ends (see `HeldLeases.releaseAfterMinHold`). */
   holdTimer?: NodeJS.Timeout;
-  /** `lock.name` of the acquisition (set when lock events are on): what its events are counted by. */
+  /** `lock.name` of the call that took it (`HeldLeases.grant`): what its events are counted by. */
   name = DEFAULT_LOCK_NAME;
   private releasing?: Promise<ReleaseOutcome>;
 

@@ -4,7 +4,6 @@ import { Observable } from 'rxjs';
 import type { SkipReason } from '../held-lock.interface';
 import { Lease } from '../lease';
 import type { Attempt, CallOptions, SetAttempt } from '../lock-attempt';
-import type { LockMode } from '../lock-backend.interface';
 import { errorMessage } from '../lock.errors';
 import type { LockAttemptEventBase, LockAttemptOutcome, LockEvent } from './lock-event.interface';
 
@@ -70,10 +69,6 @@ export class AttemptWatch {
     private readonly base: LockAttemptEventBase,
   ) {}
 
-  get mode(): LockMode {
-    return this.base.mode;
-  }
-
   /** Found taken; said once per acquisition. */
   contended(waiting: boolean): void {
     if (this.waitingSince >= 0) return;
@@ -100,7 +95,6 @@ export class AttemptWatch {
   private acquired(leases: readonly Lease[]): void {
     const durationMs = performance.now() - this.startedAt;
     this.waitEnded('acquired');
-    for (const lease of leases) lease.name = this.base.name;
     this.events.emit({ ...this.base, type: 'acquired', durationMs, waited: this.waited, fencingToken: leases[0].fencingToken });
   }
 

@@ -56,6 +56,14 @@ describe('lock events (real Redis)', () => {
     expect(record.of('released')[0]).toMatchObject({ key: 'report:42', name: 'report', fencingToken: named.fencingToken });
   });
 
+  it('a lease taken before anybody listened is released under its own name', async () => {
+    const lease = await a.locks.acquire('early', { name: 'early-bird' });
+    const record = recorder(a.locks);
+    await lease.release();
+    record.stop();
+    expect(record.events).toEqual([expect.objectContaining({ type: 'released', key: 'early', name: 'early-bird' })]);
+  });
+
   it('contended without a wait: missed with outcome held', async () => {
     const record = recorder(b.locks);
     const held = await a.locks.acquire('busy', { name: 'busy' });
