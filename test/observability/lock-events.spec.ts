@@ -8,7 +8,6 @@ import { RedisServer, until } from '../support/redis-server';
 import { Redis } from 'ioredis';
 import { lockKeys } from '../../lib/backends/redis/redis-lock-keys';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 /** Every event of `app`, kept in order; `of(type)` filters. */
 function recorder(locks: SpaceLockService): { events: LockEvent[]; of: <T extends LockEventType>(type: T) => Extract<LockEvent, { type: T }>[]; stop: () => void } {
@@ -18,8 +17,8 @@ function recorder(locks: SpaceLockService): { events: LockEvent[]; of: <T extend
 }
 
 /** Resolves once some client listens for releases of `storeKey` (a waiter's subscription is up). */
-async function subscribed(storeKey: string): Promise<void> {
-  const raw = new Redis(REDIS_URL);
+async function subscribed(url: string, storeKey: string): Promise<void> {
+  const raw = new Redis(url);
   try {
     await until(async () => Number((await raw.pubsub('NUMSUB', lockKeys(storeKey).channel))[1]) >= 1, 5_000, `a subscriber of ${storeKey}`);
   } finally {
@@ -27,18 +26,21 @@ async function subscribed(storeKey: string): Promise<void> {
   }
 }
 
-describe('lock events (real Redis)', () => {
+describe('lock events (two replicas on a private redis-server)', () => {
   const prefix = uniquePrefix('events');
+  let server: RedisServer;
   let a: LockApp;
   let b: LockApp;
 
   beforeAll(async () => {
-    a = await lockApp({ backend: 'redis', keyPrefix: prefix, ttlMs: 5_000, redis: { url: REDIS_URL } });
-    b = await lockApp({ backend: 'redis', keyPrefix: prefix, ttlMs: 5_000, redis: { url: REDIS_URL } });
+    server = await RedisServer.start();
+    a = await lockApp({ backend: 'redis', keyPrefix: prefix, ttlMs: 5_000, redis: { url: server.url } });
+    b = await lockApp({ backend: 'redis', keyPrefix: prefix, ttlMs: 5_000, redis: { url: server.url } });
   });
   afterAll(async () => {
     await a?.app.close();
     await b?.app.close();
+    await server?.destroy();
   });
 
   it('acquired and released, with the bounded name; nothing after unsubscribing', async () => {
@@ -95,7 +97,7 @@ describe('lock events (real Redis)', () => {
     const waiting = b.locks.acquire('queue', { waitMs: 5_000, name: 'queue' });
     await until(() => record.of('contended').length === 1, 5_000, 'B queued');
     // The release passes the lease to B only over B's subscription: wait until it is up.
-    await subscribed(`${prefix}queue`);
+    await subscribed(server.url, `${prefix}queue`);
     await held.release();
     const lease = await waiting;
     await lease.release();

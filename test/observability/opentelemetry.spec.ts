@@ -18,7 +18,6 @@ import { RedisServer, until } from '../support/redis-server';
 import { Redis } from 'ioredis';
 import { lockKeys } from '../../lib/backends/redis/redis-lock-keys';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 @Injectable()
 class ReportJob {
@@ -39,7 +38,7 @@ function replica(options: LockModuleOptions): Promise<import('@nestjs/common').I
  * exporter, async-hooks context), registered before the apps start, and a contention scenario
  * between two replicas on Redis whose every count is known in advance.
  */
-describe('OpenTelemetry metrics and traces (real SDK, real Redis)', () => {
+describe('OpenTelemetry metrics and traces (real SDK, two replicas on a private redis-server)', () => {
   const metricExporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
   const reader = new PeriodicExportingMetricReader({ exporter: metricExporter, exportIntervalMillis: 3_600_000 });
   const meterProvider = new MeterProvider({ readers: [reader] });
@@ -50,17 +49,20 @@ describe('OpenTelemetry metrics and traces (real SDK, real Redis)', () => {
   let a: SpaceLockService;
   let b: SpaceLockService;
   let apps: { close(): Promise<void> }[] = [];
+  let redis: RedisServer;
 
   beforeAll(async () => {
     context.setGlobalContextManager(contextManager);
     metrics.setGlobalMeterProvider(meterProvider);
     trace.setGlobalTracerProvider(tracerProvider);
-    const options: LockModuleOptions = { backend: 'redis', keyPrefix: prefix, ttlMs: 5_000, redis: { url: REDIS_URL } };
+    redis = await RedisServer.start();
+    const options: LockModuleOptions = { backend: 'redis', keyPrefix: prefix, ttlMs: 5_000, redis: { url: redis.url } };
     apps = [await replica(options), await replica(options)];
     [a, b] = apps.map((app) => (app as unknown as { get(type: unknown): SpaceLockService }).get(SpaceLockService));
   });
   afterAll(async () => {
     for (const app of apps) await app.close();
+    await redis?.destroy();
     await meterProvider.shutdown();
     await tracerProvider.shutdown();
     metrics.disable();
@@ -80,7 +82,7 @@ describe('OpenTelemetry metrics and traces (real SDK, real Redis)', () => {
     const waiting = context.with(trace.setSpan(context.active(), requestSpan), () => b.acquire('space:1', { name: 'space', waitMs: 5_000 }));
     await bQueued;
     // The release passes the lease to B only over B's subscription: wait until it is up.
-    await subscribed(`${prefix}space:1`);
+    await subscribed(redis.url, `${prefix}space:1`);
     await held.release();
     const passed = await waiting;
     requestSpan.end();
@@ -175,8 +177,8 @@ describe('OpenTelemetry metrics and traces (real SDK, real Redis)', () => {
 });
 
 /** Resolves once some client listens for releases of `storeKey` (a waiter's subscription is up). */
-async function subscribed(storeKey: string): Promise<void> {
-  const raw = new Redis(REDIS_URL);
+async function subscribed(url: string, storeKey: string): Promise<void> {
+  const raw = new Redis(url);
   try {
     await until(async () => Number((await raw.pubsub('NUMSUB', lockKeys(storeKey).channel))[1]) >= 1, 5_000, `a subscriber of ${storeKey}`);
   } finally {
