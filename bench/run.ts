@@ -1,7 +1,8 @@
 /**
  * nestjs-lock benchmarks side by side with redlock, redis-semaphore, async-mutex and
  * proper-lockfile. `npm run bench` (full) or `npm run bench -- --quick` (< 1 min).
- * Options: `--only 1,5` runs some scenarios; `--write FILE` also writes the markdown there.
+ * Options: `--only 1,5` runs some scenarios; `--write FILE` also writes the markdown there;
+ * `--telemetry absent|api|sdk` sets what OpenTelemetry every process finds (harness/telemetry-mode.ts).
  */
 import { execSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,20 +15,24 @@ import { planPlacement, RedisServer } from './harness/redis-server';
 import { SCENARIOS } from './scenarios';
 import { stopIdleWorkers } from './harness/workers';
 import { childSpec, runChild, runIsolated } from './harness/isolated';
+import { applyTelemetryMode, setTelemetryMode, telemetryMode } from './harness/telemetry-mode';
 
 interface Args {
+  telemetry: string | null;
   quick: boolean;
   only: Set<number> | null;
   write: string | null;
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { quick: false, only: null, write: null };
+  const args: Args = { quick: false, only: null, write: null, telemetry: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--quick') args.quick = true;
     else if (arg === '--only') args.only = new Set(argv[++i].split(',').map(Number));
     else if (arg.startsWith('--only=')) args.only = new Set(arg.slice(7).split(',').map(Number));
+    else if (arg === '--telemetry') args.telemetry = argv[++i];
+    else if (arg.startsWith('--telemetry=')) args.telemetry = arg.slice(12);
     else if (arg === '--write') args.write = argv[++i];
     else if (arg.startsWith('--write=')) args.write = arg.slice(8);
     else throw new Error(`unknown argument ${arg}`);
@@ -46,9 +51,14 @@ function gitHead(): string {
 async function main(): Promise<void> {
   const t0 = performance.now();
   const log = (message: string): void => void process.stderr.write(`[bench ${((performance.now() - t0) / 1000).toFixed(1)}s] ${message}\n`);
+  applyTelemetryMode();
   const spec = childSpec();
   if (spec) return runChild(spec, SCENARIOS, log);
   const args = parseArgs(process.argv.slice(2));
+  if (args.telemetry) {
+    setTelemetryMode(args.telemetry);
+    applyTelemetryMode();
+  }
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   const startedAt = new Date();
   const placement = planPlacement();
@@ -76,6 +86,7 @@ async function main(): Promise<void> {
     `- Machine: ${cpus().length} CPU(s), ${cpus()[0]?.model ?? 'unknown CPU'}; load average at start ${loadavg().map((l) => l.toFixed(2)).join(' / ')}`,
     `- Node ${process.version}, redis-server ${redis.version} (private, 127.0.0.1:${redis.port}, no persistence)`,
     `- Placement: ${placement.description}`,
+    `- OpenTelemetry: ${telemetryMode() ?? 'as installed (API present, no SDK)'}`,
     `- Method: ${args.quick ? 'all scenarios in this process' : 'every scenario in a fresh Node process'}; interleaved repetitions (every contender once per repetition, rotated order), median of ${context.reps}; windows of ${context.windowMs} ms after ${context.warmupMs} ms warm-up unless a scenario says otherwise. Node CPU = process.cpuUsage() delta of the process running the contender.`,
   ];
   log(facts.join('\n'));

@@ -3,9 +3,12 @@
  * (see harness/protocol.ts). Never run directly.
  */
 import { performance } from 'node:perf_hooks';
+import { applyTelemetryMode } from './harness/telemetry-mode';
 import { createLockClient, cycleOnce, sent, type Held, type LockClient } from './harness/locks';
 import { closedLoop, sleep } from './harness/measure';
 import { hrNow, type Acquisition, type FromWorker, type Task, type ToWorker } from './harness/protocol';
+
+applyTelemetryMode();
 
 function send(message: FromWorker): void {
   process.send?.(message);

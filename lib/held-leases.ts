@@ -15,6 +15,8 @@ import { resolveCallOptions } from './lock-options.validation';
 import { newLockToken } from './lock-token';
 import type { ShutdownGate } from './shutdown-gate';
 import type { StoreCalls } from './store-calls';
+import type { LockEvents } from './events/lock-events';
+import { DEFAULT_LOCK_NAME } from './events/lock-event.interface';
 
 /**
  * The leases this process holds, from grant to end: each granted lease is entered in the key
@@ -47,12 +49,16 @@ export class HeldLeases implements LeaseHolder {
     private readonly loss: LeaseLoss,
     private readonly gate: ShutdownGate,
     instanceId: string,
+    private readonly events: LockEvents,
   ) {
     this.defaultOwner = Object.freeze({ ownerId: options.ownerId, instanceId, hostname: HOSTNAME, pid: process.pid });
     this.keeper = new LeaseKeeper({
       extend: (batch) => this.calls.call('extend', () => this.backend.extend(batch.map((lease) => (lease as Lease).ref))),
       lost: (lease, reason) => this.loss.lose(lease as Lease, reason),
-      extendFailed: (error, size) => this.calls.noteBackendFailure(`heartbeat of ${size} lease(s)`, error),
+      extendFailed: (error, size) => {
+        this.calls.noteBackendFailure(`heartbeat of ${size} lease(s)`, error);
+        if (this.events.active) this.events.emit({ type: 'heartbeat-failed', backend: this.backend.name, leases: size, error });
+      },
     });
   }
 
@@ -63,6 +69,8 @@ export class HeldLeases implements LeaseHolder {
     // Counted from the answer, not the send: the hold then lasts at least minHoldMs on the store's clock too.
     const minHoldMs = (request as MinHeldRequest)[MIN_HOLD_MS];
     if (minHoldMs) lease.holdUntil = performance.now() + minHoldMs;
+    const name = (request as NamedRequest)[LOCK_NAME];
+    if (name) lease.name = name;
     this.table.addLease(lease);
     this.keeper.add(lease);
     return lease;
@@ -83,6 +91,7 @@ export class HeldLeases implements LeaseHolder {
     };
     if (queueToken) request.queue = { waitMs: options.waitMs };
     if (options.minHoldMs > 0) (request as MinHeldRequest)[MIN_HOLD_MS] = options.minHoldMs;
+    if (options.name !== DEFAULT_LOCK_NAME) (request as NamedRequest)[LOCK_NAME] = options.name;
     return request;
   }
 
@@ -168,6 +177,7 @@ export class HeldLeases implements LeaseHolder {
     if (lease.state !== 'lost') lease.state = 'released';
     this.keeper.delete(lease);
     const local = this.table.removeLease(lease);
+    if (wasHeld && this.events.active) this.events.released(lease);
     if (wasHeld && local && local.waiters.length > 0) return this.releaseToLocalWaiter(lease, local);
     return this.releaseToStore(lease);
   }
@@ -266,5 +276,8 @@ const HOSTNAME = hostname();
  */
 const MIN_HOLD_MS = Symbol('minHoldMs');
 type MinHeldRequest = LockRequest & { [MIN_HOLD_MS]?: number };
+/** The call's `name` (lock events, metrics), the same way: only on requests that have one. */
+const LOCK_NAME = Symbol('lockName');
+type NamedRequest = LockRequest & { [LOCK_NAME]?: string };
 
 function noop(): void {}

@@ -44,6 +44,11 @@ export interface LockCallOptions {
    * and the lease runs out on its own. Default 0 (released when the work ends).
    */
   minHoldMs?: number;
+  /**
+   * What metrics, traces and lock events call this lock (`lock.name`): a bounded name such as
+   * `space-sync`, never a key with ids in it. Default `'unnamed'`; `@WithLock` uses its template.
+   */
+  name?: string;
 }
 
 export type SkipReason = 'in-progress' | 'lock-held';

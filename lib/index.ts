@@ -1,5 +1,24 @@
 export { LockModule, InjectLockOptions, InjectLockBackend } from './lock.module';
 export { SpaceLockService } from './space-lock.service';
+export { LockHealthIndicator, type LockHealthIndicatorResult } from './health/lock-health.indicator';
+export type { LockHealthOptions, LockHealthReport } from './health/lock-health';
+export { LOCK_EVENT_TYPES, DEFAULT_LOCK_NAME } from './events/lock-event.interface';
+export type {
+  LockEvent,
+  LockEventType,
+  LockAttemptEventBase,
+  LockAttemptOutcome,
+  LockAcquiredEvent,
+  LockContendedEvent,
+  LockWaitedEvent,
+  LockHandedOverEvent,
+  LockMissedEvent,
+  LockFailedEvent,
+  LockReleasedEvent,
+  LeaseLostEvent,
+  LockHeartbeatFailedEvent,
+  LockReapedEvent,
+} from './events/lock-event.interface';
 export { WithLock, type WithLockOptions } from './with-lock.decorator';
 export { CurrentLock } from './current-lock.decorator';
 export { LeaderOnly } from './leader/leader-only.decorator';

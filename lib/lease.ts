@@ -3,6 +3,7 @@ import { LeaseKeeper, type KeptLease } from './lease-keeper';
 import { performance } from 'node:perf_hooks';
 import type { LockMode, LockRequest, ReleaseOutcome } from './lock-backend.interface';
 import { LockLostError } from './lock.errors';
+import { DEFAULT_LOCK_NAME } from './events/lock-event.interface';
 
 /** Where a lease's own `extend` and `release` go (`HeldLeases`). */
 export interface LeaseHolder {
@@ -27,6 +28,8 @@ export class Lease implements HeldLock, KeptLease {
   holdUntil = 0;
   /** The release due when the minimum hold ends (see `HeldLeases.releaseAfterMinHold`). */
   holdTimer?: NodeJS.Timeout;
+  /** `lock.name` of the call that took it (`HeldLeases.grant`): what its events are counted by. */
+  name = DEFAULT_LOCK_NAME;
   private releasing?: Promise<ReleaseOutcome>;
 
   constructor(

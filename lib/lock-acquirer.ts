@@ -13,6 +13,7 @@ import { assertValidKey, resolveCallOptions } from './lock-options.validation';
 import { newLockToken } from './lock-token';
 import type { ShutdownGate } from './shutdown-gate';
 import type { StoreCalls } from './store-calls';
+import type { AttemptWatch, LockEvents } from './events/lock-events';
 
 /**
  * Taking one key: this process's slot for it first (`LocalKeyTable`, waiting behind a local
@@ -22,6 +23,7 @@ import type { StoreCalls } from './store-calls';
 export class LockAcquirer {
   private readonly logger = new Logger('SpaceLockService');
   private readonly defaultCallOptions: CallOptions;
+  private readonly resolvedFrozen = new WeakMap<LockCallOptions, CallOptions>();
   /** A no-wait attempt, from the store's answer straight to the caller's lease (or miss). */
   private readonly attemptCalls: BoundedCallKind<AcquireOutcome, Attempt, LockRequest> = {
     answered: (outcome, call) => {
@@ -50,6 +52,7 @@ export class LockAcquirer {
     private readonly table: LocalKeyTable,
     private readonly leases: HeldLeases,
     private readonly gate: ShutdownGate,
+    private readonly events: LockEvents,
   ) {
     this.defaultCallOptions = Object.freeze(resolveCallOptions(undefined, options));
   }
@@ -67,12 +70,32 @@ export class LockAcquirer {
     } catch (error) {
       return Promise.reject(error);
     }
+    if (this.events.active) return this.watched(key, options);
+    return this.attemptValid(key, options);
+  }
+
+  private attemptValid(key: string, options: CallOptions, watch?: AttemptWatch): Promise<Attempt> {
     const storeKey = this.storeKey(key);
     const local = this.table.get(storeKey);
-    if (local && !this.table.admits(local, options.mode)) return this.attemptBehindLocalHolder(key, storeKey, local, options);
+    if (local && !this.table.admits(local, options.mode)) return this.attemptBehindLocalHolder(key, storeKey, local, options, watch);
     this.table.occupy(storeKey, options.mode);
-    if (options.waitMs === 0) return this.attemptOnce(storeKey, options);
-    return this.attemptOccupied(key, storeKey, options, performance.now() + options.waitMs);
+    if (options.waitMs === 0 && !watch) return this.attemptOnce(storeKey, options);
+    return this.attemptOccupied(key, storeKey, options, performance.now() + options.waitMs, watch);
+  }
+
+  /** `attemptValid` while somebody listens to lock events: the same steps, told as they happen. */
+  private watched(key: string, options: CallOptions): Promise<Attempt> {
+    const watch = this.events.watch([key], options);
+    return this.attemptValid(key, options, watch).then(
+      (attempt) => {
+        watch.ended(attempt);
+        return attempt;
+      },
+      (error: unknown) => {
+        watch.failed(error);
+        throw error;
+      },
+    );
   }
 
   /** One store call, no wait, for a key whose local slot we occupy. */
@@ -81,17 +104,19 @@ export class LockAcquirer {
     return this.calls.follow(this.attemptCalls, 'tryAcquire', request, this.backend.tryAcquire, request);
   }
 
-  private async attemptBehindLocalHolder(key: string, storeKey: string, local: LocalKey, options: CallOptions): Promise<Attempt> {
+  private async attemptBehindLocalHolder(key: string, storeKey: string, local: LocalKey, options: CallOptions, watch?: AttemptWatch): Promise<Attempt> {
     const giveUpAt = performance.now() + options.waitMs;
+    watch?.contended(options.waitMs > 0);
     const turn = await this.table.waitLocally(local, options, false);
+    if (turn instanceof Lease) watch?.handedOver('local');
     if (turn !== 'slot') return turn;
-    return this.attemptOccupied(key, storeKey, options, giveUpAt);
+    return this.attemptOccupied(key, storeKey, options, giveUpAt, watch);
   }
 
   /** Ask the store (waiting until `giveUpAt`) for a key whose local slot we occupy; a miss vacates it. */
-  private async attemptOccupied(key: string, storeKey: string, options: CallOptions, giveUpAt: number): Promise<Attempt> {
+  private async attemptOccupied(key: string, storeKey: string, options: CallOptions, giveUpAt: number, watch?: AttemptWatch): Promise<Attempt> {
     try {
-      const result = await this.acquireFromStore(key, storeKey, options, giveUpAt);
+      const result = await this.acquireFromStore(key, storeKey, options, giveUpAt, watch);
       if (!(result instanceof Lease)) this.table.vacate(storeKey);
       return result;
     } catch (error) {
@@ -101,7 +126,7 @@ export class LockAcquirer {
   }
 
   /** Ask the store until it grants the lease or `giveUpAt` passes; woken by releases, not polling. */
-  private async acquireFromStore(key: string, storeKey: string, options: CallOptions, giveUpAt: number): Promise<Attempt> {
+  private async acquireFromStore(key: string, storeKey: string, options: CallOptions, giveUpAt: number, watch?: AttemptWatch): Promise<Attempt> {
     // One token for the whole wait, so a backend that queues waiters keeps our place and can
     // pass the lease to us on release.
     const queueToken = options.waitMs > 0 && this.backend.leaveQueue ? newLockToken() : undefined;
@@ -118,6 +143,7 @@ export class LockAcquirer {
           this.leases.refuseIfClosing(outcome, [request]);
           return this.leases.grant(key, request, outcome.fencingToken, sentAt);
         }
+        watch?.contended(options.waitMs > 0);
         const woken = await this.waitForStore(storeKey, outcome.retryAfterMs, giveUpAt, queueToken);
         if (woken === 'gave-up') return { skipped: 'lock-held', retryAfterMs: outcome.retryAfterMs };
         // Passed to us after our last attempt was sent: the lease runs at least ttl from then.
@@ -125,6 +151,7 @@ export class LockAcquirer {
         if (woken !== 'woken' && performance.now() - sentAt <= options.ttlMs / 3) {
           queued = false;
           this.leases.refuseIfClosing({ acquired: true }, [request]);
+          watch?.handedOver('store');
           return this.leases.grant(key, request, woken.fencingToken, sentAt);
         }
       }
@@ -160,12 +187,27 @@ export class LockAcquirer {
 
   callOptions(given: LockCallOptions | undefined): CallOptions {
     // Most calls pass no options: validate the defaults once, not per call.
-    const options = given === undefined ? this.defaultCallOptions : resolveCallOptions(given, this.options);
+    const options = given === undefined ? this.defaultCallOptions : this.resolve(given);
     if (options.mode === 'shared' && !this.backend.capabilities.shared) {
       throw new LockNotSupportedError(`The ${this.backend.name} backend does not support shared locks`);
     }
     if (this.gate.closing) throw new LockShuttingDownError();
     return options;
+  }
+
+  /**
+   * Frozen options (a `@WithLock` method's, fixed at decoration and always carrying its `name`)
+   * are resolved once each, like the defaults; any other object is checked per call, as a
+   * caller may change it between calls.
+   */
+  private resolve(given: LockCallOptions): CallOptions {
+    if (!Object.isFrozen(given)) return resolveCallOptions(given, this.options);
+    let resolved = this.resolvedFrozen.get(given);
+    if (!resolved) {
+      resolved = Object.freeze(resolveCallOptions(given, this.options));
+      this.resolvedFrozen.set(given, resolved);
+    }
+    return resolved;
   }
 
   /** `LockTimeoutError` after a wait, `LockHeldError` without one. */

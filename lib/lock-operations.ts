@@ -6,6 +6,7 @@ import { LockOptionsError } from './lock.errors';
 import type { ResolvedLockModuleOptions } from './lock-module-options.interface';
 import { assertPrintable, assertValidKey } from './lock-options.validation';
 import type { StoreCalls } from './store-calls';
+import type { LockEvents } from './events/lock-events';
 
 /**
  * What an operator asks about locks (`inspect`, `list`, `held`) and the reap (`forceRelease`):
@@ -20,6 +21,7 @@ export class LockOperations {
     private readonly calls: StoreCalls,
     private readonly table: LocalKeyTable,
     private readonly instanceId: string,
+    private readonly events: LockEvents,
   ) {}
 
   /** The holder of `key` (the oldest, for shared locks), or `null` when free. */
@@ -97,6 +99,9 @@ export class LockOperations {
           ? ` (was ${outcome.previous.ownerId}, pid ${outcome.previous.pid}, fencing token ${outcome.previous.fencingToken})`
           : ''),
     );
+    if (this.events.active) {
+      this.events.emit({ type: 'reaped', key, backend: this.backend.name, reason: options.reason, caller, outcome: outcome.outcome });
+    }
     return outcome;
   }
 

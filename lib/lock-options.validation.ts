@@ -8,6 +8,7 @@ import {
 } from './lock.constants';
 import { InvalidLockKeyError, LockOptionsError } from './lock.errors';
 import type { LockCallOptions } from './held-lock.interface';
+import { DEFAULT_LOCK_NAME } from './events/lock-event.interface';
 import type { LockModuleOptions, ResolvedLockModuleOptions } from './lock-module-options.interface';
 
 const BUILT_IN_BACKENDS = new Set(['memory', 'file', 'redis']);
@@ -112,13 +113,14 @@ export function resolveCallOptions(
     mode: given.mode ?? 'exclusive',
     ownerId: given.ownerId ?? defaults.ownerId,
     minHoldMs: given.minHoldMs ?? 0,
+    name: given.name ?? DEFAULT_LOCK_NAME,
   };
   assertCallOptions(resolved);
   return resolved;
 }
 
 /**
- * The one check of call options (`ttlMs`, `waitMs`, `mode`, `ownerId`, `minHoldMs`), each when given: per
+ * The one check of call options (`ttlMs`, `waitMs`, `mode`, `ownerId`, `minHoldMs`, `name`), each when given: per
  * call through `resolveCallOptions`, and once at decoration for `@WithLock`.
  */
 export function assertCallOptions(given: LockCallOptions): void {
@@ -129,6 +131,14 @@ export function assertCallOptions(given: LockCallOptions): void {
   }
   if (given.ownerId !== undefined) assertValidOwnerId(given.ownerId);
   if (given.minHoldMs !== undefined) assertDuration('minHoldMs', given.minHoldMs, { allowZero: true });
+  if (given.name !== undefined) assertLockName(given.name);
+}
+
+/** `lock.name`: a label for metrics and traces, so short and printable. */
+function assertLockName(name: unknown): void {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 128 || CONTROL_CHARACTERS.test(name)) {
+    throw new LockOptionsError('name must be a non-empty string of at most 128 characters without control characters');
+  }
 }
 
 function isLockBackend(value: unknown): boolean {

@@ -4,12 +4,13 @@ import type { HeldLeases } from './held-leases';
 import { Lease } from './lease';
 import type { LocalKeyTable } from './local-key-table';
 import type { LockAcquirer } from './lock-acquirer';
-import type { Attempt, Miss, SetAttempt } from './lock-attempt';
+import type { Attempt, CallOptions, Miss, SetAttempt } from './lock-attempt';
 import type { AcquireAllOutcome, LockBackend, LockRequest } from './lock-backend.interface';
 import { LockOptionsError } from './lock.errors';
 import type { ResolvedLockModuleOptions } from './lock-module-options.interface';
 import { assertValidKey, resolveCallOptions } from './lock-options.validation';
 import type { StoreCalls } from './store-calls';
+import type { AttemptWatch, LockEvents } from './events/lock-events';
 
 /**
  * Lock sets: several keys, all or none, always in sorted order so overlapping sets never
@@ -23,6 +24,7 @@ export class LockSets {
     private readonly table: LocalKeyTable,
     private readonly leases: HeldLeases,
     private readonly acquirer: LockAcquirer,
+    private readonly events: LockEvents,
   ) {}
 
   /** Distinct valid keys, sorted: the order every set is taken in. */
@@ -41,6 +43,22 @@ export class LockSets {
   async attemptSet(keys: readonly string[], given: LockCallOptions | undefined): Promise<SetAttempt> {
     if (!this.backend.tryAcquireAll || keys.length === 1) return this.attemptEach(keys, given);
     const options = this.acquirer.callOptions(given);
+    if (!this.events.active) return this.attemptAtOnce(keys, options);
+    const watch = this.events.watch(keys, options);
+    return this.attemptAtOnce(keys, options, watch).then(
+      (set) => {
+        watch.endedSet(set);
+        return set;
+      },
+      (error: unknown) => {
+        watch.failed(error);
+        throw error;
+      },
+    );
+  }
+
+  /** `attemptSet` with a backend that takes sets in one call. */
+  private async attemptAtOnce(keys: readonly string[], options: CallOptions, watch?: AttemptWatch): Promise<SetAttempt> {
     const giveUpAt = performance.now() + options.waitMs;
     const storeKeys = keys.map((key) => this.acquirer.storeKey(key));
     const occupied: string[] = [];
@@ -48,6 +66,7 @@ export class LockSets {
       for (const [index, storeKey] of storeKeys.entries()) {
         const local = this.table.get(storeKey);
         if (local && !this.table.admits(local, options.mode)) {
+          watch?.contended(options.waitMs > 0);
           const waitMs = Math.max(0, Math.ceil(giveUpAt - performance.now()));
           const turn = await this.table.waitLocally(local, { ...options, waitMs }, true);
           // A set waiter is never handed a lease: `turn` is the slot or a miss.
@@ -69,6 +88,7 @@ export class LockSets {
           return { leases: requests.map((request, index) => this.leases.grant(keys[index], request, outcome.fencingTokens[index], sentAt)) };
         }
         const [first] = outcome.held;
+        watch?.contended(options.waitMs > 0);
         if ((await this.acquirer.waitForStore(first.key, first.retryAfterMs, giveUpAt)) === 'gave-up') {
           this.table.vacateAll(occupied);
           const prefix = this.options.keyPrefix.length;

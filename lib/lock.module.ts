@@ -15,6 +15,8 @@ import type {
 } from './lock-module-options.interface';
 import { resolveLockOptions } from './lock-options.validation';
 import { SpaceLockService } from './space-lock.service';
+import { LockEventEmitterBridge } from './events/event-emitter.bridge';
+import { LockHealthIndicator } from './health/lock-health.indicator';
 
 /** Injects the validated module options (`ResolvedLockModuleOptions`). */
 export const InjectLockOptions = (): ParameterDecorator => Inject(LOCK_OPTIONS);
@@ -48,9 +50,11 @@ const sharedProviders: Provider[] = [
   },
   LockExplorer,
   LeaderExplorer,
+  LockEventEmitterBridge,
+  LockHealthIndicator,
 ];
 
-const exported = [SpaceLockService, LockInterceptor, LOCK_OPTIONS, LockBackend];
+const exported = [SpaceLockService, LockInterceptor, LOCK_OPTIONS, LockBackend, LockHealthIndicator];
 
 @Module({})
 export class LockModule {

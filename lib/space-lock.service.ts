@@ -30,6 +30,11 @@ import { StoreCalls } from './store-calls';
 import { LeaderElection } from './leader/leader-election';
 import type { CampaignOptions, LeaderHandle, LeaderRecord } from './leader/leader.interfaces';
 import { LockShuttingDownError } from './lock.errors';
+import type { Observable } from 'rxjs';
+import type { LockEvent } from './events/lock-event.interface';
+import { LockEvents } from './events/lock-events';
+import { LockHealth, type LockHealthOptions, type LockHealthReport } from './health/lock-health';
+import { LockTelemetry } from './telemetry/lock-telemetry';
 
 /**
  * Run work under a lock: an in-process per-key mutex first, then the backend's lease
@@ -54,21 +59,34 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
   private readonly operations: LockOperations;
   /** Leader election (lib/leader): candidacies of this instance, on top of the public methods. */
   private readonly elections: LeaderElection;
+  private readonly lockEvents: LockEvents;
+  private readonly healthChecks: LockHealth;
+  /** OpenTelemetry's listener, when the app registered an SDK. */
+  private readonly stopTelemetry?: () => void;
   private ready?: Promise<void>;
+  /**
+   * Every lock event of this module instance (acquired, released, contended, waited,
+   * handed-over, missed, failed, lost, heartbeat-failed, reaped). Free while nobody subscribes.
+   */
+  readonly events: Observable<LockEvent>;
 
   constructor(
     @Inject(LOCK_OPTIONS) options: ResolvedLockModuleOptions,
     @Inject(LockBackend) private readonly backend: LockBackend,
   ) {
+    this.lockEvents = new LockEvents(backend.name);
+    this.events = this.lockEvents.stream;
     this.table = new LocalKeyTable(options.maxLocalHandoffs);
     this.calls = new StoreCalls(backend, options);
-    this.loss = new LeaseLoss(options.onLockLost);
-    this.leases = new HeldLeases(backend, options, this.calls, this.table, this.loss, this.gate, this.instanceId);
-    this.acquirer = new LockAcquirer(backend, options, this.calls, this.table, this.leases, this.gate);
-    this.sets = new LockSets(backend, options, this.calls, this.table, this.leases, this.acquirer);
+    this.loss = new LeaseLoss(options.onLockLost, this.lockEvents);
+    this.leases = new HeldLeases(backend, options, this.calls, this.table, this.loss, this.gate, this.instanceId, this.lockEvents);
+    this.acquirer = new LockAcquirer(backend, options, this.calls, this.table, this.leases, this.gate, this.lockEvents);
+    this.sets = new LockSets(backend, options, this.calls, this.table, this.leases, this.acquirer, this.lockEvents);
     this.runner = new LockRunner(this.acquirer, this.sets, this.leases);
-    this.operations = new LockOperations(backend, options, this.calls, this.table, this.instanceId);
+    this.operations = new LockOperations(backend, options, this.calls, this.table, this.instanceId, this.lockEvents);
+    this.healthChecks = new LockHealth(backend, options, this.calls, this.table, this.loss);
     this.elections = new LeaderElection(this, new Logger('SpaceLockService'));
+    this.stopTelemetry = LockTelemetry.attach(this.lockEvents);
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -226,6 +244,19 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     return this.loss.listen(listener);
   }
 
+  /** Listen to every lock event (see `events`). Returns the unsubscribe function. */
+  onLockEvent(listener: (event: LockEvent) => void): () => void {
+    return this.lockEvents.listen(listener);
+  }
+
+  /**
+   * Does the store answer within `timeoutMs`, are the heartbeats on time, was no lease lost in
+   * the last `lossWindowMs`? What `LockHealthIndicator` reports to Terminus.
+   */
+  health(options?: LockHealthOptions): Promise<LockHealthReport> {
+    return this.healthChecks.check(options);
+  }
+
   /** Release everything before other modules (Redis clients) shut down. */
   async beforeApplicationShutdown(): Promise<void> {
     if (this.gate.closing) return;
@@ -237,6 +268,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     // Grants still on their way are given back (see `HeldLeases.refuseIfClosing`) before the backend closes.
     await this.calls.idle();
     this.leases.stop();
+    this.stopTelemetry?.();
     await this.backend.close?.();
   }
 }

@@ -30,6 +30,11 @@ export interface WithLockOptions {
    * method `@nestjs/schedule` runs, the default comes from its schedule (README: scheduled jobs).
    */
   minHoldMs?: number;
+  /**
+   * `lock.name` in metrics, traces and lock events. Default: the template(s) as written
+   * (`space:{params.spaceId}`), a key function's name otherwise: bounded, never the key.
+   */
+  name?: string;
 }
 
 export type LockKeyPart = CompiledKeyTemplate | ((...args: never[]) => string);
@@ -37,8 +42,8 @@ export type LockKeyPart = CompiledKeyTemplate | ((...args: never[]) => string);
 export interface WithLockMetadata {
   keys: LockKeyPart[];
   options: WithLockOptions;
-  /** `options` without `onLocked`, as every call passes them; `undefined` when that is empty. */
-  callOptions: LockCallOptions | undefined;
+  /** `options` without `onLocked`, with the lock's `name`, as every call passes them. */
+  callOptions: LockCallOptions;
 }
 
 /**
@@ -66,13 +71,13 @@ export function WithLock(
   const templates = Array.isArray(keys) ? keys : [keys as LockKeyTemplate];
   if (templates.length === 0) throw new LockOptionsError('@WithLock needs at least one key');
   validateOptions(options);
-  const callOptions: WithLockOptions = { ...options };
+  const callOptions: WithLockOptions = { name: templateName(templates), ...options };
   delete callOptions.onLocked;
   const metadata: WithLockMetadata = {
     keys: templates.map((template) => (typeof template === 'function' ? template : new CompiledKeyTemplate(template))),
     options: { ...options },
-    // `undefined` lets the service use its defaults, validated once, instead of on every call.
-    callOptions: Object.keys(callOptions).length > 0 ? callOptions : undefined,
+    // Frozen: the service resolves it once, not per call (`LockAcquirer.callOptions`).
+    callOptions: Object.freeze(callOptions),
   };
   const decorate = SetMetadata(WITH_LOCK_METADATA, metadata);
   return ((target: object, propertyKey?: string | symbol, descriptor?: PropertyDescriptor) => {
@@ -81,6 +86,12 @@ export function WithLock(
     if (typeof descriptor.value === 'function') descriptor.value = lockTrampoline(descriptor.value, propertyKey);
     return descriptor;
   }) as MethodDecorator & ClassDecorator;
+}
+
+/** What a method's lock is called by default: its template(s), never a rendered key. */
+function templateName(templates: readonly LockKeyTemplate[]): string {
+  const name = templates.map((template) => (typeof template === 'function' ? template.name || 'key-function' : template)).join(',');
+  return name.length <= 128 ? name : `${name.slice(0, 127)}…`;
 }
 
 function validateOptions(options: WithLockOptions): void {

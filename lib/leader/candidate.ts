@@ -82,7 +82,8 @@ export class Candidate implements LeaderHandle {
     while (!this.stopped) {
       let lease: HeldLock;
       try {
-        lease = await this.locks.acquire(this.key, { waitMs: CAMPAIGN_WAIT_MS, ttlMs: this.ttlMs });
+        // Leader names come from code, so the key is a bounded `lock.name` (at most 128 characters).
+        lease = await this.locks.acquire(this.key, { waitMs: CAMPAIGN_WAIT_MS, ttlMs: this.ttlMs, name: this.key.slice(0, 128) });
       } catch (error) {
         if (this.stopped || error instanceof LockShuttingDownError) return;
         if (!(error instanceof LockTimeoutError)) {

@@ -1,6 +1,8 @@
 import { Module } from '@nestjs/common';
 import { ScheduleModule } from '@nestjs/schedule';
+import { TerminusModule } from '@nestjs/terminus';
 import { LockAdminModule, LockModule } from '../../lib';
+import { HealthController } from './health.controller';
 import { LocalhostOnlyGuard } from './localhost-only.guard';
 import { ReindexJob } from './reindex.job';
 import { ReportJob } from './report.job';
@@ -13,6 +15,7 @@ const backend = process.env.LOCK_BACKEND === 'file' ? 'file' : process.env.LOCK_
 @Module({
   imports: [
     ScheduleModule.forRoot(),
+    TerminusModule,
     LockModule.forRoot({
       isGlobal: true, // LockAdminModule needs it
       backend,
@@ -23,7 +26,7 @@ const backend = process.env.LOCK_BACKEND === 'file' ? 'file' : process.env.LOCK_
     // GET /admin/locks/ui: the live page of holders; JSON under /admin/locks. From this machine only.
     LockAdminModule.forRoot({ guards: [LocalhostOnlyGuard] }),
   ],
-  controllers: [SpacesController],
+  controllers: [SpacesController, HealthController],
   providers: [SpacesService, ReindexJob, ReportJob],
 })
 export class AppModule {}

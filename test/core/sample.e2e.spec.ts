@@ -19,6 +19,12 @@ describe('the sample app', () => {
   });
   afterAll(() => app.close());
 
+  it('GET /health answers 200 with the locks up (Terminus)', async () => {
+    const response = await request(app.getHttpServer()).get('/health');
+    expect(response.status).toBe(200);
+    expect(response.body.info.locks).toMatchObject({ status: 'up', store: { ok: true }, heartbeat: { ok: true } });
+  });
+
   it('answers 201 to the first sync of a space and 503 with Retry-After while it runs', async () => {
     const server = app.getHttpServer();
     const first = request(server).post('/spaces/demo/sync?seconds=1').then((response) => response);

@@ -19,8 +19,14 @@ const ownSource = readFileSync(__filename);
 
 module.exports = {
   process(source, filename) {
-    // CommonJS has no import.meta; Nest reads only import.meta.url (createRequire, file paths).
-    const withoutImportMeta = source.replace(/\bimport\.meta\.url\b/g, "require('node:url').pathToFileURL(__filename).href");
+    // CommonJS has no import.meta; Nest reads its url (createRequire, file paths), dirname and resolve.
+    // A module-level `const require = createRequire(import.meta.url)` (@nestjs/terminus 12) would
+    // redeclare CommonJS's own `require`, which already resolves from this file: drop it.
+    const withoutImportMeta = source
+      .replace(/^const require = createRequire\(import\.meta\.url\);$/m, '')
+      .replace(/\bimport\.meta\.url\b/g, "require('node:url').pathToFileURL(__filename).href")
+      .replace(/\bimport\.meta\.resolve\(/g, 'require.resolve(')
+      .replace(/\bimport\.meta\.dirname\b/g, '__dirname');
     const { outputText } = ts.transpileModule(withoutImportMeta, { compilerOptions, fileName: filename });
     return { code: outputText };
   },
