@@ -29,6 +29,7 @@ export {
   InvalidLockKeyError,
   LockOptionsError,
   LockNotSupportedError,
+  LockLimitMismatchError,
   LockLostError,
   LockShuttingDownError,
   type LockLostReason,

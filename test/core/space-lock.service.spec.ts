@@ -27,7 +27,7 @@ function serviceOn(backend: LockBackend, options: LockModuleOptions = {}): Space
 
 /** The memory backend as if it were a store across the network: its calls are bounded by `backendTimeoutMs`. */
 class RemoteMemoryBackend extends MemoryLockBackend {
-  override readonly capabilities: LockBackendCapabilities = { shared: false };
+  override readonly capabilities: LockBackendCapabilities = { shared: false, limit: false };
 }
 
 /** Memory backend whose heartbeats can be stalled or broken, to play a paused process or a dead store. */

@@ -56,7 +56,7 @@ type Outcome = { acquired: true; fencingToken: number } | Busy;
  */
 export class FileLockBackend implements LockBackend {
   readonly name = 'file';
-  readonly capabilities = { shared: true };
+  readonly capabilities = { shared: true, limit: false };
   private readonly logger = new Logger(FileLockBackend.name);
   private readonly dir: string;
   private readonly wanted: FileLockMechanism;

@@ -19,7 +19,7 @@ import type { MemoryBackendOptions } from './memory-backend-options.interface';
 /** Locks inside one process with the same lease semantics as the distributed backends. */
 export class MemoryLockBackend implements LockBackend {
   readonly name = 'memory';
-  readonly capabilities: LockBackendCapabilities = { shared: false, inProcess: true };
+  readonly capabilities: LockBackendCapabilities = { shared: false, limit: false, inProcess: true };
   private readonly store: MemoryLockStore;
 
   constructor(options: MemoryBackendOptions = {}) {

@@ -83,7 +83,7 @@ const QUEUE_GRACE_MS = 1_000;
 export class RedisLockBackend implements LockBackend {
   readonly name = 'redis';
   /** Exclusive only: the service answers shared mode with `LockNotSupportedError`. */
-  readonly capabilities = { shared: false };
+  readonly capabilities = { shared: false, limit: false };
   private readonly logger = new Logger(RedisLockBackend.name);
   private readonly channels: ReleaseChannels;
   private readonly settings: Required<Omit<RedisLockBackendOptions, 'replicas'>>;
