@@ -166,6 +166,33 @@ describe('Redis shared locks and permits (real redis-server)', () => {
     expect(fenceOf(await backend.tryAcquire(request(key)))).toBeGreaterThan(fences[2]);
   });
 
+  it('waiters that give up: a permit pushed to one goes to the next; readers a departed writer kept out get in at once', async () => {
+    const { backend, raw } = fixture;
+    const key = `${uniquePrefix('leave')}export`;
+    const holder = request(key, { limit: 2 });
+    const other = request(key, { limit: 2 });
+    fenceOf(await backend.tryAcquire(holder));
+    fenceOf(await backend.tryAcquire(other));
+    await backend.tryAcquire(request(key, { limit: 2, waiter: 'gives-up' }));
+    await backend.tryAcquire(request(key, { limit: 2, waiter: 'stays' }));
+    await backend.release(holder);
+    expect((await backend.inspect(key)).length).toBe(2);
+    await backend.leaveQueue(key, 'gives-up');
+    expect(await backend.tryAcquire(request(key, { limit: 2, waiter: 'stays' }))).toMatchObject({ acquired: true });
+    await backend.release(other);
+    await backend.release({ key, token: 'stays', mode: 'exclusive', limit: 2 });
+
+    const scan = `${uniquePrefix('leave-writer')}scan`;
+    const reader = request(scan, { mode: 'shared' });
+    fenceOf(await backend.tryAcquire(reader));
+    await backend.tryAcquire(request(scan, { waiter: 'writer' }));
+    await backend.tryAcquire(request(scan, { mode: 'shared', waiter: 'behind' }));
+    await backend.leaveQueue(scan, 'writer');
+    expect(await raw.lrange(lockKeys(scan).queue, 0, -1)).toEqual([]);
+    expect(await backend.tryAcquire(request(scan, { mode: 'shared', waiter: 'behind' }))).toMatchObject({ acquired: true });
+    expect((await backend.inspect(scan)).length).toBe(2);
+  });
+
   it('a lock set mixes modes and limits, all or none', async () => {
     const { backend } = fixture;
     const prefix = uniquePrefix('set');
