@@ -6,7 +6,7 @@ import type { LocalKeyTable } from './local-key-table';
 import type { LockAcquirer } from './lock-acquirer';
 import type { Attempt, Miss, SetAttempt } from './lock-attempt';
 import type { AcquireAllOutcome, LockBackend, LockRequest } from './lock-backend.interface';
-import { LockOptionsError } from './lock.errors';
+import { LockLimitMismatchError, LockOptionsError } from './lock.errors';
 import type { ResolvedLockModuleOptions } from './lock-module-options.interface';
 import { assertValidKey, resolveCallOptions } from './lock-options.validation';
 import type { StoreCalls } from './store-calls';
@@ -47,7 +47,9 @@ export class LockSets {
     try {
       for (const [index, storeKey] of storeKeys.entries()) {
         const local = this.table.get(storeKey);
-        if (local && !this.table.admits(local, options.mode)) {
+        if (local && !this.table.admits(local, options)) {
+          const limitInUse = this.table.limitInUse(local, options.limit);
+          if (limitInUse !== null) throw new LockLimitMismatchError(keys[index], options.limit, limitInUse);
           const waitMs = Math.max(0, Math.ceil(giveUpAt - performance.now()));
           const turn = await this.table.waitLocally(local, { ...options, waitMs }, true);
           // A set waiter is never handed a lease: `turn` is the slot or a miss.
@@ -56,7 +58,7 @@ export class LockSets {
             return { missed: [{ key: keys[index], ...(turn as Miss) }] };
           }
         } else {
-          this.table.occupy(storeKey, options.mode);
+          this.table.occupy(storeKey, options);
         }
         occupied.push(storeKey);
       }
@@ -69,6 +71,8 @@ export class LockSets {
           return { leases: requests.map((request, index) => this.leases.grant(keys[index], request, outcome.fencingTokens[index], sentAt)) };
         }
         const [first] = outcome.held;
+        const mismatch = outcome.held.find((held) => held.limitInUse !== undefined);
+        if (mismatch) throw this.acquirer.limitMismatch(requests[storeKeys.indexOf(mismatch.key)], mismatch.limitInUse as number);
         if ((await this.acquirer.waitForStore(first.key, first.retryAfterMs, giveUpAt)) === 'gave-up') {
           this.table.vacateAll(occupied);
           const prefix = this.options.keyPrefix.length;
