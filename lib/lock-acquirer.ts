@@ -180,7 +180,9 @@ export class LockAcquirer {
       throw new LockNotSupportedError(`The ${this.backend.name} backend does not support shared locks`);
     }
     if (options.limit > 1 && !this.backend.capabilities.limit) {
-      throw new LockNotSupportedError(`The ${this.backend.name} backend does not support semaphores (limit)`);
+      throw new LockNotSupportedError(
+        `The ${this.backend.name} backend does not support semaphores (limit ${options.limit}); use the memory or redis backend, or limit 1`,
+      );
     }
     if (this.gate.closing) throw new LockShuttingDownError();
     return options;
