@@ -58,6 +58,13 @@ export interface LockCallOptions {
   minHoldMs?: number;
 }
 
+/**
+ * One key of a lock set (`withSpaceLocks`, `acquireMany`, `tryAcquireMany`): the key alone, taken
+ * with the set's call options, or with its own `mode` / `limit` (a set may read some keys and
+ * write others).
+ */
+export type LockSetKey = string | { key: string; mode?: LockMode; limit?: number };
+
 export type SkipReason = 'in-progress' | 'lock-held';
 
 /** What `withSpaceLock` returns instead of running `fn` when the lock is taken. */
