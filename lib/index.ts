@@ -18,6 +18,7 @@ export type {
   LockCallOptions,
   LockInfo,
   LockLostEvent,
+  LockSetKey,
   Skipped,
   SkipReason,
 } from './held-lock.interface';

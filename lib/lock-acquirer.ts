@@ -7,7 +7,15 @@ import { Lease } from './lease';
 import type { LocalKey, LocalKeyTable } from './local-key-table';
 import type { Attempt, CallOptions, Miss } from './lock-attempt';
 import type { AcquireOutcome, LockBackend, LockRequest, PassedLease } from './lock-backend.interface';
-import { errorMessage, LockError, LockHeldError, LockNotSupportedError, LockShuttingDownError, LockTimeoutError } from './lock.errors';
+import {
+  errorMessage,
+  LockError,
+  LockHeldError,
+  LockLimitMismatchError,
+  LockNotSupportedError,
+  LockShuttingDownError,
+  LockTimeoutError,
+} from './lock.errors';
 import type { ResolvedLockModuleOptions } from './lock-module-options.interface';
 import { assertValidKey, resolveCallOptions } from './lock-options.validation';
 import { newLockToken } from './lock-token';
@@ -28,6 +36,8 @@ export class LockAcquirer {
       this.calls.backendRecovered();
       const request = call.subject;
       if (!outcome.acquired) {
+        // A throw here frees the slot in `failed`.
+        if (outcome.limitInUse !== undefined) throw this.limitMismatch(request, outcome.limitInUse);
         const miss: Miss = { skipped: 'lock-held', retryAfterMs: outcome.retryAfterMs };
         this.table.vacate(request.key);
         return miss;
@@ -69,8 +79,12 @@ export class LockAcquirer {
     }
     const storeKey = this.storeKey(key);
     const local = this.table.get(storeKey);
-    if (local && !this.table.admits(local, options.mode)) return this.attemptBehindLocalHolder(key, storeKey, local, options);
-    this.table.occupy(storeKey, options.mode);
+    if (local && !this.table.admits(local, options)) {
+      const limitInUse = this.table.limitInUse(local, options.limit);
+      if (limitInUse !== null) return Promise.reject(new LockLimitMismatchError(key, options.limit, limitInUse));
+      return this.attemptBehindLocalHolder(key, storeKey, local, options);
+    }
+    this.table.occupy(storeKey, options);
     if (options.waitMs === 0) return this.attemptOnce(storeKey, options);
     return this.attemptOccupied(key, storeKey, options, performance.now() + options.waitMs);
   }
@@ -118,6 +132,7 @@ export class LockAcquirer {
           this.leases.refuseIfClosing(outcome, [request]);
           return this.leases.grant(key, request, outcome.fencingToken, sentAt);
         }
+        if (outcome.limitInUse !== undefined) throw this.limitMismatch(request, outcome.limitInUse);
         const woken = await this.waitForStore(storeKey, outcome.retryAfterMs, giveUpAt, queueToken);
         if (woken === 'gave-up') return { skipped: 'lock-held', retryAfterMs: outcome.retryAfterMs };
         // Passed to us after our last attempt was sent: the lease runs at least ttl from then.
@@ -164,8 +179,18 @@ export class LockAcquirer {
     if (options.mode === 'shared' && !this.backend.capabilities.shared) {
       throw new LockNotSupportedError(`The ${this.backend.name} backend does not support shared locks`);
     }
+    if (options.limit > 1 && !this.backend.capabilities.limit) {
+      throw new LockNotSupportedError(
+        `The ${this.backend.name} backend does not support semaphores (limit ${options.limit}); use the memory or redis backend, or limit 1`,
+      );
+    }
     if (this.gate.closing) throw new LockShuttingDownError();
     return options;
+  }
+
+  /** The store found `request`'s key held with another limit: the caller's error, never waited on. */
+  limitMismatch(request: LockRequest, limitInUse: number): LockLimitMismatchError {
+    return new LockLimitMismatchError(this.userKey(request.key), request.limit ?? 1, limitInUse);
   }
 
   /** `LockTimeoutError` after a wait, `LockHeldError` without one. */

@@ -58,7 +58,8 @@ export type AcquireAllOutcome =
     }
   | {
       acquired: false;
-      held: { key: string; retryAfterMs: number | null }[];
+      /** `limitInUse` as in `AcquireOutcome`: that key is held with another limit. */
+      held: { key: string; retryAfterMs: number | null; limitInUse?: number }[];
     };
 
 /** What the backend needs to recognise a grant it handed out. */

@@ -4,6 +4,7 @@ import {
   DEFAULT_KEY_PREFIX,
   DEFAULT_TTL_MS,
   MAX_KEY_BYTES,
+  MAX_LOCK_LIMIT,
   MAX_TIMER_MS,
 } from './lock.constants';
 import { InvalidLockKeyError, LockOptionsError } from './lock.errors';
@@ -106,22 +107,24 @@ export function resolveCallOptions(
   defaults: ResolvedLockModuleOptions,
 ): Required<LockCallOptions> {
   const given = options ?? {};
-  const resolved = {
+  assertCallOptions(given);
+  // The module's defaults were checked by `resolveLockOptions`.
+  return {
     ttlMs: given.ttlMs ?? defaults.ttlMs,
     waitMs: given.waitMs ?? 0,
     mode: given.mode ?? 'exclusive',
     ownerId: given.ownerId ?? defaults.ownerId,
     minHoldMs: given.minHoldMs ?? 0,
+    limit: given.limit ?? 1,
   };
-  assertCallOptions(resolved);
-  return resolved;
 }
 
 /**
- * The one check of call options (`ttlMs`, `waitMs`, `mode`, `ownerId`, `minHoldMs`), each when given: per
- * call through `resolveCallOptions`, and once at decoration for `@WithLock`.
+ * The one check of call options (`ttlMs`, `waitMs`, `mode`, `ownerId`, `minHoldMs`, `limit`), each when
+ * given: per call through `resolveCallOptions`, and once at decoration for `@WithLock`.
  */
 export function assertCallOptions(given: LockCallOptions): void {
+  if (typeof given !== 'object' || given === null) throw new LockOptionsError('lock call options must be an object');
   if (given.ttlMs !== undefined) assertDuration('ttlMs', given.ttlMs);
   if (given.waitMs !== undefined) assertDuration('waitMs', given.waitMs, { allowZero: true });
   if (given.mode !== undefined && given.mode !== 'exclusive' && given.mode !== 'shared') {
@@ -129,6 +132,14 @@ export function assertCallOptions(given: LockCallOptions): void {
   }
   if (given.ownerId !== undefined) assertValidOwnerId(given.ownerId);
   if (given.minHoldMs !== undefined) assertDuration('minHoldMs', given.minHoldMs, { allowZero: true });
+  if (given.limit !== undefined) {
+    const { limit } = given;
+    if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_LOCK_LIMIT) {
+      throw new LockOptionsError(`limit must be an integer from 1 to ${MAX_LOCK_LIMIT}, got ${String(limit)}`);
+    }
+    // Readers already share a key; a semaphore of readers beside writers is not a model we offer.
+    if (given.mode === 'shared') throw new LockOptionsError(`limit is for exclusive permits; it cannot be combined with mode 'shared'`);
+  }
 }
 
 function isLockBackend(value: unknown): boolean {
