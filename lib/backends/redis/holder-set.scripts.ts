@@ -54,14 +54,16 @@ local function prune()
     redis.call('HDEL', KEYS[6], token)
   end
 end
--- The lease key after holders left: the marker until the latest remaining lease ends, or nothing.
+-- The lease key after holders left: the marker until the latest remaining lease ends, or
+-- nothing (then true).
 local function mark(kind)
   local last = redis.call('ZRANGE', KEYS[7], -1, -1, 'WITHSCORES')
   if last[2] then
     redis.call('SET', KEYS[1], kind, 'PX', math.max(1, tonumber(last[2]) - now))
-  else
-    redis.call('DEL', KEYS[1])
+    return false
   end
+  redis.call('DEL', KEYS[1])
+  return true
 end
 -- \`token\` joins the holders of a lock that is free or of kind \`kind\`; returns its fencing token.
 local function grant(token, ttl, tail, kind)
@@ -118,12 +120,15 @@ local function pass_turns()
   end
   if woken then publish('released') end
 end
--- After holders left: the lease key follows the rest, the queue moves, and a lock left free says so.
+-- After holders left (and \`prune()\`): the lease key follows the rest, the queue moves, and a lock
+-- left free says so.
 local function after_leaving(kind)
-  prune()
-  mark(kind)
-  pass_turns()
-  if redis.call('EXISTS', KEYS[1]) == 0 then publish('released') end
+  local freed = mark(kind)
+  if redis.call('LLEN', KEYS[4]) > 0 then
+    pass_turns()
+    freed = redis.call('EXISTS', KEYS[1]) == 0
+  end
+  if freed then publish('released') end
 end
 `;
 }
@@ -180,12 +185,15 @@ if current and not is_multi(current) then
   if limit_of(kind) and string.sub(current, 1, ${RESERVED_FOR.length}) ~= '${RESERVED_FOR}' then return {2, 1} end
 else
   prune()
-  if current and redis.call('ZSCORE', KEYS[7], token) then
-    redis.call('ZADD', KEYS[7], now + ttl, token)
-    if redis.call('PTTL', KEYS[1]) < tonumber(ttl) then redis.call('PEXPIRE', KEYS[1], ttl) end
-    return {1, fence_of_holder(token)}
+  -- Only a waiter's token (the same on every attempt) can have been given a place already.
+  if current and queue_ms > 0 then
+    if redis.call('ZSCORE', KEYS[7], token) then
+      redis.call('ZADD', KEYS[7], now + ttl, token)
+      if redis.call('PTTL', KEYS[1]) < tonumber(ttl) then redis.call('PEXPIRE', KEYS[1], ttl) end
+      return {1, fence_of_holder(token)}
+    end
+    if redis.call('ZREM', KEYS[7], '${RESERVED_FOR}' .. token) == 1 then kept = true end
   end
-  if current and redis.call('ZREM', KEYS[7], '${RESERVED_FOR}' .. token) == 1 then kept = true end
 end
 local function enqueue()
   if redis.pcall('LPOS', KEYS[4], token) == false then redis.call('RPUSH', KEYS[4], token) end
@@ -245,8 +253,8 @@ export function holderScripts(reservationMs: number): { acquire: LockScript; rel
     release: lockScript(
       `${holderSet}
 local token = ARGV[1]
-local ends = tonumber(redis.call('ZSCORE', KEYS[7], token))
-redis.call('ZREM', KEYS[7], token)
+prune()
+local released = redis.call('ZREM', KEYS[7], token)
 redis.call('HDEL', KEYS[6], token)
 local current = redis.call('GET', KEYS[1])
 if current and not is_multi(current) then return -1 end
@@ -255,8 +263,7 @@ if not current then
   return 0
 end
 after_leaving(current)
-if ends and ends > now then return 1 end
-return 0
+return released
 `,
       7,
     ),
@@ -269,6 +276,7 @@ local current = redis.call('GET', KEYS[1])
 if not is_multi(current) then return 0 end
 redis.call('ZREM', KEYS[7], token, '${RESERVED_FOR}' .. token)
 redis.call('HDEL', KEYS[6], token)
+prune()
 after_leaving(current)
 return 0
 `,
@@ -299,6 +307,7 @@ local remaining = answer_ends and answer_ends - now or -2
 if evicted == 0 then return {'changed-hands', remaining, answer or false, current} end
 local lease_ms = math.max(0, redis.call('PTTL', KEYS[1]))
 ${mintFenceLua('KEYS[2]', 'lease_ms')}
+prune()
 after_leaving(current)
 return {'released', remaining, answer or false, current}
 `,
