@@ -12,6 +12,7 @@ import {
   STAMP_GRANT,
   giveTurnLua,
   lockScript,
+  multiMarkerLua,
   type LockScript,
 } from './redis-lock.scripts';
 
@@ -35,10 +36,45 @@ import {
  * Every fencing token comes from the lock's one fence key (`fencing-clock.ts`), whatever the kind.
  */
 
-/** Lua shared by the scripts that change the holders. */
+/** Lua statements: Redis' clock in ms into \`local now\`. */
+const NOW = `local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)`;
+
+/** Lua statements: holders whose lease ended (crashed, paused, or turns kept in vain) leave with their records. */
+const PRUNE = `for _, ended in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now)) do
+    redis.call('ZREM', KEYS[7], ended)
+    redis.call('HDEL', KEYS[6], ended)
+  end`;
+
+/**
+ * Lua statements: \`token\` joins the holders of a lock that is free or of kind \`kind\` for \`ttl\`
+ * ms (\`tail\`: its record's tail), its fencing token in \`local fence\`.
+ */
+const GRANT = `local pttl = redis.call('PTTL', KEYS[1])
+  -- A free lease: a record left at the holder key is a crashed exclusive holder's.
+  if pttl == -2 then redis.call('DEL', KEYS[3]) end
+  local lease_ms = math.max(tonumber(ttl), pttl)
+  redis.call('ZADD', KEYS[7], now + ttl, token)
+  ${mintFenceLua('KEYS[2]', 'lease_ms')}
+  redis.call('HSET', KEYS[6], token, ttl .. '\\n' .. token .. '\\n' .. fence_text .. tail)
+  if pttl < lease_ms then redis.call('SET', KEYS[1], kind, 'PX', lease_ms) end`;
+
+/**
+ * Lua statements after holders left: the lease key holds the marker \`kind\` until the latest
+ * remaining lease ends, or nothing: then \`local freed\` is true.
+ */
+const MARK = `local last = redis.call('ZRANGE', KEYS[7], -1, -1, 'WITHSCORES')
+  local freed = not last[2]
+  if freed then
+    redis.call('DEL', KEYS[1])
+  else
+    redis.call('SET', KEYS[1], kind, 'PX', math.max(1, tonumber(last[2]) - now))
+  end`;
+
+/** Lua shared by the scripts' slow paths (waiters, kept turns, other kinds): functions and \`now\`. */
 function holderSetLua(reservationMs: number): string {
   return `${STAMP_GRANT}${NOW_MS}${FENCE_OF}${IS_MULTI}${giveTurnLua(reservationMs)}
-local now = now_ms()
+${NOW}
 local reservation_ms = ${reservationMs}
 local function limit_of(kind)
   return tonumber(string.match(kind, '^${LIMIT_MARKER}(%d+)$'))
@@ -46,35 +82,15 @@ end
 local function publish(message)
   redis.call('PUBLISH', ${channelLua('KEYS[1]')}, message)
 end
--- Holders whose lease ended (crashed, paused, or turns kept in vain) leave with their records.
 local function prune()
-  local ended = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now)
-  for _, token in ipairs(ended) do
-    redis.call('ZREM', KEYS[7], token)
-    redis.call('HDEL', KEYS[6], token)
-  end
+  ${PRUNE}
 end
--- The lease key after holders left: the marker until the latest remaining lease ends, or
--- nothing (then true).
 local function mark(kind)
-  local last = redis.call('ZRANGE', KEYS[7], -1, -1, 'WITHSCORES')
-  if last[2] then
-    redis.call('SET', KEYS[1], kind, 'PX', math.max(1, tonumber(last[2]) - now))
-    return false
-  end
-  redis.call('DEL', KEYS[1])
-  return true
+  ${MARK}
+  return freed
 end
--- \`token\` joins the holders of a lock that is free or of kind \`kind\`; returns its fencing token.
 local function grant(token, ttl, tail, kind)
-  local pttl = redis.call('PTTL', KEYS[1])
-  -- A free lease: a record left at the holder key is a crashed exclusive holder's.
-  if pttl == -2 then redis.call('DEL', KEYS[3]) end
-  local lease_ms = math.max(tonumber(ttl), pttl)
-  redis.call('ZADD', KEYS[7], now + ttl, token)
-  ${mintFenceLua('KEYS[2]', 'lease_ms')}
-  redis.call('HSET', KEYS[6], token, ttl .. '\\n' .. token .. '\\n' .. fence_text .. tail)
-  if pttl < lease_ms then redis.call('SET', KEYS[1], kind, 'PX', lease_ms) end
+  ${GRANT}
   return fence
 end
 -- A place kept for a waiter Redis has not seen lately: it counts as a holder until it asks again.
@@ -169,9 +185,21 @@ end
  */
 export function holderAcquireScript(reservationMs: number): LockScript {
   return lockScript(
-    `${holderSetLua(reservationMs)}${FENCE_OF_HOLDER}${RETRY_AFTER}
+    `
 local token, ttl, tail, kind, queue_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local current = redis.call('GET', KEYS[1])
+-- The common case first, creating no Lua function: a free lock, or one of this kind for a
+-- one-shot attempt, nobody queued.
+if (not current or (current == kind and queue_ms == 0)) and redis.call('LLEN', KEYS[4]) == 0 then
+  ${NOW}
+  ${PRUNE}
+  local limit = tonumber(string.match(kind, '^${LIMIT_MARKER}(%d+)$'))
+  if not limit or redis.call('ZCARD', KEYS[7]) < limit then
+    ${GRANT}
+    return {1, fence}
+  end
+end
+${holderSetLua(reservationMs)}${FENCE_OF_HOLDER}${RETRY_AFTER}
 local kept = false
 if current == '${RESERVED_FOR}' .. token then
   -- A turn an exclusive release kept for us (it grants plain leases only).
@@ -251,8 +279,20 @@ export function holderScripts(reservationMs: number): { acquire: LockScript; rel
   return {
     acquire: holderAcquireScript(reservationMs),
     release: lockScript(
-      `${holderSet}
+      `
 local token = ARGV[1]
+local kind = redis.call('GET', KEYS[1])
+-- The common case first, creating no Lua function: nobody queued.
+if kind and ${multiMarkerLua('kind')} and redis.call('LLEN', KEYS[4]) == 0 then
+  ${NOW}
+  ${PRUNE}
+  local released = redis.call('ZREM', KEYS[7], token)
+  redis.call('HDEL', KEYS[6], token)
+  ${MARK}
+  if freed then redis.call('PUBLISH', ${channelLua('KEYS[1]')}, 'released') end
+  return released
+end
+${holderSet}
 prune()
 local released = redis.call('ZREM', KEYS[7], token)
 redis.call('HDEL', KEYS[6], token)

@@ -9,7 +9,7 @@ import type {
 } from '../../lock-backend.interface';
 import { HOLDER_EXTEND, INSPECT, holderKind, holderScripts } from './holder-set.scripts';
 import { toLockRecord } from './redis-holder-record';
-import { lockKeys } from './redis-lock-keys';
+import { EXPIRIES_SUFFIX, FENCE_SUFFIX, HOLDER_SUFFIX, HOLDERS_SUFFIX, QUEUE_SUFFIX, WAITING_SUFFIX, leaseKeyOf, lockKeys } from './redis-lock-keys';
 import { LIMIT_MARKER, RESERVED_FOR, SHARED_MARKER, type LockScript } from './redis-lock.scripts';
 import { shardedScript } from './release-publish-mode';
 
@@ -28,8 +28,8 @@ export function isMultiMarker(lease: string | null): lease is string {
 
 /** All 7 keys of a lock, in the one KEYS order (`redis-lock-keys.ts`). */
 export function allKeys(key: string): string[] {
-  const keys = lockKeys(key);
-  return [keys.lease, keys.fence, keys.holder, keys.queue, keys.waiting, keys.holders, keys.expiries];
+  const lease = leaseKeyOf(key);
+  return [lease, lease + FENCE_SUFFIX, lease + HOLDER_SUFFIX, lease + QUEUE_SUFFIX, lease + WAITING_SUFFIX, lease + HOLDERS_SUFFIX, lease + EXPIRIES_SUFFIX];
 }
 
 /**
@@ -58,19 +58,17 @@ export class RedisHolderSet {
     this.scripts = { acquire: shardedScript(acquire), release: shardedScript(release), leaveQueue: shardedScript(leaveQueue), forceRelease: shardedScript(forceRelease) };
   }
 
-  /** `tail`: the record's tail (`recordTail()`); `queueLifetimeMs` 0 for an attempt that does not wait. */
-  async acquire(request: LockRequest, tail: string, queueLifetimeMs: number): Promise<AcquireOutcome> {
-    const args = [request.token, String(request.ttlMs), tail, holderKind(request.limit), queueLifetimeMs];
-    const [answer, value] = (await this.run(this.scripts.acquire, [...allKeys(request.key), ...args])) as [number, number];
-    if (answer === 1) return { acquired: true, fencingToken: value };
-    if (answer === 2) return { acquired: false, retryAfterMs: null, limitInUse: value };
-    return { acquired: false, retryAfterMs: value >= 0 ? value : null };
+  /**
+   * `tail`: the record's tail (`recordTail()`); `queueLifetimeMs` 0 for an attempt that does not
+   * wait. Not async (as the exclusive path): the reply is mapped in one `then`.
+   */
+  acquire(request: LockRequest, tail: string, queueLifetimeMs: number): Promise<AcquireOutcome> {
+    const args = [...allKeys(request.key), request.token, String(request.ttlMs), tail, holderKind(request.limit), queueLifetimeMs];
+    return this.run(this.scripts.acquire, args).then(toAcquireOutcome);
   }
 
-  async release(lease: LeaseRef): Promise<ReleaseOutcome> {
-    const reply = await this.run(this.scripts.release, [...allKeys(lease.key), lease.token]);
-    if (reply === 1) return 'released';
-    return reply === 0 ? 'expired' : 'not-owner';
+  release(lease: LeaseRef): Promise<ReleaseOutcome> {
+    return this.run(this.scripts.release, [...allKeys(lease.key), lease.token]).then(toReleaseOutcome);
   }
 
   /** After the exclusive leaveQueue found the lock held by several (see `turnScripts`). */
@@ -111,6 +109,23 @@ export class RedisHolderSet {
     }
     return records.sort((a, b) => a.fencingToken - b.fencingToken);
   }
+}
+
+/**
+ * Reply of the holder acquire and of the exclusive ACQUIRE_OR_QUEUE: `{1, fencingToken}`,
+ * `{0, retryAfterMs}`, or `{2, N}` (the lock is held with another limit: a caller error).
+ */
+export function toAcquireOutcome(reply: unknown): AcquireOutcome {
+  const [answer, value] = reply as [number, number];
+  if (answer === 1) return { acquired: true, fencingToken: value };
+  if (answer === 2) return { acquired: false, retryAfterMs: null, limitInUse: value };
+  return { acquired: false, retryAfterMs: value >= 0 ? value : null };
+}
+
+/** Reply of both release scripts: 1 released, 0 expired, -1 the lock is another's. */
+export function toReleaseOutcome(reply: unknown): ReleaseOutcome {
+  if (reply === 1) return 'released';
+  return reply === 0 ? 'expired' : 'not-owner';
 }
 
 /** Mode and limit of the holders of a lock whose lease key holds `lease`. */

@@ -20,7 +20,7 @@ import { LockBackendError, LockNotSupportedError, LockOptionsError } from '../..
 import { ReleaseChannels } from './redis-release-channels';
 import { recordTail, toLockRecord } from './redis-holder-record';
 import { HOLDER_EXTEND } from './holder-set.scripts';
-import { RedisHolderSet, heldByOthers, isMultiHolder } from './redis-holder-set';
+import { RedisHolderSet, heldByOthers, isMultiHolder, toAcquireOutcome, toReleaseOutcome } from './redis-holder-set';
 import {
   FENCE_SUFFIX,
   HOLDER_SUFFIX,
@@ -532,14 +532,6 @@ export class RedisLockBackend implements LockBackend {
   }
 }
 
-/** ACQUIRE_OR_QUEUE reply: `{1, fencingToken}`, `{0, pttl}`, or `{2, N}` (held by `limit: N` permits). */
-function toAcquireOutcome(reply: Reply): AcquireOutcome {
-  const [granted, value] = reply as [number, number];
-  if (granted === 1) return { acquired: true, fencingToken: value };
-  if (granted === 2) return { acquired: false, retryAfterMs: null, limitInUse: value };
-  return { acquired: false, retryAfterMs: value >= 0 ? value : null };
-}
-
 /** ACQUIRE reply: the fencing token (>= 1), `-2 - pttl` when held, `{N}` when held by `limit: N` permits. */
 function toGrantOutcome(reply: Reply): AcquireOutcome {
   if (typeof reply !== 'number') return { acquired: false, retryAfterMs: null, limitInUse: (reply as number[])[0] };
@@ -547,12 +539,6 @@ function toGrantOutcome(reply: Reply): AcquireOutcome {
   if (value >= 1) return { acquired: true, fencingToken: value };
   const pttl = -2 - value;
   return { acquired: false, retryAfterMs: pttl >= 0 ? pttl : null };
-}
-
-/** RELEASE reply: 1 released, 0 expired, -1 another token holds it. */
-function toReleaseOutcome(reply: Reply): ReleaseOutcome {
-  if (reply === 1) return 'released';
-  return reply === 0 ? 'expired' : 'not-owner';
 }
 
 /** `granted⏎token⏎fence` from the release channel, else `null`. */

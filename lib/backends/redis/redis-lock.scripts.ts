@@ -52,9 +52,14 @@ export const LIMIT_MARKER = 'limit:';
  */
 export const IS_MULTI = `
 local function is_multi(value)
-  return value ~= false and (value == '${SHARED_MARKER}' or string.sub(value, 1, ${LIMIT_MARKER.length}) == '${LIMIT_MARKER}')
+  return value ~= false and ${multiMarkerLua('value')}
 end
 `;
+
+/** Lua expression: the string `value` is a shared or permit marker (see `IS_MULTI`). */
+export function multiMarkerLua(value: string): string {
+  return `(${value} == '${SHARED_MARKER}' or string.sub(${value}, 1, ${LIMIT_MARKER.length}) == '${LIMIT_MARKER}')`;
+}
 
 /**
  * KEYS: lease, fence, holder. ARGV: the grant's 3 arguments.
