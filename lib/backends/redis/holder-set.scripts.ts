@@ -36,7 +36,7 @@ import {
  * Every fencing token comes from the lock's one fence key (`fencing-clock.ts`), whatever the kind.
  */
 
-/** Lua statements: Redis' clock in ms into \`local now\`. */
+/** Lua statements: Redis' clock in ms into `local now`. */
 const NOW = `local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)`;
 
@@ -47,21 +47,21 @@ const PRUNE = `for _, ended in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf
   end`;
 
 /**
- * Lua statements: \`token\` joins the holders of a lock that is free or of kind \`kind\` for \`ttl\`
- * ms (\`tail\`: its record's tail), its fencing token in \`local fence\`.
+ * Lua statements: `token` joins the holders of a lock that is free or of kind `kind` for `ttl`
+ * ms (`tail`: its record's tail), its fencing token in `local fence` (minted on `clock`, see
+ * `NOW`). A crashed exclusive holder's record left at the holder key stays there (shown as
+ * stale while the lock has no holder, as after an exclusive holder crashed).
  */
 const GRANT = `local pttl = redis.call('PTTL', KEYS[1])
-  -- A free lease: a record left at the holder key is a crashed exclusive holder's.
-  if pttl == -2 then redis.call('DEL', KEYS[3]) end
   local lease_ms = math.max(tonumber(ttl), pttl)
   redis.call('ZADD', KEYS[7], now + ttl, token)
-  ${mintFenceLua('KEYS[2]', 'lease_ms')}
+  ${mintFenceLua('KEYS[2]', 'lease_ms', 'clock')}
   redis.call('HSET', KEYS[6], token, ttl .. '\\n' .. token .. '\\n' .. fence_text .. tail)
   if pttl < lease_ms then redis.call('SET', KEYS[1], kind, 'PX', lease_ms) end`;
 
 /**
- * Lua statements after holders left: the lease key holds the marker \`kind\` until the latest
- * remaining lease ends, or nothing: then \`local freed\` is true.
+ * Lua statements after holders left: the lease key holds the marker `kind` until the latest
+ * remaining lease ends, or nothing: then `local freed` is true.
  */
 const MARK = `local last = redis.call('ZRANGE', KEYS[7], -1, -1, 'WITHSCORES')
   local freed = not last[2]
@@ -71,7 +71,7 @@ const MARK = `local last = redis.call('ZRANGE', KEYS[7], -1, -1, 'WITHSCORES')
     redis.call('SET', KEYS[1], kind, 'PX', math.max(1, tonumber(last[2]) - now))
   end`;
 
-/** Lua shared by the scripts' slow paths (waiters, kept turns, other kinds): functions and \`now\`. */
+/** Lua shared by the scripts' slow paths (waiters, kept turns, other kinds): functions and `now`. */
 function holderSetLua(reservationMs: number): string {
   return `${STAMP_GRANT}${NOW_MS}${FENCE_OF}${IS_MULTI}${giveTurnLua(reservationMs)}
 ${NOW}
