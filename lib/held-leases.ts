@@ -90,6 +90,7 @@ export class HeldLeases implements LeaseHolder {
       owner: this.owner(options.ownerId),
     };
     if (queueToken) request.queue = { waitMs: options.waitMs };
+    if (options.limit > 1) request.limit = options.limit;
     if (options.minHoldMs > 0) (request as MinHeldRequest)[MIN_HOLD_MS] = options.minHoldMs;
     if (options.name !== DEFAULT_LOCK_NAME) (request as NamedRequest)[LOCK_NAME] = options.name;
     return request;
@@ -194,14 +195,14 @@ export class HeldLeases implements LeaseHolder {
   }
 
   /**
-   * Pass an exclusive lease straight to the next waiter of this process: one atomic store
+   * Pass a plain exclusive lease straight to the next waiter of this process: one atomic store
    * call (fresh token and fencing token) instead of a release and an acquire. Capped so other
    * processes get their turn (see `LocalKeyTable.handOffCandidate`).
    */
   private async handOverLocally(lease: Lease, local: LocalKey): Promise<boolean> {
     const handOver = this.backend.handOver?.bind(this.backend);
     if (!handOver || this.gate.closing) return false;
-    const next = this.table.handOffCandidate(local, lease.mode);
+    const next = this.table.handOffCandidate(local, lease);
     if (!next) return false;
     const request = this.request(lease.storeKey, next.options);
     const sentAt = performance.now();

@@ -13,6 +13,8 @@ export interface HeldLock {
    */
   readonly fencingToken: number;
   readonly mode: LockMode;
+  /** The semaphore size this permit was granted under (`limit`); absent for a plain lock. */
+  readonly limit?: number;
   /** Aborted (with a `LockLostError` reason) as soon as this lease is known or feared lost. */
   readonly signal: AbortSignal;
   /**
@@ -34,8 +36,18 @@ export interface LockCallOptions {
   ttlMs?: number;
   /** Wait up to this long for the lock instead of giving up at once. Default 0. */
   waitMs?: number;
-  /** `exclusive` (default) or `shared` (backends that support it: file). */
+  /**
+   * `exclusive` (default) or `shared`: readers together, a writer alone (backends with the
+   * `shared` capability: memory, file, Redis).
+   */
   mode?: LockMode;
+  /**
+   * A semaphore: at most `limit` holders of the key at once, each with its own lease and
+   * fencing token (backends with the `limit` capability). An integer from 1 to 10 000; `1` (the
+   * default) is a plain lock. Every caller of a key must pass the same limit, or the call
+   * throws `LockLimitMismatchError`. Not with `mode: 'shared'`.
+   */
+  limit?: number;
   /** Owner recorded for this grant. Default: the module's `ownerId`. */
   ownerId?: string;
   /**
@@ -50,6 +62,13 @@ export interface LockCallOptions {
    */
   name?: string;
 }
+
+/**
+ * One key of a lock set (`withSpaceLocks`, `acquireMany`, `tryAcquireMany`): the key alone, taken
+ * with the set's call options, or with its own `mode` / `limit` (a set may read some keys and
+ * write others).
+ */
+export type LockSetKey = string | { key: string; mode?: LockMode; limit?: number };
 
 export type SkipReason = 'in-progress' | 'lock-held';
 
@@ -75,7 +94,7 @@ export interface LockInfo extends LockRecord {
   ageMs: number;
   /** Held by this module instance. */
   local: boolean;
-  /** How many holders the key has (more than one only in shared mode). */
+  /** How many holders the key has (more than one only in shared mode or with `limit`). */
   holderCount: number;
 }
 
@@ -85,6 +104,8 @@ export interface HeldLockSummary {
   token: string;
   fencingToken: number;
   mode: LockMode;
+  /** Set on semaphore permits. */
+  limit?: number;
   ownerId: string;
   acquiredAt: number;
 }

@@ -38,6 +38,7 @@ export type {
   LockInfo,
   LockLostEvent,
   LockWaiters,
+  LockSetKey,
   Skipped,
   SkipReason,
 } from './held-lock.interface';
@@ -49,6 +50,7 @@ export {
   InvalidLockKeyError,
   LockOptionsError,
   LockNotSupportedError,
+  LockLimitMismatchError,
   LockLostError,
   LockShuttingDownError,
   type LockLostReason,

@@ -58,6 +58,10 @@ export class Lease implements HeldLock, KeptLease {
     return this.ref.mode;
   }
 
+  get limit(): number | undefined {
+    return this.ref.limit;
+  }
+
   get ownerId(): string {
     return this.ref.owner.ownerId;
   }

@@ -19,6 +19,8 @@ export type LocalTurn = Lease | 'slot' | 'shutdown';
 /** What this process does with one key right now. */
 export interface LocalKey {
   mode: LockMode;
+  /** The semaphore size its occupants asked for; `1` for a plain lock. */
+  limit: number;
   /** Leases held plus attempts in flight. */
   occupants: number;
   /** This process's leases on the key (one, or several shared): a list, as it is that short. */
@@ -29,11 +31,10 @@ export interface LocalKey {
 
 /**
  * The in-process side of every lock, whatever the backend: who of this process occupies each
- * key (held leases and attempts in flight) and in which mode, the callers of this process
- * queued behind them, and how often a key was handed straight to a local waiter. Counting
- * occupants per key and mode here is what lets `limit` and shared modes be counted the same
- * way for every backend (as the file backend's `process-lock-table.ts` does for its
- * descriptors).
+ * key (held leases and attempts in flight), in which mode and with which `limit`, the callers
+ * of this process queued behind them (FIFO), and how often a key was handed straight to a
+ * local waiter. Up to `limit` occupants share a semaphore's key, any number of readers a shared
+ * one; the store still decides whether each of them gets in.
  */
 export class LocalKeyTable {
   private readonly local = new Map<string, LocalKey>();
@@ -54,37 +55,45 @@ export class LocalKeyTable {
     return this.local.size;
   }
 
-  admits(local: LocalKey, mode: LockMode): boolean {
-    return local.occupants === 0 || (mode === 'shared' && local.mode === 'shared' && local.waiters.length === 0);
+  /** May a caller with these options occupy `local` now, without queueing behind anyone? */
+  admits(local: LocalKey, { mode, limit }: Pick<CallOptions, 'mode' | 'limit'>): boolean {
+    return local.occupants === 0 || (local.waiters.length === 0 && fits(local, mode, limit));
   }
 
-  occupy(storeKey: string, mode: LockMode): void {
+  /**
+   * The `limit` this process occupies `local` with when a caller asks with another one
+   * (`1`: a plain lock), else `null`: two callers of one key that disagree on what it is.
+   */
+  limitInUse(local: LocalKey, limit: number): number | null {
+    return local.occupants > 0 && local.limit !== limit ? local.limit : null;
+  }
+
+  occupy(storeKey: string, { mode, limit }: Pick<CallOptions, 'mode' | 'limit'>): void {
     const local = this.local.get(storeKey);
     if (local) {
       local.occupants += 1;
       local.mode = mode;
+      local.limit = limit;
       return;
     }
-    this.local.set(storeKey, { mode, occupants: 1, leases: [], waiters: [], consecutiveHandoffs: 0 });
+    this.local.set(storeKey, { mode, limit, occupants: 1, leases: [], waiters: [], consecutiveHandoffs: 0 });
   }
 
-  /** One occupant left; let the next local waiter in, or forget the key. */
+  /** One occupant left; let the next local waiters in (as many as fit), or forget the key. */
   vacate(storeKey: string): void {
     const local = this.local.get(storeKey);
     if (!local) return;
     local.occupants -= 1;
-    if (local.occupants > 0) return;
-    const next = local.waiters.shift();
-    if (!next) {
-      this.local.delete(storeKey);
-      return;
+    // In order: readers queued behind a writer go in together, as they would have without the
+    // writer; permits go to as many waiters as there are free ones.
+    while (local.waiters.length > 0 && (local.occupants === 0 || fits(local, local.waiters[0].mode, local.waiters[0].options.limit))) {
+      const next = local.waiters.shift() as LocalWaiter;
+      local.occupants += 1;
+      local.mode = next.mode;
+      local.limit = next.options.limit;
+      next.grant('slot');
     }
-    // Readers queued behind a writer go in together, as they would have without the writer.
-    const admitted = [next];
-    while (next.mode === 'shared' && local.waiters[0]?.mode === 'shared') admitted.push(local.waiters.shift() as LocalWaiter);
-    local.occupants = admitted.length;
-    local.mode = next.mode;
-    for (const waiter of admitted) waiter.grant('slot');
+    if (local.occupants === 0) this.local.delete(storeKey);
   }
 
   /** Wait behind this process's own holder for a turn, or `'timeout'` after `waitMs`. */
@@ -109,10 +118,16 @@ export class LocalKeyTable {
     });
   }
 
+  /**
+   * When this process's holders may let a caller in: the last lease to end (a writer waits for
+   * every reader), or for a semaphore the first (one free permit is enough).
+   */
   localRetryAfter(local: LocalKey): number | null {
-    let latest: number | null = null;
-    for (const lease of local.leases) latest = Math.max(latest ?? 0, lease.deadline - performance.now());
-    return latest === null ? null : Math.max(0, Math.ceil(latest));
+    if (local.leases.length === 0) return null;
+    const pick = local.limit > 1 ? Math.min : Math.max;
+    let end = local.leases[0].deadline;
+    for (const lease of local.leases) end = pick(end, lease.deadline);
+    return Math.max(0, Math.ceil(end - performance.now()));
   }
 
   /**
@@ -149,13 +164,13 @@ export class LocalKeyTable {
   }
 
   /**
-   * The waiter an ending exclusive lease may be handed to, or `null`. Capped: after
-   * `maxLocalHandoffs` hand-offs in a row the lease goes back to the store, so other processes
-   * get their turn.
+   * The waiter an ending plain exclusive lease may be handed to, or `null` (never for shared or
+   * `limit` leases: their store grants in its own order). Capped: after `maxLocalHandoffs`
+   * hand-offs in a row the lease goes back to the store, so other processes get their turn.
    */
-  handOffCandidate(local: LocalKey, mode: LockMode): LocalWaiter | null {
+  handOffCandidate(local: LocalKey, lease: Lease): LocalWaiter | null {
     const next = local.waiters[0];
-    if (!next || next.slotOnly || mode !== 'exclusive' || next.mode !== 'exclusive') return null;
+    if (!next || next.slotOnly || !isPlainExclusive(lease) || !isPlainExclusive(next.options)) return null;
     if (local.consecutiveHandoffs >= this.maxLocalHandoffs) {
       local.consecutiveHandoffs = 0;
       return null;
@@ -174,6 +189,17 @@ export class LocalKeyTable {
   dismissWaiters(): void {
     for (const state of this.local.values()) state.waiters.splice(0).forEach((waiter) => waiter.grant('shutdown'));
   }
+}
+
+/** Can a caller join `local`'s occupants (who are there already)? */
+function fits(local: LocalKey, mode: LockMode, limit: number): boolean {
+  if (limit !== local.limit) return false;
+  if (limit > 1) return local.occupants < limit;
+  return mode === 'shared' && local.mode === 'shared';
+}
+
+function isPlainExclusive({ mode, limit }: { mode: LockMode; limit?: number }): boolean {
+  return mode === 'exclusive' && (limit ?? 1) === 1;
 }
 
 export function removeFrom<T>(list: T[], item: T): void {

@@ -7,7 +7,15 @@ import { Lease } from './lease';
 import type { LocalKey, LocalKeyTable } from './local-key-table';
 import type { Attempt, CallOptions, Miss } from './lock-attempt';
 import type { AcquireOutcome, LockBackend, LockRequest, PassedLease } from './lock-backend.interface';
-import { errorMessage, LockError, LockHeldError, LockNotSupportedError, LockShuttingDownError, LockTimeoutError } from './lock.errors';
+import {
+  errorMessage,
+  LockError,
+  LockHeldError,
+  LockLimitMismatchError,
+  LockNotSupportedError,
+  LockShuttingDownError,
+  LockTimeoutError,
+} from './lock.errors';
 import type { ResolvedLockModuleOptions } from './lock-module-options.interface';
 import { assertValidKey, resolveCallOptions } from './lock-options.validation';
 import { newLockToken } from './lock-token';
@@ -30,6 +38,8 @@ export class LockAcquirer {
       this.calls.backendRecovered();
       const request = call.subject;
       if (!outcome.acquired) {
+        // A throw here frees the slot in `failed`.
+        if (outcome.limitInUse !== undefined) throw this.limitMismatch(request, outcome.limitInUse);
         const miss: Miss = { skipped: 'lock-held', retryAfterMs: outcome.retryAfterMs };
         this.table.vacate(request.key);
         return miss;
@@ -77,8 +87,12 @@ export class LockAcquirer {
   private attemptValid(key: string, options: CallOptions, watch?: AttemptWatch): Promise<Attempt> {
     const storeKey = this.storeKey(key);
     const local = this.table.get(storeKey);
-    if (local && !this.table.admits(local, options.mode)) return this.attemptBehindLocalHolder(key, storeKey, local, options, watch);
-    this.table.occupy(storeKey, options.mode);
+    if (local && !this.table.admits(local, options)) {
+      const limitInUse = this.table.limitInUse(local, options.limit);
+      if (limitInUse !== null) return Promise.reject(new LockLimitMismatchError(key, options.limit, limitInUse));
+      return this.attemptBehindLocalHolder(key, storeKey, local, options, watch);
+    }
+    this.table.occupy(storeKey, options);
     if (options.waitMs === 0 && !watch) return this.attemptOnce(storeKey, options);
     return this.attemptOccupied(key, storeKey, options, performance.now() + options.waitMs, watch);
   }
@@ -143,6 +157,7 @@ export class LockAcquirer {
           this.leases.refuseIfClosing(outcome, [request]);
           return this.leases.grant(key, request, outcome.fencingToken, sentAt);
         }
+        if (outcome.limitInUse !== undefined) throw this.limitMismatch(request, outcome.limitInUse);
         watch?.contended(options.waitMs > 0);
         const woken = await this.waitForStore(storeKey, outcome.retryAfterMs, giveUpAt, queueToken);
         if (woken === 'gave-up') return { skipped: 'lock-held', retryAfterMs: outcome.retryAfterMs };
@@ -191,6 +206,11 @@ export class LockAcquirer {
     if (options.mode === 'shared' && !this.backend.capabilities.shared) {
       throw new LockNotSupportedError(`The ${this.backend.name} backend does not support shared locks`);
     }
+    if (options.limit > 1 && !this.backend.capabilities.limit) {
+      throw new LockNotSupportedError(
+        `The ${this.backend.name} backend does not support semaphores (limit ${options.limit}); use the memory or redis backend, or limit 1`,
+      );
+    }
     if (this.gate.closing) throw new LockShuttingDownError();
     return options;
   }
@@ -208,6 +228,11 @@ export class LockAcquirer {
       this.resolvedFrozen.set(given, resolved);
     }
     return resolved;
+  }
+
+  /** The store found `request`'s key held with another limit: the caller's error, never waited on. */
+  limitMismatch(request: LockRequest, limitInUse: number): LockLimitMismatchError {
+    return new LockLimitMismatchError(this.userKey(request.key), request.limit ?? 1, limitInUse);
   }
 
   /** `LockTimeoutError` after a wait, `LockHeldError` without one. */

@@ -27,6 +27,12 @@ export interface LockRequest {
    * asks again at once. Others ignore it.
    */
   queue?: { waitMs: number };
+  /**
+   * A semaphore: at most `limit` holders of `key` at once, each with its own lease and fencing
+   * token. Absent for a plain lock. Only with `mode: 'exclusive'` (the service refuses `shared` +
+   * `limit`). Always >= 2 when present (the service turns `limit: 1` into a plain lock).
+   */
+  limit?: number;
 }
 
 export type AcquireOutcome =
@@ -35,6 +41,8 @@ export type AcquireOutcome =
       acquired: false;
       /** How long the current holder's lease still runs, when the backend knows it. */
       retryAfterMs: number | null;
+      /** The key is held as a semaphore of another size (or as a plain lock while a semaphore was asked, `1`): a caller error, not contention. */
+      limitInUse?: number;
     };
 
 /**
@@ -50,7 +58,8 @@ export type AcquireAllOutcome =
     }
   | {
       acquired: false;
-      held: { key: string; retryAfterMs: number | null }[];
+      /** `limitInUse` as in `AcquireOutcome`: that key is held with another limit. */
+      held: { key: string; retryAfterMs: number | null; limitInUse?: number }[];
     };
 
 /** What the backend needs to recognise a grant it handed out. */
@@ -58,6 +67,8 @@ export interface LeaseRef {
   key: string;
   token: string;
   mode: LockMode;
+  /** The semaphore size the lease was granted under; absent for a plain lock. */
+  limit?: number;
 }
 
 export interface ExtendRequest extends LeaseRef {
@@ -91,6 +102,8 @@ export interface LockRecord {
   ttlMs: number;
   /** Set when the backend believes the holder is gone (dead pid on this host, expired lease). */
   stale?: string;
+  /** Set on semaphore permits. */
+  limit?: number;
 }
 
 export interface ListOptions {
@@ -103,7 +116,12 @@ export interface ListOptions {
 export interface ForceReleaseRequest {
   key: string;
   reason: string;
-  /** Only reap when the current holder still has this fencing token (compare-aware reap). */
+  /**
+   * Only reap when the current holder still has this fencing token (compare-aware reap). On a
+   * key with several holders (shared or permits) it evicts exactly the holder with that token
+   * (`changed-hands` when none has it); without it, every holder is evicted and `previous` is
+   * the oldest.
+   */
   expectFencingToken?: number;
 }
 
@@ -115,6 +133,8 @@ export type ForceReleaseOutcome =
 
 export interface LockBackendCapabilities {
   shared: boolean;
+  /** `limit` (semaphores). */
+  limit: boolean;
   /**
    * Every call completes inside this process without I/O (the memory backend): the service
    * then puts no `backendTimeoutMs` deadline on it. Default `false`.
@@ -138,13 +158,17 @@ export interface LockBackend {
   /** Called once at bootstrap, before the first lock; may probe and warn. */
   init?(): Promise<void>;
 
-  /** One non-blocking attempt. Must be atomic: take the lock and mint the fencing token together. */
+  /**
+   * One non-blocking attempt. Must be atomic: take the lock and mint the fencing token together.
+   * One fencing counter per key, shared by both modes and all permits: tokens rise strictly per key.
+   */
   tryAcquire(request: LockRequest): Promise<AcquireOutcome>;
 
   /**
    * Optional: take several distinct keys at once, all or none, in as few round trips as the
    * store allows (Redis: one script; on a Cluster one per hash slot, rolled back if a later
-   * one fails). Each granted request gets its own fencing token. Backends without it are
+   * one fails). Requests may mix modes and limits; each granted request gets its own fencing
+   * token. Backends without it are
    * asked key by key, in sorted order.
    */
   tryAcquireAll?(requests: readonly LockRequest[]): Promise<AcquireAllOutcome>;
@@ -163,7 +187,8 @@ export interface LockBackend {
   /**
    * Optional: pass a held lease straight to a waiter of this process in one atomic step
    * (new token, new fencing token, fresh TTL), saving a release + acquire round trip.
-   * Resolves `null` when `from` is no longer ours.
+   * Resolves `null` when `from` is no longer ours. Only ever called for plain exclusive
+   * leases (never shared or `limit` ones).
    */
   handOver?(from: LeaseRef, to: LockRequest): Promise<{ fencingToken: number } | null>;
 
@@ -171,7 +196,8 @@ export interface LockBackend {
    * Resolve when `key` may have become free (a release was seen), after `timeoutMs`, or when
    * `signal` aborts (shutdown), whichever is first; resolving is enough, it need not reject.
    * Never used as proof of anything: the caller always retries `tryAcquire` — unless the
-   * store passed the lease to the waiter that queued with `token`, which it then returns.
+   * store passed the lease to the waiter that queued with `token`, which it then returns
+   * (for shared and `limit` requests too, where the store keeps a FIFO queue).
    */
   waitForRelease(key: string, timeoutMs: number, signal: AbortSignal, token?: string): Promise<PassedLease | void>;
 

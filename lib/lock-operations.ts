@@ -29,7 +29,7 @@ export class LockOperations {
     return (await this.inspectAll(key))[0] ?? null;
   }
 
-  /** Every holder of `key` (several only in shared mode). */
+  /** Every holder of `key` (several in shared mode or with `limit`), oldest first. */
   async inspectAll(key: string): Promise<LockInfo[]> {
     assertValidKey(key);
     const records = await this.calls.call('inspect', () => this.backend.inspect(this.storeKey(key)));
@@ -67,8 +67,10 @@ export class LockOperations {
     const summaries: HeldLockSummary[] = [];
     for (const lease of this.table.leases()) {
       if (lease.state !== 'held') continue;
-      const { key, token, fencingToken, mode, ownerId, acquiredAt } = lease;
-      summaries.push({ key, token, fencingToken, mode, ownerId, acquiredAt });
+      const { key, token, fencingToken, mode, limit, ownerId, acquiredAt } = lease;
+      const summary: HeldLockSummary = { key, token, fencingToken, mode, ownerId, acquiredAt };
+      if (limit !== undefined) summary.limit = limit;
+      summaries.push(summary);
     }
     return summaries;
   }

@@ -4,6 +4,7 @@ import {
   DEFAULT_KEY_PREFIX,
   DEFAULT_TTL_MS,
   MAX_KEY_BYTES,
+  MAX_LOCK_LIMIT,
   MAX_TIMER_MS,
 } from './lock.constants';
 import { InvalidLockKeyError, LockOptionsError } from './lock.errors';
@@ -107,23 +108,25 @@ export function resolveCallOptions(
   defaults: ResolvedLockModuleOptions,
 ): Required<LockCallOptions> {
   const given = options ?? {};
-  const resolved = {
+  assertCallOptions(given);
+  // The module's defaults were checked by `resolveLockOptions`.
+  return {
     ttlMs: given.ttlMs ?? defaults.ttlMs,
     waitMs: given.waitMs ?? 0,
     mode: given.mode ?? 'exclusive',
     ownerId: given.ownerId ?? defaults.ownerId,
     minHoldMs: given.minHoldMs ?? 0,
     name: given.name ?? DEFAULT_LOCK_NAME,
+    limit: given.limit ?? 1,
   };
-  assertCallOptions(resolved);
-  return resolved;
 }
 
 /**
- * The one check of call options (`ttlMs`, `waitMs`, `mode`, `ownerId`, `minHoldMs`, `name`), each when given: per
- * call through `resolveCallOptions`, and once at decoration for `@WithLock`.
+ * The one check of call options (`ttlMs`, `waitMs`, `mode`, `ownerId`, `minHoldMs`, `name`, `limit`),
+ * each when given: per call through `resolveCallOptions`, and once at decoration for `@WithLock`.
  */
 export function assertCallOptions(given: LockCallOptions): void {
+  if (typeof given !== 'object' || given === null) throw new LockOptionsError('lock call options must be an object');
   if (given.ttlMs !== undefined) assertDuration('ttlMs', given.ttlMs);
   if (given.waitMs !== undefined) assertDuration('waitMs', given.waitMs, { allowZero: true });
   if (given.mode !== undefined && given.mode !== 'exclusive' && given.mode !== 'shared') {
@@ -132,6 +135,7 @@ export function assertCallOptions(given: LockCallOptions): void {
   if (given.ownerId !== undefined) assertValidOwnerId(given.ownerId);
   if (given.minHoldMs !== undefined) assertDuration('minHoldMs', given.minHoldMs, { allowZero: true });
   if (given.name !== undefined) assertLockName(given.name);
+  if (given.limit !== undefined) assertLimit(given.limit, given.mode);
 }
 
 /** `lock.name`: a label for metrics and traces, so short and printable. */
@@ -139,6 +143,14 @@ function assertLockName(name: unknown): void {
   if (typeof name !== 'string' || name.length === 0 || name.length > 128 || CONTROL_CHARACTERS.test(name)) {
     throw new LockOptionsError('name must be a non-empty string of at most 128 characters without control characters');
   }
+}
+
+function assertLimit(limit: unknown, mode: unknown): void {
+  if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_LOCK_LIMIT) {
+    throw new LockOptionsError(`limit must be an integer from 1 to ${MAX_LOCK_LIMIT}, got ${String(limit)}`);
+  }
+  // Readers already share a key; a semaphore of readers beside writers is not a model we offer.
+  if (mode === 'shared') throw new LockOptionsError(`limit is for exclusive permits; it cannot be combined with mode 'shared'`);
 }
 
 function isLockBackend(value: unknown): boolean {

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { isObservable, Observable } from 'rxjs';
-import type { HeldLock, LockCallOptions, SkipReason } from './held-lock.interface';
+import type { HeldLock, LockCallOptions, LockSetKey, SkipReason } from './held-lock.interface';
 import type { HeldLeases } from './held-leases';
 import { Lease } from './lease';
 import type { LockAcquirer } from './lock-acquirer';
@@ -57,11 +57,11 @@ export class LockRunner {
   }
 
   /** Run `work` holding every key of `keys` (all or none, taken in sorted order). */
-  async runSet<T, M>(keys: readonly string[], options: LockCallOptions | undefined, work: Work<T>, handlers: LockRunHandlers<M>): Promise<T | M | Observable<unknown>> {
+  async runSet<T, M>(keys: readonly LockSetKey[], options: LockCallOptions | undefined, work: Work<T>, handlers: LockRunHandlers<M>): Promise<T | M | Observable<unknown>> {
     const started = performance.now();
     let set: SetAttempt;
     try {
-      set = await this.sets.attemptSet(this.sets.sortedKeys(keys), options);
+      set = await this.sets.attemptSet(this.sets.members(keys, options));
     } catch (error) {
       throw handlers.failed ? handlers.failed(error) : error;
     }

@@ -61,8 +61,28 @@ export class InvalidLockKeyError extends LockError {
 /** Module or call options that cannot work; raised at bootstrap or at the call. */
 export class LockOptionsError extends LockError {}
 
-/** The backend cannot do what was asked (for example shared mode on Redis). */
+/** The backend cannot do what was asked (for example `limit` on the file backend). */
 export class LockNotSupportedError extends LockError {}
+
+/**
+ * The key is held with another `limit` than the one asked (`1`: a plain lock): two callers
+ * disagree on what the key is, a caller error rather than contention, so it is thrown at once
+ * and never waited on. Over HTTP it answers 409 Conflict (`LockInterceptor.limitMismatchException`).
+ */
+export class LockLimitMismatchError extends LockError {
+  constructor(
+    readonly key: string,
+    /** The limit asked for (`1` for a plain lock). */
+    readonly requestedLimit: number,
+    /** The limit the key's current holders were granted with (`1` for a plain lock). */
+    readonly limitInUse: number,
+  ) {
+    super(
+      `Lock "${key}" is held ${limitInUse === 1 ? 'as a plain lock' : `with limit ${limitInUse}`}, ` +
+        `not ${requestedLimit === 1 ? 'as a plain lock' : `with limit ${requestedLimit}`}: every caller of a key must use the same limit`,
+    );
+  }
+}
 
 /** The reason an aborted `HeldLock.signal` carries: the lease is no longer ours. */
 export class LockLostError extends LockError {

@@ -124,6 +124,9 @@ export class LockExplorer implements OnModuleInit {
     if (metadata.options.mode === 'shared' && !this.backend.capabilities.shared) {
       throw new LockNotSupportedError(`${name}() asks for a shared lock; the ${this.backend.name} backend has none`);
     }
+    if ((metadata.options.limit ?? 1) > 1 && !this.backend.capabilities.limit) {
+      throw new LockNotSupportedError(`${name}() asks for a lock with limit ${metadata.options.limit}; the ${this.backend.name} backend has no semaphores`);
+    }
     this.checkTemplates(metadata, name, kind);
   }
 

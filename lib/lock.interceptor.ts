@@ -1,10 +1,11 @@
-import { BadRequestException, ExecutionContext, HttpStatus, Injectable, ServiceUnavailableException } from '@nestjs/common';
+import { BadRequestException, ConflictException, ExecutionContext, HttpStatus, Injectable, ServiceUnavailableException } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { HeldLock } from './held-lock.interface';
 import {
   InvalidLockKeyError,
   LockBackendError,
   LockHeldError,
+  LockLimitMismatchError,
   LockShuttingDownError,
   type LockTimeoutError,
 } from './lock.errors';
@@ -36,7 +37,7 @@ export class LockInterceptor {
    * lock until it settles, an Observable until it completes, errors or is unsubscribed (so a
    * stream keeps its lock while it emits). "Held" becomes `lockedException()` or, with
    * `onLocked: 'skip'`, `{ skipped }`; a store failure `backendException()`; a bad key
-   * `invalidKeyException()`.
+   * `invalidKeyException()`; a key held with another `limit` `limitMismatchException()`.
    */
   runLocked(context: ExecutionContext, metadata: WithLockMetadata, work: (locks: HeldLock[]) => unknown): Promise<unknown> {
     let keys: string[];
@@ -102,11 +103,26 @@ export class LockInterceptor {
     });
   }
 
+  /**
+   * 409 Conflict: the key is held with another `limit` than this route's (two routes or
+   * services disagree on it, or a rolling deploy changes it). Not a 503: retrying does not help
+   * until the other holders are gone, and the client did nothing wrong to get a 400.
+   */
+  protected limitMismatchException(_context: ExecutionContext, error: LockLimitMismatchError): unknown {
+    return new ConflictException({
+      statusCode: HttpStatus.CONFLICT,
+      error: 'Conflict',
+      message: `Lock "${error.key}" is in use with another limit`,
+      key: error.key,
+    });
+  }
+
   /** Why the lock could not be taken, as this protocol answers it; other errors pass as they are. */
   private failedException(context: ExecutionContext, error: unknown): unknown {
     // Values come from the client: a bad one is the client's error (400), not ours.
     if (error instanceof InvalidLockKeyError) return this.invalidKeyException(context, error);
     if (error instanceof LockBackendError || error instanceof LockShuttingDownError) return this.backendException(context, error);
+    if (error instanceof LockLimitMismatchError) return this.limitMismatchException(context, error);
     return error;
   }
 

@@ -8,6 +8,7 @@ import type {
   HeldLockSummary,
   ListLocksOptions,
   LockCallOptions,
+  LockSetKey,
   LockInfo,
   LockLostEvent,
   LockWaiters,
@@ -133,8 +134,11 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
     return this.runner.run(key, options, (locks) => fn(locks[0]), SKIP) as Promise<T | Skipped>;
   }
 
-  /** All of `keys` or none, taken in sorted order so overlapping sets never deadlock. */
-  withSpaceLocks<T>(keys: readonly string[], fn: (locks: HeldLock[]) => Promise<T> | T, options?: LockCallOptions): Promise<T | Skipped> {
+  /**
+   * All of `keys` or none, taken in sorted order so overlapping sets never deadlock; a key given
+   * as `{ key, mode?, limit? }` is taken in its own mode or with its own limit.
+   */
+  withSpaceLocks<T>(keys: readonly LockSetKey[], fn: (locks: HeldLock[]) => Promise<T> | T, options?: LockCallOptions): Promise<T | Skipped> {
     return this.runner.runSet(keys, options, fn, SKIP) as Promise<T | Skipped>;
   }
 
@@ -145,7 +149,7 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
    * subclasses; applications use `withSpaceLock(s)`.
    */
   runUnderLock<T, M>(
-    keys: string | readonly string[],
+    keys: string | readonly LockSetKey[],
     options: LockCallOptions | undefined,
     work: (locks: HeldLock[]) => T | Promise<T>,
     handlers: LockRunHandlers<M>,
@@ -171,9 +175,9 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
    * All of `keys` (sorted, waiting up to `waitMs` in total) or a `LockHeldError` /
    * `LockTimeoutError` naming the first key that stayed taken. Nothing stays held on failure.
    */
-  async acquireMany(keys: readonly string[], options?: LockCallOptions): Promise<HeldLock[]> {
+  async acquireMany(keys: readonly LockSetKey[], options?: LockCallOptions): Promise<HeldLock[]> {
     const started = performance.now();
-    const set = await this.sets.attemptSet(this.sets.sortedKeys(keys), options);
+    const set = await this.sets.attemptSet(this.sets.members(keys, options));
     if ('leases' in set) return set.leases;
     throw this.acquirer.missError(set.missed[0].key, set.missed[0], options, started);
   }
@@ -188,13 +192,14 @@ export class SpaceLockService implements OnApplicationBootstrap, BeforeApplicati
    * with it, every key on its own, keeping what could be taken. `unavailable` names the holder
    * of each key we could not take (without `partial`: the ones found taken before giving up).
    */
-  async tryAcquireMany(keys: readonly string[], options?: LockCallOptions & { partial?: boolean }): Promise<AcquireManyResult> {
-    const sorted = this.sets.sortedKeys(keys);
+  async tryAcquireMany(keys: readonly LockSetKey[], options?: LockCallOptions & { partial?: boolean }): Promise<AcquireManyResult> {
+    const { partial, ...callOptions } = options ?? {};
+    const members = this.sets.members(keys, { ...callOptions, waitMs: 0 });
     let attempts: [string, Attempt][];
-    if (options?.partial) {
-      attempts = await this.sets.tryEach(sorted, options);
+    if (partial) {
+      attempts = await this.sets.tryEach(members);
     } else {
-      const set = await this.sets.attemptSet(sorted, { ...options, waitMs: 0 });
+      const set = await this.sets.attemptSet(members);
       if ('leases' in set) return { acquired: set.leases, unavailable: [] };
       attempts = set.missed.map((miss): [string, Attempt] => [miss.key, miss]);
     }

@@ -18,6 +18,8 @@ export interface WithLockOptions {
   /** Wait this long for the lock before answering "held". Default 0. */
   waitMs?: number;
   mode?: LockMode;
+  /** At most this many holders at once (a semaphore; see `LockCallOptions.limit`). Default 1. */
+  limit?: number;
   ownerId?: string;
   /**
    * When the lock is held: `'throw'` (HTTP 503 with `Retry-After`; `LockHeldError` on

@@ -11,6 +11,7 @@ import { scaleScenario } from './s9-scale';
 import { leaderTakeoverScenario } from './s10-leader-takeover';
 import { replicasRedisScenario } from './s11-replicas-redis';
 import { handoffClusterScenario } from './s12-handoff-cluster';
+import { holdersRedisScenario } from './s13-holders-redis';
 
 /** In the order the issue lists them. */
 export const SCENARIOS: readonly Scenario[] = [
@@ -26,4 +27,5 @@ export const SCENARIOS: readonly Scenario[] = [
   leaderTakeoverScenario,
   replicasRedisScenario,
   handoffClusterScenario,
+  holdersRedisScenario,
 ].sort((a, b) => a.id - b.id);

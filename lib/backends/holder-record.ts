@@ -2,7 +2,7 @@ import type { LockRecord, LockRequest } from '../lock-backend.interface';
 
 /** The holder record every backend stores for a grant, as of now. */
 export function holderRecord(request: LockRequest, fencingToken: number): LockRecord {
-  return {
+  const record: LockRecord = {
     key: request.key,
     ownerId: request.owner.ownerId,
     instanceId: request.owner.instanceId,
@@ -14,4 +14,6 @@ export function holderRecord(request: LockRequest, fencingToken: number): LockRe
     fencingToken,
     ttlMs: request.ttlMs,
   };
+  if (request.limit !== undefined) record.limit = request.limit;
+  return record;
 }

@@ -27,7 +27,7 @@ function serviceOn(backend: LockBackend, options: LockModuleOptions = {}): Space
 
 /** The memory backend as if it were a store across the network: its calls are bounded by `backendTimeoutMs`. */
 class RemoteMemoryBackend extends MemoryLockBackend {
-  override readonly capabilities: LockBackendCapabilities = { shared: false };
+  override readonly capabilities: LockBackendCapabilities = { shared: false, limit: false };
 }
 
 /** Memory backend whose heartbeats can be stalled or broken, to play a paused process or a dead store. */
@@ -622,11 +622,25 @@ describe('SpaceLockService on the memory backend', () => {
       [{ ttlMs: Number.NaN }],
       [{ waitMs: -1 }],
       [{ mode: 'both' }],
+      [{ limit: 0 }],
+      [{ limit: -2 }],
+      [{ limit: 2.5 }],
+      [{ limit: 10_001 }],
+      [{ limit: '3' }],
+      [{ limit: Number.NaN }],
+      [{ limit: 2, mode: 'shared' }],
+      [{ limit: 1, mode: 'shared' }],
     ])('call options %p', async (options) => {
       await expect(locks.acquire('fine', options as never)).rejects.toBeInstanceOf(LockOptionsError);
+      await expect(locks.withSpaceLock('fine', () => 1, options as never)).rejects.toBeInstanceOf(LockOptionsError);
+      await expect(locks.withSpaceLocks(['fine', 'other'], () => 1, options as never)).rejects.toBeInstanceOf(LockOptionsError);
     });
-    it('shared mode on a backend without it', async () => {
-      await expect(locks.acquire('fine', { mode: 'shared' })).rejects.toBeInstanceOf(LockNotSupportedError);
+    it('shared mode and limit on a backend without them', async () => {
+      const plain = track(serviceOn(new RemoteMemoryBackend()));
+      await expect(plain.acquire('fine', { mode: 'shared' })).rejects.toBeInstanceOf(LockNotSupportedError);
+      await expect(plain.tryAcquire('fine', { limit: 2 })).rejects.toBeInstanceOf(LockNotSupportedError);
+      // limit 1 is a plain lock: every backend has it.
+      await expect(plain.withSpaceLock('fine', (lock) => lock.limit, { limit: 1 })).resolves.toBeUndefined();
     });
     it.each([
       [{ ttlMs: 0 }],

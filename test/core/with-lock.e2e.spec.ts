@@ -620,18 +620,34 @@ describe('@WithLock misuse and scopes', () => {
     await moduleRef.close();
   });
 
-  it('shared mode on a backend without it, and class-level @WithLock on a provider, fail at bootstrap', async () => {
+  it('shared mode or limit on a backend without it, and class-level @WithLock on a provider, fail at bootstrap', async () => {
+    /** A backend that has neither readers-writer locks nor semaphores. */
+    class PlainOnlyBackend extends MemoryLockBackend {
+      override readonly capabilities = { shared: false, limit: false, inProcess: true };
+    }
     @Injectable()
     class SharedJob {
       @WithLock('s', { mode: 'shared' })
       async run(): Promise<void> {}
     }
     @Injectable()
+    class LimitedJob {
+      @WithLock('s', { limit: 3 })
+      async run(): Promise<void> {}
+    }
+    @Injectable()
     @WithLock('whole-class')
     class ClassJob {}
-    for (const provider of [SharedJob, ClassJob]) {
-      const moduleRef = await Test.createTestingModule({ imports: [LockModule.forRoot()], providers: [provider] }).compile();
-      await expect(moduleRef.init()).rejects.toThrow(/shared lock|only applies to controllers/);
+    for (const [provider, error] of [
+      [SharedJob, /shared lock/],
+      [LimitedJob, /limit 3.*no semaphores/],
+      [ClassJob, /only applies to controllers/],
+    ] as const) {
+      const moduleRef = await Test.createTestingModule({
+        imports: [LockModule.forRoot({ backend: new PlainOnlyBackend() })],
+        providers: [provider],
+      }).compile();
+      await expect(moduleRef.init()).rejects.toThrow(error);
     }
   });
 });

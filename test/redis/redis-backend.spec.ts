@@ -4,7 +4,6 @@ import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import {
   LockBackend,
-  LockNotSupportedError,
   LockOptionsError,
   RedisLockBackend,
   type ExtendRequest,
@@ -299,12 +298,20 @@ describe('RedisLockBackend against a real redis-server', () => {
   });
 
   describe('through LockModule', () => {
-    it('answers shared mode with LockNotSupportedError', async () => {
-      const { app, locks } = await lockApp({ backend: 'redis', redis: { url: server.url }, keyPrefix: uniquePrefix('shared') });
+    it('shared mode: readers of two replicas hold together, a writer gets in after them', async () => {
+      const prefix = uniquePrefix('shared');
+      const replicas = await Promise.all([0, 1, 2].map(() => lockApp({ backend: 'redis', redis: { url: server.url }, keyPrefix: prefix })));
       try {
-        await expect(locks.acquire('job', { mode: 'shared' })).rejects.toBeInstanceOf(LockNotSupportedError);
+        const [first, second] = await Promise.all(replicas.slice(0, 2).map(({ locks }) => locks.acquire('job', { mode: 'shared' })));
+        expect(second.fencingToken).not.toBe(first.fencingToken);
+        expect(await replicas[2].locks.tryAcquire('job')).toBeNull();
+        expect((await replicas[2].locks.inspectAll('job')).map((record) => record.mode)).toEqual(['shared', 'shared']);
+        await Promise.all([first.release(), second.release()]);
+        const writer = await replicas[2].locks.acquire('job');
+        expect(writer.fencingToken).toBeGreaterThan(Math.max(first.fencingToken, second.fencingToken));
+        await writer.release();
       } finally {
-        await app.close();
+        await Promise.all(replicas.map(({ app }) => app.close()));
       }
     });
 

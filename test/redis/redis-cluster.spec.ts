@@ -58,6 +58,54 @@ describe('Redis backend on a real 3-master Redis Cluster', () => {
     expect(await locks.list({ limit: 1_000 })).toEqual([]);
   });
 
+  it('shared locks and permits: every holder-set script on keys spread over all masters, one slot per lock', async () => {
+    const prefix = uniquePrefix('cluster-holders');
+    const { app } = await replica(prefix);
+    const backend = app.get<RedisLockBackend>(LockBackend);
+    const owner = { ownerId: 'holders', instanceId: 'i', hostname: 'h', pid: 1 };
+    let tokens = 0;
+    const ask = (key: string, extra: Partial<LockRequest>): LockRequest => {
+      tokens += 1;
+      return { key: `${prefix}${key}`, token: `c${tokens}`, ttlMs: 5_000, mode: 'exclusive', owner, ...extra };
+    };
+    const keys = Array.from({ length: 12 }, (_, index) => `job:${index}`);
+    const slots = new Set(keys.map((key) => clusterSlot(lockKeys(`${prefix}${key}`).lease)));
+    expect(slots.size).toBeGreaterThan(3);
+    const held: LockRequest[] = [];
+    for (const [index, key] of keys.entries()) {
+      const extra: Partial<LockRequest> = index % 2 === 0 ? { mode: 'shared' } : { limit: 2 };
+      for (const request of [ask(key, extra), ask(key, extra)]) {
+        expect(await backend.tryAcquire(request)).toMatchObject({ acquired: true });
+        held.push(request);
+      }
+      // Full (permits) or a writer queued (readers): the next one waits, pushed on release.
+      const writer = ask(key, { token: `w-${key}`, queue: { waitMs: 5_000 } });
+      expect(await backend.tryAcquire(index % 2 === 0 ? writer : { ...writer, ...extra })).toMatchObject({ acquired: false });
+    }
+    expect(await backend.extend(held.map((request) => ({ ...request, ttlMs: 6_000 })))).toEqual(held.map(() => true));
+    const leaving = ask(keys[1], { limit: 2, token: 'leaving', queue: { waitMs: 5_000 } });
+    expect(await backend.tryAcquire(leaving)).toMatchObject({ acquired: false });
+    await backend.leaveQueue(leaving.key, leaving.token);
+    const listed = await backend.list({ prefix, limit: 1_000 });
+    expect(listed).toHaveLength(held.length);
+    const reaped = await backend.forceRelease({ key: held[0].key, reason: 'cluster test', expectFencingToken: listed.find((record) => record.key === held[0].key)?.fencingToken });
+    expect(reaped.outcome).toBe('released');
+    // Waiters of even keys (writers) and odd keys (permits) get their grant pushed over sharded pub/sub.
+    const passed = keys.map((key) => backend.waitForRelease(`${prefix}${key}`, 5_000, new AbortController().signal, `w-${key}`));
+    const shardSubscribers = async (): Promise<number> => {
+      const replies = await Promise.all(cluster.servers.map((server) => server.cli('pubsub', 'shardchannels', `{${prefix}*`)));
+      return replies.map((reply) => reply.split('\n').filter(Boolean).length).reduce((sum, count) => sum + count, 0);
+    };
+    await until(async () => (await shardSubscribers()) === keys.length, 5_000, 'every waiter subscribed to its shard');
+    await Promise.all(held.map((request) => backend.release(request)));
+    expect((await Promise.all(passed)).every((lease) => (lease?.fencingToken ?? 0) > 0)).toBe(true);
+    for (const [index, key] of keys.entries()) {
+      const waiter = ask(key, { token: `w-${key}`, ...(index % 2 === 0 ? {} : { limit: 2 }) });
+      expect(await backend.release(waiter)).toBe('released');
+    }
+    expect(await backend.list({ prefix, limit: 1_000 })).toEqual([]);
+  });
+
   it('hands a lease to a local waiter and wakes a waiter of another replica over sharded pub/sub (Redis >= 7)', async () => {
     const prefix = uniquePrefix('cluster-wait');
     const one = await replica(prefix);

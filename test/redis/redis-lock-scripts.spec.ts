@@ -6,11 +6,11 @@ import {
   EXTEND,
   FORCE_RELEASE,
   HAND_OVER,
-  INSPECT,
   LOCK_SCRIPTS,
   turnScripts,
   type LockScript,
 } from '../../lib/backends/redis/redis-lock.scripts';
+import { HOLDER_EXTEND, INSPECT, holderScripts } from '../../lib/backends/redis/holder-set.scripts';
 
 /**
  * Every Lua script exactly as Redis receives it, fragments expanded: read them whole in
@@ -20,6 +20,7 @@ import {
 describe('Redis lock scripts, fully expanded', () => {
   // The default queueReservationMs (redis-backend-options.interface.ts) written in.
   const turn = turnScripts(250);
+  const holders = holderScripts(250);
   const scripts: [string, LockScript][] = [
     ['ACQUIRE', ACQUIRE],
     ['ACQUIRE_OR_QUEUE', ACQUIRE_OR_QUEUE],
@@ -30,6 +31,11 @@ describe('Redis lock scripts, fully expanded', () => {
     ['EXTEND', EXTEND],
     ['INSPECT', INSPECT],
     ['FORCE_RELEASE', FORCE_RELEASE],
+    ['HOLDER_ACQUIRE (holderScripts(250).acquire)', holders.acquire],
+    ['HOLDER_RELEASE (holderScripts(250).release)', holders.release],
+    ['HOLDER_LEAVE_QUEUE (holderScripts(250).leaveQueue)', holders.leaveQueue],
+    ['HOLDER_FORCE_RELEASE (holderScripts(250).forceRelease)', holders.forceRelease],
+    ['HOLDER_EXTEND', HOLDER_EXTEND],
   ];
 
   it.each(scripts)('%s', (_name, script) => {

@@ -6,12 +6,12 @@ import { appendFileSync, readFileSync } from 'node:fs';
  * order in the file is the real order of those writes. Two `enter`s without an `exit` between
  * them is an overlap, whatever the clocks say.
  */
-export function recordEnter(logPath: string, holder: string, fencingToken: number): void {
-  appendFileSync(logPath, `enter ${holder} ${fencingToken}\n`);
+export function recordEnter(logPath: string, holder: string, fencingToken: number, kind = 'exclusive'): void {
+  appendFileSync(logPath, `enter ${holder} ${fencingToken} ${kind}\n`);
 }
 
-export function recordExit(logPath: string, holder: string, fencingToken: number): void {
-  appendFileSync(logPath, `exit ${holder} ${fencingToken}\n`);
+export function recordExit(logPath: string, holder: string, fencingToken: number, kind = 'exclusive'): void {
+  appendFileSync(logPath, `exit ${holder} ${fencingToken} ${kind}\n`);
 }
 
 export interface OverlapReport {
@@ -61,6 +61,55 @@ export function checkOverlaps(logPath: string): OverlapReport {
     } else {
       inside.delete(`${holder}:${token}`);
     }
+  }
+  return report;
+}
+
+export interface HoldersReport {
+  entries: number;
+  /** Entries per kind (`shared`, `exclusive`, `permit`). */
+  perKind: Record<string, number>;
+  /** Most holders inside at once (permits: must not exceed the limit). */
+  maxInside: number;
+  /** Most `shared` holders inside at once (readers really overlapped when >= 2). */
+  maxReaders: number;
+  /** An `exclusive` entry while anyone was inside, or any entry while an `exclusive` holder was. */
+  writerOverlaps: number;
+  /**
+   * Entries whose fencing token broke the order grants give: a writer's not above every token
+   * entered before; anyone's not above the last writer's entered before it; any token twice.
+   * (Holders granted together may log their entries in any order among themselves.)
+   */
+  fencingViolations: number;
+}
+
+/** Shared locks and permits: what the log says about who was inside together (see `recordEnter`'s kind). */
+export function checkHolders(logPath: string): HoldersReport {
+  const lines = readFileSync(logPath, 'utf8').split('\n').filter(Boolean);
+  const report: HoldersReport = { entries: 0, perKind: {}, maxInside: 0, maxReaders: 0, writerOverlaps: 0, fencingViolations: 0 };
+  const inside = new Map<string, string>();
+  const seen = new Set<number>();
+  let highest = -Infinity;
+  let lastWriter = -Infinity;
+  for (const line of lines) {
+    const [event, holder, token, kind] = line.split(' ');
+    const fencingToken = Number(token);
+    const id = `${holder}:${token}`;
+    if (event !== 'enter') {
+      inside.delete(id);
+      continue;
+    }
+    report.entries += 1;
+    report.perKind[kind] = (report.perKind[kind] ?? 0) + 1;
+    const writerInside = [...inside.values()].includes('exclusive');
+    if (writerInside || (kind === 'exclusive' && inside.size > 0)) report.writerOverlaps += 1;
+    if (seen.has(fencingToken) || !(fencingToken > lastWriter) || (kind === 'exclusive' && !(fencingToken > highest))) report.fencingViolations += 1;
+    seen.add(fencingToken);
+    highest = Math.max(highest, fencingToken);
+    if (kind === 'exclusive') lastWriter = fencingToken;
+    inside.set(id, kind);
+    report.maxInside = Math.max(report.maxInside, inside.size);
+    report.maxReaders = Math.max(report.maxReaders, [...inside.values()].filter((inKind) => inKind === 'shared').length);
   }
   return report;
 }

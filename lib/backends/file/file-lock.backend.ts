@@ -56,7 +56,13 @@ type Outcome = { acquired: true; fencingToken: number } | Busy;
  */
 export class FileLockBackend implements LockBackend {
   readonly name = 'file';
-  readonly capabilities = { shared: true };
+  /**
+   * No `limit`: here a permit would have to die with its holder at once, like every other lock
+   * of this backend, which takes one kernel-locked slot file per permit and a record of the
+   * key's size beside them. Until that exists the call is refused (`LockNotSupportedError`,
+   * README: Semaphores) rather than served with weaker crash semantics.
+   */
+  readonly capabilities = { shared: true, limit: false };
   private readonly logger = new Logger(FileLockBackend.name);
   private readonly dir: string;
   private readonly wanted: FileLockMechanism;

@@ -11,15 +11,21 @@ import type {
   LockBackendCapabilities,
   LockRecord,
   LockRequest,
+  PassedLease,
   ReleaseOutcome,
 } from '../../lock-backend.interface';
-import { MemoryLockStore } from './memory-lock.store';
+import { MemoryLockStore, type MemoryLease } from './memory-lock.store';
 import type { MemoryBackendOptions } from './memory-backend-options.interface';
 
-/** Locks inside one process with the same lease semantics as the distributed backends. */
+/**
+ * Locks inside one process with the same semantics as the distributed backends: leases that
+ * expire, shared and exclusive modes, semaphores (`limit`), a FIFO queue whose head is handed
+ * the lease on release. The rules live in the store (`MemoryLockStore`, `MemoryKeyState`);
+ * this class answers the `LockBackend` questions with them.
+ */
 export class MemoryLockBackend implements LockBackend {
   readonly name = 'memory';
-  readonly capabilities: LockBackendCapabilities = { shared: false, inProcess: true };
+  readonly capabilities: LockBackendCapabilities = { shared: true, limit: true, inProcess: true };
   private readonly store: MemoryLockStore;
 
   constructor(options: MemoryBackendOptions = {}) {
@@ -27,51 +33,50 @@ export class MemoryLockBackend implements LockBackend {
   }
 
   async tryAcquire(request: LockRequest): Promise<AcquireOutcome> {
-    const current = this.store.get(request.key);
-    if (current) return { acquired: false, retryAfterMs: remaining(current.expiresAt) };
-    return { acquired: true, fencingToken: this.store.grant(request) };
+    return this.store.acquire(request);
   }
 
   /** All or none, checked and granted in one synchronous step. */
   async tryAcquireAll(requests: readonly LockRequest[]): Promise<AcquireAllOutcome> {
-    const held = requests.flatMap(({ key }) => {
-      const current = this.store.get(key);
-      return current ? [{ key, retryAfterMs: remaining(current.expiresAt) }] : [];
-    });
+    const held: Extract<AcquireAllOutcome, { acquired: false }>['held'] = [];
+    for (const request of requests) {
+      const answer = this.store.check(request);
+      if (answer.admitted) continue;
+      const { retryAfterMs, limitInUse } = answer;
+      held.push(limitInUse === undefined ? { key: request.key, retryAfterMs } : { key: request.key, retryAfterMs, limitInUse });
+    }
     if (held.length > 0) return { acquired: false, held };
-    return { acquired: true, fencingTokens: requests.map((request) => this.store.grant(request)) };
+    return { acquired: true, fencingTokens: requests.map((request) => this.store.admit(request)) };
   }
 
   async extend(leases: readonly ExtendRequest[]): Promise<boolean[]> {
-    return leases.map((lease) => {
-      const current = this.store.get(lease.key);
-      if (current?.token !== lease.token) return false;
-      current.expiresAt = performance.now() + lease.ttlMs;
-      current.record.ttlMs = lease.ttlMs;
-      return true;
-    });
+    return leases.map((lease) => this.store.extend(lease.key, lease.token, lease.ttlMs));
   }
 
   async release(lease: LeaseRef): Promise<ReleaseOutcome> {
-    const current = this.store.get(lease.key);
-    if (!current) return 'expired';
-    if (current.token !== lease.token) return 'not-owner';
-    this.store.remove(lease.key);
-    return 'released';
+    if (this.store.release(lease.key, lease.token)) return 'released';
+    return this.store.get(lease.key) ? 'not-owner' : 'expired';
   }
 
   async handOver(from: LeaseRef, to: LockRequest): Promise<{ fencingToken: number } | null> {
-    if (this.store.get(from.key)?.token !== from.token) return null;
-    return { fencingToken: this.store.grant(to) };
+    const fencingToken = this.store.handOver(from.token, to);
+    return fencingToken === null ? null : { fencingToken };
   }
 
-  waitForRelease(key: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
+  /** Woken by any release of `key`; a waiter queued with `token` is answered with the lease the store passed to it. */
+  waitForRelease(key: string, timeoutMs: number, signal: AbortSignal, token?: string): Promise<PassedLease | void> {
+    const passed = (): PassedLease | undefined => {
+      const lease = token === undefined ? undefined : this.store.holders(key).find((holder) => holder.token === token);
+      return lease && { fencingToken: lease.record.fencingToken };
+    };
+    const already = passed();
+    if (already) return Promise.resolve(already);
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
         unsubscribe();
         signal.removeEventListener('abort', done);
-        resolve();
+        resolve(passed());
       };
       // Ref'd: someone awaits this bounded wait (see LocalKeyTable.queueLocally).
       const timer = setTimeout(done, timeoutMs);
@@ -80,16 +85,19 @@ export class MemoryLockBackend implements LockBackend {
     });
   }
 
+  async leaveQueue(key: string, token: string): Promise<void> {
+    this.store.leave(key, token);
+  }
+
   async inspect(key: string): Promise<LockRecord[]> {
-    const current = this.store.get(key);
-    return current ? [snapshot(current.record, current.expiresAt)] : [];
+    return this.store.holders(key).map(snapshot);
   }
 
   async list({ prefix, limit }: ListOptions): Promise<LockRecord[]> {
     const records: LockRecord[] = [];
     for (const [key, lease] of this.store.entries()) {
       if (records.length >= limit) break;
-      if (key.startsWith(prefix)) records.push(snapshot(lease.record, lease.expiresAt));
+      if (key.startsWith(prefix)) records.push(snapshot(lease));
     }
     return records;
   }
@@ -100,21 +108,14 @@ export class MemoryLockBackend implements LockBackend {
   }
 
   async forceRelease({ key, expectFencingToken }: ForceReleaseRequest): Promise<ForceReleaseOutcome> {
-    const current = this.store.get(key);
-    if (!current) return { outcome: 'not-held' };
-    const previous = snapshot(current.record, current.expiresAt);
-    if (expectFencingToken !== undefined && previous.fencingToken !== expectFencingToken) {
-      return { outcome: 'changed-hands', current: previous };
-    }
-    this.store.remove(key);
-    return { outcome: 'released', previous };
+    const oldest = this.store.get(key);
+    if (!oldest) return { outcome: 'not-held' };
+    const [previous] = this.store.evict(key, expectFencingToken);
+    if (!previous) return { outcome: 'changed-hands', current: snapshot(oldest) };
+    return { outcome: 'released', previous: snapshot(previous) };
   }
 }
 
-function remaining(expiresAt: number): number {
-  return Math.max(0, Math.ceil(expiresAt - performance.now()));
-}
-
-function snapshot(record: LockRecord, expiresAt: number): LockRecord {
-  return { ...record, expiresInMs: remaining(expiresAt) };
+function snapshot(lease: MemoryLease): LockRecord {
+  return { ...lease.record, expiresInMs: Math.max(0, Math.ceil(lease.expiresAt - performance.now())) };
 }

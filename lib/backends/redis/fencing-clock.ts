@@ -32,11 +32,12 @@ export const FENCE_MARGIN_MS = 60_000;
 /**
  * Lua statements that mint the next fencing token of `fenceKey` into `local fence` (a number)
  * and `local fence_text` (its exact decimal text), and store it with the lease `ttl` (ms) plus
- * the margin as expiry. Both arguments are Lua expressions. Writes after `TIME` need effects
- * replication: the default since Redis 5, the only mode since Redis 7.
+ * the margin as expiry. All arguments are Lua expressions; `clock`, a `TIME` reply the script
+ * already read. Writes after `TIME` need effects replication: the default since Redis 5, the
+ * only mode since Redis 7.
  */
-export function mintFenceLua(fenceKey: string, ttl: string): string {
-  return `local fence_clock = redis.call('TIME')
+export function mintFenceLua(fenceKey: string, ttl: string, clock = "redis.call('TIME')"): string {
+  return `local fence_clock = ${clock}
 local fence = math.max((tonumber(redis.call('GET', ${fenceKey})) or 0) + 1, (fence_clock[1] - ${FENCE_EPOCH_S}) * ${1_000_000 / FENCE_TICK_US} + math.floor(fence_clock[2] / ${FENCE_TICK_US}))
 local fence_text = string.format('%.0f', fence)
 redis.call('SET', ${fenceKey}, fence_text, 'PX', ${ttl} + ${FENCE_MARGIN_MS})`;

@@ -1,3 +1,4 @@
+import type { LockMode, LockOwner, LockRecord } from '../../lock-backend.interface';
 import { mintFenceLua } from './fencing-clock';
 
 /**
@@ -29,6 +30,11 @@ const RECORD_FIELDS = 5;
 export function recordTail(acquiredAt: number, ownerJson: string): string {
   return `\n${acquiredAt}\n${ownerJson}`;
 }
+
+/**
+ * Records are also the values of `{E}:holders` (one per holder of a shared or permit lock),
+ * where the same parsing and Lua fragments apply.
+ */
 
 /** Splits a stored record; `null` for anything that is not one (never throws on foreign data). */
 export function parseHolderRecord(stored: string | null): HolderRecord | null {
@@ -69,3 +75,52 @@ local function record_of(record, token)
   return first_newline ~= nil and string.sub(record, first_newline + 1, first_newline + #token + 1) == token .. '\\n'
 end
 `;
+
+const STALE_REASON = 'lease expired without a release (holder crashed, paused or lost it)';
+
+/**
+ * A `LockRecord` from a stored record and its lease's PTTL (-2: gone, the holder is stale);
+ * `null` when neither is there. `fence` stands in for a missing record's fencing token.
+ */
+export function toLockRecord(
+  key: string,
+  pttl: number,
+  fence: string | null,
+  stored: string | null,
+  mode: LockMode = 'exclusive',
+  limit?: number,
+): LockRecord | null {
+  const leaseExists = pttl !== -2;
+  const holder = parseHolderRecord(stored);
+  if (!leaseExists && !holder) return null;
+  const owner = holder ? parseOwner(holder.owner) : {};
+  const record: LockRecord = {
+    key,
+    // A lease without a record was written by something else (or its record was evicted).
+    ownerId: typeof owner.ownerId === 'string' ? owner.ownerId : 'unknown',
+    instanceId: typeof owner.instanceId === 'string' ? owner.instanceId : 'unknown',
+    hostname: typeof owner.hostname === 'string' ? owner.hostname : 'unknown',
+    pid: typeof owner.pid === 'number' ? owner.pid : 0,
+    mode,
+    acquiredAt: finiteOr(holder?.acquiredAt, 0),
+    expiresInMs: pttl >= 0 ? pttl : pttl === -2 ? 0 : null,
+    fencingToken: finiteOr(holder?.fencingToken, Number(fence ?? 0) || 0),
+    ttlMs: finiteOr(holder?.ttlMs, 0),
+  };
+  if (limit !== undefined) record.limit = limit;
+  if (!leaseExists) record.stale = STALE_REASON;
+  return record;
+}
+
+function parseOwner(json: string): Partial<Record<keyof LockOwner, unknown>> {
+  try {
+    const owner: unknown = JSON.parse(json);
+    return typeof owner === 'object' && owner !== null ? (owner as Partial<Record<keyof LockOwner, unknown>>) : {};
+  } catch {
+    return {};
+  }
+}
+
+function finiteOr(value: number | undefined, fallback: number): number {
+  return value !== undefined && Number.isFinite(value) ? value : fallback;
+}

@@ -13,8 +13,14 @@
  *   `{E}:queue`    tokens of waiters, oldest first (only while some wait); on release the
  *                  lease passes to the first one (see `give_turn` in `redis-lock.scripts.ts`)
  *   `{E}:waiting`  hash: waiter token -> when Redis last saw it, and its grant arguments
- * Every script of one lock takes its KEYS in that order (lease, fence, holder, queue, waiting),
- * or the first of them it needs.
+ *   `{E}:holders`  hash: token -> holder record, one per holder of a lock with several
+ *                  (shared mode, or `limit` permits; see `holder-set.scripts.ts`)
+ *   `{E}:expiries` sorted set: token -> when its lease ends (Redis' clock, ms), same holders
+ * While a lock has several holders its lease key holds a marker (`shared:` or `limit:<N>`)
+ * instead of a token, expiring with the latest of their leases: to an exclusive grant (of this
+ * version or an earlier one) the lock is then simply held.
+ * Every script of one lock takes its KEYS in that order (lease, fence, holder, queue, waiting,
+ * holders, expiries), or the first of them it needs.
  *
  * Release messages go to the channel `{E}:released` (`RELEASED_SUFFIX`). Channels are not
  * keys: the scripts name it after KEYS[1] (`channelLua`), so it carries the client's
@@ -27,6 +33,8 @@ export interface LockKeys {
   holder: string;
   queue: string;
   waiting: string;
+  holders: string;
+  expiries: string;
   channel: string;
 }
 
@@ -48,6 +56,8 @@ export function escapeTag(key: string): string {
 export const FENCE_SUFFIX = ':fence';
 export const QUEUE_SUFFIX = ':queue';
 export const WAITING_SUFFIX = ':waiting';
+export const HOLDERS_SUFFIX = ':holders';
+export const EXPIRIES_SUFFIX = ':expiries';
 
 /** The lease key `{E}`; the lock's other keys are it plus a suffix. */
 export function leaseKeyOf(key: string): string {
@@ -65,6 +75,8 @@ export function lockKeys(key: string): LockKeys {
     holder: lease + HOLDER_SUFFIX,
     queue: lease + QUEUE_SUFFIX,
     waiting: lease + WAITING_SUFFIX,
+    holders: lease + HOLDERS_SUFFIX,
+    expiries: lease + EXPIRIES_SUFFIX,
     channel: lease + RELEASED_SUFFIX,
   };
 }
@@ -91,9 +103,12 @@ export function clusterSlot(key: string): number {
   return crc % 16384;
 }
 
-/** SCAN MATCH pattern for the holder records of every lock whose key starts with `prefix`. */
+/**
+ * SCAN MATCH pattern for the holder records of every lock whose key starts with `prefix`: the
+ * `{E}:holder` of a lock with one holder and the `{E}:holders` of one with several.
+ */
 export function holderPattern(clientKeyPrefix: string, prefix: string): string {
-  return `${globEscape(clientKeyPrefix)}{${globEscape(escapeTag(prefix))}*}${HOLDER_SUFFIX}`;
+  return `${globEscape(clientKeyPrefix)}{${globEscape(escapeTag(prefix))}*}${HOLDER_SUFFIX}*`;
 }
 
 function globEscape(text: string): string {

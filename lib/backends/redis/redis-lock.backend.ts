@@ -10,7 +10,6 @@ import type {
   LeaseRef,
   ListOptions,
   LockBackend,
-  LockMode,
   LockOwner,
   LockRecord,
   LockRequest,
@@ -19,10 +18,13 @@ import type {
 } from '../../lock-backend.interface';
 import { LockBackendError, LockNotSupportedError, LockOptionsError } from '../../lock.errors';
 import { ReleaseChannels } from './redis-release-channels';
-import { parseHolderRecord, recordTail } from './redis-holder-record';
+import { recordTail, toLockRecord } from './redis-holder-record';
+import { HOLDER_EXTEND } from './holder-set.scripts';
+import { RedisHolderSet, heldByOthers, isMultiHolder, toAcquireOutcome, toReleaseOutcome } from './redis-holder-set';
 import {
   FENCE_SUFFIX,
   HOLDER_SUFFIX,
+  HOLDERS_SUFFIX,
   QUEUE_SUFFIX,
   WAITING_SUFFIX,
   clusterSlot,
@@ -40,7 +42,6 @@ import {
   FORCE_RELEASE,
   HAND_OVER,
   GRANTED_MESSAGE,
-  INSPECT,
   LOCK_SCRIPTS,
   RESERVED_FOR,
   turnScripts,
@@ -72,18 +73,17 @@ type Reply = string | number | null | Reply[];
 /** EVALSHA / EVAL as called here: `[shaOrLua, numberOfKeys?, ...keysAndArgs]`. */
 type ScriptCommand = (this: RedisClient, ...command: (string | number)[]) => Promise<Reply>;
 
-const STALE_REASON = 'lease expired without a release (holder crashed, paused or lost it)';
 const QUIT_TIMEOUT_MS = 1_000;
 const QUEUE_GRACE_MS = 1_000;
 
 /**
  * Redis leases with fencing tokens. Every operation on one lock is one Lua script, so one
- * round trip; see `redis-lock.scripts.ts` for the key layout.
+ * round trip; see `redis-lock-keys.ts` for the key layout. Plain exclusive leases are served
+ * here; shared ones and `limit` permits by `RedisHolderSet`.
  */
 export class RedisLockBackend implements LockBackend {
   readonly name = 'redis';
-  /** Exclusive only: the service answers shared mode with `LockNotSupportedError`. */
-  readonly capabilities = { shared: false };
+  readonly capabilities = { shared: true, limit: true };
   private readonly logger = new Logger(RedisLockBackend.name);
   private readonly channels: ReleaseChannels;
   private readonly settings: Required<Omit<RedisLockBackendOptions, 'replicas'>>;
@@ -94,6 +94,7 @@ export class RedisLockBackend implements LockBackend {
   private readonly ownerJsonCache = new WeakMap<LockOwner, string>();
   /** RELEASE and LEAVE_QUEUE with this backend's queueReservationMs written in. */
   private turn: ReturnType<typeof turnScripts>;
+  private readonly holderSet: RedisHolderSet;
   private forceReleaseScript = FORCE_RELEASE;
   private releaseMode: PublishMode = 'classic';
 
@@ -114,6 +115,7 @@ export class RedisLockBackend implements LockBackend {
       probeTimeoutMs: positive('probeTimeoutMs', options.probeTimeoutMs, 2_000),
     };
     this.turn = turnScripts(this.settings.queueReservationMs);
+    this.holderSet = new RedisHolderSet(this.settings.queueReservationMs, (script, args) => this.run(script, args));
     if (options.replicas) this.replicas = new ReplicaConfirmation(options.replicas);
     this.channels = new ReleaseChannels((sharded) => duplicateOf(this.client, sharded), this.logger);
   }
@@ -147,13 +149,14 @@ export class RedisLockBackend implements LockBackend {
     if (this.releaseMode !== 'sharded') return;
     this.turn = { release: shardedScript(this.turn.release), leaveQueue: shardedScript(this.turn.leaveQueue) };
     this.forceReleaseScript = shardedScript(FORCE_RELEASE);
+    this.holderSet.useShardedPublish();
     this.channels.sharded = true;
   }
 
   /** So the first calls are EVALSHA hits; `run()` still falls back to EVAL (restart, fail-over). */
   private async loadScripts(): Promise<void> {
     try {
-      const scripts = [...LOCK_SCRIPTS, this.turn.release, this.turn.leaveQueue, this.forceReleaseScript];
+      const scripts = [...LOCK_SCRIPTS, this.turn.release, this.turn.leaveQueue, this.forceReleaseScript, ...this.holderSet.loaded];
       const loads = this.scanNodes().flatMap((node) => scripts.map((script) => node.script('LOAD', script.lua)));
       await settleWithin(Promise.all(loads), this.settings.probeTimeoutMs, noAnswerWithin(this.settings.probeTimeoutMs));
     } catch (error) {
@@ -182,24 +185,24 @@ export class RedisLockBackend implements LockBackend {
   // Not async, here and in `release`: the reply is mapped in the one `then` of `run`, a promise
   // layer fewer on the two calls of every cycle.
   tryAcquire(request: LockRequest): Promise<AcquireOutcome> {
-    if (request.mode !== 'exclusive') return Promise.reject(exclusiveOnly());
-    const outcome = request.queue ? this.acquireOrQueue(request, request.queue) : this.run(ACQUIRE, this.grantArgs(request), toGrantOutcome);
+    const outcome = this.acquireUnconfirmed(request);
     return this.replicas ? outcome.then((granted) => this.confirmGrant(granted, [request])) : outcome;
   }
 
   /**
-   * All or none. Standalone and Sentinel: one script for the whole set. Cluster: a script may
-   * only touch one slot, so one script per slot, in slot order (the same for every caller, so
-   * two overlapping sets cannot each keep the other from finishing), and the slots already
-   * granted are released again when a later one is held.
+   * All or none. Standalone and Sentinel: one script for the whole set of plain locks. Cluster:
+   * a script may only touch one slot, so one script per slot, in slot order (the same for every
+   * caller, so two overlapping sets cannot each keep the other from finishing), and the slots
+   * already granted are released again when a later one is held. A set with shared or permit
+   * requests is taken the same way, one script per key in the given (sorted) order.
    */
   async tryAcquireAll(requests: readonly LockRequest[]): Promise<AcquireAllOutcome> {
-    requests.forEach((request) => this.assertExclusive(request.mode));
-    if (!this.isCluster) return this.confirmGrant(await this.acquireGroup(requests), requests);
+    const mixed = requests.some(isMultiHolder);
+    if (!mixed && !this.isCluster) return this.confirmGrant(await this.acquireGroup(requests), requests);
     const fencingTokens = new Map<LockRequest, number>();
     const granted: LockRequest[] = [];
     try {
-      for (const group of this.slotGroups(requests)) {
+      for (const group of mixed ? requests.map((request) => [request]) : this.slotGroups(requests)) {
         const outcome = await this.acquireGroup(group);
         if (!outcome.acquired) {
           await this.rollBack(granted);
@@ -212,11 +215,11 @@ export class RedisLockBackend implements LockBackend {
       await this.rollBack(granted);
       throw error;
     }
-    return { acquired: true, fencingTokens: requests.map((request) => fencingTokens.get(request) as number) };
+    return this.confirmGrant({ acquired: true, fencingTokens: requests.map((request) => fencingTokens.get(request) as number) }, requests);
   }
 
   async handOver(from: LeaseRef, to: LockRequest): Promise<{ fencingToken: number } | null> {
-    this.assertExclusive(to.mode);
+    if (isMultiHolder(to)) throw new LockNotSupportedError('handOver passes plain exclusive leases only');
     const fencingToken = await this.run(HAND_OVER, [...this.grantArgs(to), from.token]);
     if (typeof fencingToken !== 'number') return null;
     await this.confirmGrant({ acquired: true }, [to]);
@@ -226,12 +229,18 @@ export class RedisLockBackend implements LockBackend {
   async extend(leases: readonly ExtendRequest[]): Promise<(boolean | null)[]> {
     if (leases.length === 0) return [];
     // A Cluster script may only touch one slot, and every lock has its own: one script per
-    // lease there, all sent at once (pipelined per node). Standalone: one script per chunk.
+    // lease there, all sent at once (pipelined per node). Standalone: one script per chunk,
+    // plain leases and those of locks with several holders in chunks of their own.
     const chunkSize = this.isCluster ? 1 : this.settings.extendChunkSize;
+    const multi = leases.filter(isMultiHolder);
+    const plain = multi.length === 0 ? leases : leases.filter((lease) => !isMultiHolder(lease));
     const chunks: ExtendRequest[][] = [];
-    for (let start = 0; start < leases.length; start += chunkSize) chunks.push(leases.slice(start, start + chunkSize));
+    for (const kind of [plain, multi]) {
+      for (let start = 0; start < kind.length; start += chunkSize) chunks.push(kind.slice(start, start + chunkSize));
+    }
     const answers = await Promise.allSettled(
       chunks.map((chunk) => {
+        if (isMultiHolder(chunk[0])) return this.runOn(this.heartbeatClient, HOLDER_EXTEND, this.holderSet.extendArgs(chunk)) as Promise<number[]>;
         const keys = chunk.flatMap((lease) => {
           const { lease: leaseKey, holder } = lockKeys(lease.key);
           return [leaseKey, holder];
@@ -244,9 +253,13 @@ export class RedisLockBackend implements LockBackend {
     if (failed && answers.every((answer) => answer.status === 'rejected')) throw failed.reason;
     // One Cluster shard failing over must not cost the leases on the healthy ones: its
     // leases are "unknown" and keep counting down locally.
-    return answers.flatMap((answer, index) =>
+    const stillOurs = answers.flatMap((answer, index) =>
       answer.status === 'fulfilled' ? answer.value.map((value) => value === 1) : chunks[index].map(() => null),
     );
+    if (multi.length === 0) return stillOurs;
+    // Back into the callers' order: chunks hold the plain leases first, then the others.
+    const answerOf = new Map<ExtendRequest, boolean | null>([...plain, ...multi].map((lease, index) => [lease, stillOurs[index]]));
+    return leases.map((lease) => answerOf.get(lease) ?? null);
   }
 
   release(lease: LeaseRef): Promise<ReleaseOutcome> {
@@ -259,10 +272,11 @@ export class RedisLockBackend implements LockBackend {
     const until = performance.now() + timeoutMs;
     // A lease kept for or passed to `token` may be ours already (its message came before we
     // subscribed): then ask again rather than sleep through it.
-    const heldByAnother = async (): Promise<boolean> => {
-      const lease = await this.client.get(keys.lease);
-      return lease !== null && lease !== token && !lease.startsWith(RESERVED_FOR);
-    };
+    const heldByAnother = async (): Promise<boolean> =>
+      heldByOthers(await this.client.get(keys.lease), token, async () => {
+        const [holds, kept] = await Promise.all([this.client.zscore(keys.expiries, token as string), this.client.zscore(keys.expiries, RESERVED_FOR + token)]);
+        return holds !== null || kept !== null;
+      });
     for (;;) {
       const message = await this.channels.wait(this.clientKeyPrefix + keys.channel, Math.max(1, Math.ceil(until - performance.now())), signal, heldByAnother);
       const passed = message === undefined ? null : passedLease(message);
@@ -274,26 +288,28 @@ export class RedisLockBackend implements LockBackend {
   }
 
   async leaveQueue(key: string, token: string): Promise<void> {
-    await this.run(this.turn.leaveQueue, this.turnArgs(key, token));
+    if ((await this.run(this.turn.leaveQueue, this.turnArgs(key, token))) === 2) await this.holderSet.leaveQueue(key, token);
   }
 
-  async inspect(key: string): Promise<LockRecord[]> {
-    const record = await this.snapshot(key);
-    return record ? [record] : [];
+  inspect(key: string): Promise<LockRecord[]> {
+    return this.holderSet.inspect(key);
   }
 
   async list({ prefix, limit }: ListOptions): Promise<LockRecord[]> {
     const records: LockRecord[] = [];
+    const seen = new Set<string>();
     const pattern = holderPattern(this.clientKeyPrefix, prefix);
     for (const node of this.scanNodes()) {
       let cursor = '0';
       do {
         const [next, holderKeys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', this.settings.scanCount);
         cursor = next;
-        const keys = holderKeys.map((holderKey) => this.lockKeyOf(holderKey)).filter((key) => key.startsWith(prefix));
-        const found = await Promise.all(keys.map((key) => this.snapshot(key)));
-        for (const record of found) {
-          if (record && records.length < limit) records.push(record);
+        // A lock may have both record keys (a crashed exclusive holder's, then readers'), and SCAN may repeat a key.
+        const keys = holderKeys.map((holderKey) => this.lockKeyOf(holderKey)).filter((key) => key.startsWith(prefix) && !seen.has(key));
+        keys.forEach((key) => seen.add(key));
+        const found = await Promise.all(keys.map((key) => this.holderSet.inspect(key)));
+        for (const record of found.flat()) {
+          if (records.length < limit) records.push(record);
         }
       } while (cursor !== '0' && records.length < limit);
       if (records.length >= limit) break;
@@ -302,6 +318,8 @@ export class RedisLockBackend implements LockBackend {
   }
 
   async forceRelease({ key, expectFencingToken }: ForceReleaseRequest): Promise<ForceReleaseOutcome> {
+    const ofSeveral = await this.holderSet.forceRelease(key, expectFencingToken);
+    if (ofSeveral) return ofSeveral;
     const keys = lockKeys(key);
     const expected = expectFencingToken === undefined ? '' : String(expectFencingToken);
     const [outcome, pttl, stored] = (await this.run(this.forceReleaseScript, [keys.lease, keys.fence, keys.holder, expected])) as [
@@ -309,7 +327,7 @@ export class RedisLockBackend implements LockBackend {
       number,
       string | null,
     ];
-    const record = toRecord(key, pttl, null, stored);
+    const record = toLockRecord(key, pttl, null, stored);
     if (outcome === 'released') return { outcome: 'released', previous: record };
     if (outcome === 'changed-hands') return { outcome: 'changed-hands', current: record };
     return { outcome: 'not-held' };
@@ -350,12 +368,15 @@ export class RedisLockBackend implements LockBackend {
     return isCluster(this.client);
   }
 
-  private assertExclusive(mode: LockMode): void {
-    if (mode !== 'exclusive') throw exclusiveOnly();
-  }
-
-  /** One ACQUIRE_ALL script for requests whose keys share a slot (or any keys, off a Cluster). */
+  /**
+   * One ACQUIRE_ALL script for plain requests whose keys share a slot (or any keys, off a
+   * Cluster); a shared or permit request is asked alone.
+   */
   private async acquireGroup(requests: readonly LockRequest[]): Promise<AcquireAllOutcome> {
+    if (isMultiHolder(requests[0])) {
+      const outcome = await this.acquireUnconfirmed(requests[0]);
+      return outcome.acquired ? { acquired: true, fencingTokens: [outcome.fencingToken] } : { acquired: false, held: [{ key: requests[0].key, retryAfterMs: outcome.retryAfterMs }] };
+    }
     const grants = requests.map((request) => this.grantArgs(request));
     const keys = grants.flatMap((grant) => grant.slice(0, 3));
     const args = grants.flatMap((grant) => grant.slice(3));
@@ -392,14 +413,25 @@ export class RedisLockBackend implements LockBackend {
     );
   }
 
+  private acquireUnconfirmed(request: LockRequest): Promise<AcquireOutcome> {
+    if (request.mode === 'exclusive' && request.limit === undefined) {
+      return request.queue ? this.acquireOrQueue(request, request.queue) : this.run(ACQUIRE, this.grantArgs(request), toGrantOutcome);
+    }
+    return this.holderSet.acquire(request, this.recordTailOf(request), request.queue ? this.queueLifetimeMs(request.queue) : 0);
+  }
+
   private acquireOrQueue(request: LockRequest, queue: NonNullable<LockRequest['queue']>): Promise<AcquireOutcome> {
     const [lease, fence, holder, ...grant] = this.grantArgs(request);
-    // The queue outlives the longest wait in it, then disappears with its abandoned tokens.
-    const queueLifetimeMs = queue.waitMs + this.settings.queueReservationMs + QUEUE_GRACE_MS;
-    return this.run(ACQUIRE_OR_QUEUE, [lease, fence, holder, lease + QUEUE_SUFFIX, lease + WAITING_SUFFIX, ...grant, queueLifetimeMs], toAcquireOutcome);
+    return this.run(ACQUIRE_OR_QUEUE, [lease, fence, holder, lease + QUEUE_SUFFIX, lease + WAITING_SUFFIX, ...grant, this.queueLifetimeMs(queue)], toAcquireOutcome);
+  }
+
+  /** The queue outlives the longest wait in it, then disappears with its abandoned tokens. */
+  private queueLifetimeMs(queue: NonNullable<LockRequest['queue']>): number {
+    return queue.waitMs + this.settings.queueReservationMs + QUEUE_GRACE_MS;
   }
 
   private releaseUnconfirmed(lease: LeaseRef): Promise<ReleaseOutcome> {
+    if (isMultiHolder(lease)) return this.holderSet.release(lease);
     return this.run(this.turn.release, this.turnArgs(lease.key, lease.token), toReleaseOutcome);
   }
 
@@ -484,25 +516,16 @@ export class RedisLockBackend implements LockBackend {
     });
   }
 
-  private async snapshot(key: string): Promise<LockRecord | null> {
-    const keys = lockKeys(key);
-    const [pttl, fence, stored] = (await this.run(INSPECT, [keys.lease, keys.fence, keys.holder])) as [
-      number,
-      string | null,
-      string | null,
-    ];
-    return toRecord(key, pttl, fence, stored);
-  }
-
   /** Standalone: the client. Cluster: every master, since SCAN walks one node's keyspace. */
   private scanNodes(): Redis[] {
     const client = this.client;
     return isCluster(client) ? client.nodes('master') : [client as Redis];
   }
 
-  /** The lock key stored in a holder key's name (`<clientPrefix>{E}:holder`), unescaped. */
+  /** The lock key stored in a holder key's name (`<clientPrefix>{E}:holder` or `…:holders`), unescaped. */
   private lockKeyOf(holderKey: string): string {
-    const tagged = holderKey.slice(this.clientKeyPrefix.length, holderKey.length - HOLDER_SUFFIX.length);
+    const suffix = holderKey.endsWith(HOLDERS_SUFFIX) ? HOLDERS_SUFFIX : HOLDER_SUFFIX;
+    const tagged = holderKey.slice(this.clientKeyPrefix.length, holderKey.length - suffix.length);
     return tagged.slice(1, -1).replace(/%(25|7D)/g, (escape) => (escape === '%25' ? '%' : '}'));
   }
 
@@ -514,65 +537,13 @@ export class RedisLockBackend implements LockBackend {
   }
 }
 
-/** ACQUIRE_OR_QUEUE reply: `{1, fencingToken}` or `{0, pttl}`. */
-function toAcquireOutcome(reply: Reply): AcquireOutcome {
-  const [granted, value] = reply as [number, number];
-  if (granted === 1) return { acquired: true, fencingToken: value };
-  return { acquired: false, retryAfterMs: value >= 0 ? value : null };
-}
-
-/** ACQUIRE reply: the fencing token (>= 1), or `-2 - pttl` when held. */
+/** ACQUIRE reply: the fencing token (>= 1), `-2 - pttl` when held, `{N}` when held by `limit: N` permits. */
 function toGrantOutcome(reply: Reply): AcquireOutcome {
-  const value = reply as number;
+  if (typeof reply !== 'number') return { acquired: false, retryAfterMs: null, limitInUse: (reply as number[])[0] };
+  const value = reply;
   if (value >= 1) return { acquired: true, fencingToken: value };
   const pttl = -2 - value;
   return { acquired: false, retryAfterMs: pttl >= 0 ? pttl : null };
-}
-
-/** RELEASE reply: 1 released, 0 expired, -1 another token holds it. */
-function toReleaseOutcome(reply: Reply): ReleaseOutcome {
-  if (reply === 1) return 'released';
-  return reply === 0 ? 'expired' : 'not-owner';
-}
-
-function exclusiveOnly(): LockNotSupportedError {
-  return new LockNotSupportedError('The redis backend supports exclusive locks only');
-}
-
-/** A holder record from the inspect / force-release replies; `null` when nothing is there. */
-function toRecord(key: string, pttl: number, fence: string | null, stored: string | null): LockRecord | null {
-  const leaseExists = pttl !== -2;
-  const holder = parseHolderRecord(stored);
-  if (!leaseExists && !holder) return null;
-  const owner = holder ? parseOwner(holder.owner) : {};
-  const record: LockRecord = {
-    key,
-    // A lease without a record was written by something else (or its record was evicted).
-    ownerId: typeof owner.ownerId === 'string' ? owner.ownerId : 'unknown',
-    instanceId: typeof owner.instanceId === 'string' ? owner.instanceId : 'unknown',
-    hostname: typeof owner.hostname === 'string' ? owner.hostname : 'unknown',
-    pid: typeof owner.pid === 'number' ? owner.pid : 0,
-    mode: 'exclusive',
-    acquiredAt: finiteOr(holder?.acquiredAt, 0),
-    expiresInMs: pttl >= 0 ? pttl : pttl === -2 ? 0 : null,
-    fencingToken: finiteOr(holder?.fencingToken, Number(fence ?? 0) || 0),
-    ttlMs: finiteOr(holder?.ttlMs, 0),
-  };
-  if (!leaseExists) record.stale = STALE_REASON;
-  return record;
-}
-
-function parseOwner(json: string): Partial<Record<keyof LockOwner, unknown>> {
-  try {
-    const owner: unknown = JSON.parse(json);
-    return typeof owner === 'object' && owner !== null ? (owner as Partial<Record<keyof LockOwner, unknown>>) : {};
-  } catch {
-    return {};
-  }
-}
-
-function finiteOr(value: number | undefined, fallback: number): number {
-  return value !== undefined && Number.isFinite(value) ? value : fallback;
 }
 
 /** `granted⏎token⏎fence` from the release channel, else `null`. */

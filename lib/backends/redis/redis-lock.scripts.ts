@@ -16,7 +16,7 @@ import { FENCE_OF, RECORD_OF, stampLua } from './redis-holder-record';
  * Everything but the fence is prepared by the client: each Lua call and each concatenated
  * piece costs Redis time on every acquire (bench/RESULTS.md, section 1).
  */
-const STAMP_GRANT = `
+export const STAMP_GRANT = `
 local function stamp(fence_key, holder_key, token, ttl, tail)
   ${stampLua('fence_key', 'holder_key', 'token', 'ttl', 'tail')}
   return fence
@@ -41,15 +41,39 @@ export function lockScript(lua: string, numberOfKeys?: number): LockScript {
   return { numberOfKeys, lua, sha: createHash('sha1').update(lua).digest('hex') };
 }
 
+/** What the lease holds while readers hold the lock (see `holder-set.scripts.ts`). */
+export const SHARED_MARKER = 'shared:';
+/** What the lease holds, followed by N, while `limit: N` permits are held. */
+export const LIMIT_MARKER = 'limit:';
+
+/**
+ * Lua: `value` (a lease key's content) is the marker of a lock held by several holders, shared
+ * (`shared:`) or permits (`limit:<N>`; see `holder-set.scripts.ts`). Tokens never contain `:`.
+ */
+export const IS_MULTI = `
+local function is_multi(value)
+  return value ~= false and ${multiMarkerLua('value')}
+end
+`;
+
+/** Lua expression: the string `value` is a shared or permit marker (see `IS_MULTI`). */
+export function multiMarkerLua(value: string): string {
+  return `(${value} == '${SHARED_MARKER}' or string.sub(${value}, 1, ${LIMIT_MARKER.length}) == '${LIMIT_MARKER}')`;
+}
+
 /**
  * KEYS: lease, fence, holder. ARGV: the grant's 3 arguments.
  * Returns the fencing token (>= 1) when granted, else `-2 - pttl` (<= -1; pttl is the holder's
  * remaining lease, -1 for none): one integer, no table. The hottest script, so it defines no
  * Lua function either: a table reply and two closures were ~3.5 of its ~13 µs (bench/NOTES.md).
+ * Only a miss on a key held by `limit` permits answers a table, `{N}`: asking for a plain lock
+ * there is a caller error (`limitInUse`), not contention.
  */
 export const ACQUIRE = lockScript(
   `
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local limit = string.match(redis.call('GET', KEYS[1]), '^${LIMIT_MARKER}(%d+)$')
+  if limit then return {tonumber(limit)} end
   return -2 - redis.call('PTTL', KEYS[1])
 end
 ${stampLua('KEYS[2]', 'KEYS[3]', 'ARGV[1]', 'ARGV[2]', 'ARGV[3]')}
@@ -68,7 +92,7 @@ export const GRANTED_MESSAGE = 'granted';
  * Lua: Redis' clock in ms. Writes after TIME need effects replication, the default since
  * Redis 5 (the oldest server these scripts support).
  */
-const NOW_MS = `
+export const NOW_MS = `
 local function now_ms()
   local now = redis.call('TIME')
   return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -83,7 +107,8 @@ end
  * Otherwise puts the token at the end of the queue unless it is in it already (LPOS needs
  * Redis >= 6.0.6; older servers just do not queue) and records when it was last seen and its
  * grant arguments, so a release can pass the lease on without a further round trip.
- * Returns `{1, fencingToken}` when granted, `{0, pttl}` (the holder's remaining lease) when not.
+ * Returns `{1, fencingToken}` when granted, `{0, pttl}` (the holder's remaining lease) when not,
+ * `{2, N}` without queueing when `limit: N` permits hold the key (a caller error).
  */
 export const ACQUIRE_OR_QUEUE = lockScript(
   `${STAMP_GRANT}${NOW_MS}${FENCE_OF}
@@ -102,6 +127,8 @@ if current == '${RESERVED_FOR}' .. token then
   redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
   return {1, stamp_grant(KEYS[2], KEYS[3], 0)}
 end
+local limit = string.match(current, '^${LIMIT_MARKER}(%d+)$')
+if limit then return {2, tonumber(limit)} end
 if redis.pcall('LPOS', KEYS[4], token) == false then redis.call('RPUSH', KEYS[4], token) end
 redis.call('HSET', KEYS[5], token, now_ms() .. '\\n' .. ARGV[2] .. ARGV[3])
 if redis.call('PTTL', KEYS[4]) < tonumber(ARGV[4]) then
@@ -114,7 +141,7 @@ return {0, redis.call('PTTL', KEYS[1])}
 );
 
 /** A queued waiter Redis saw this recently (ms) gets the lease passed on release (see `turnScripts`). */
-const PASS_FRESH_MS = 1_000;
+export const PASS_FRESH_MS = 1_000;
 
 /**
  * Lua: after the lease was deleted, give the next turn to `ticket`, the waiter popped from the
@@ -124,7 +151,7 @@ const PASS_FRESH_MS = 1_000;
  * woken); a waiter that died in the queue costs one reservation, then the lease is free.
  * The channel is the lease key + `RELEASED_SUFFIX`, client keyPrefix included (see `channelLua`).
  */
-function giveTurnLua(reservationMs: number): string {
+export function giveTurnLua(reservationMs: number): string {
   return `
 local function give_turn(ticket, lease_key, fence_key, holder_key, waiting_key)
   local channel = ${channelLua('lease_key')}
@@ -207,7 +234,9 @@ return stamp_grant(KEYS[2], KEYS[3], 0)
  * too when it is still ours, so it stops showing as stale.
  *
  * leaveQueue — a waiter gives up. ARGV: its token. Removes it from the queue; a turn kept for
- * it, or a lease already passed to it, goes to the next waiter (or is freed) at once.
+ * it, or a lease already passed to it, goes to the next waiter (or is freed) at once. Returns 2
+ * when the lock has several holders (shared or permits): a permit passed to the waiter, or the
+ * waiters it kept out, are then `holderScripts().leaveQueue`'s to settle; else 0.
  */
 export function turnScripts(reservationMs: number): { release: LockScript; leaveQueue: LockScript } {
   // Defined only where a turn is given: a release nobody waits for creates no Lua closure.
@@ -235,7 +264,10 @@ return 0
 redis.call('LREM', KEYS[4], 0, ARGV[1])
 redis.call('HDEL', KEYS[5], ARGV[1])
 local current = redis.call('GET', KEYS[1])
-if current ~= ARGV[1] and current ~= '${RESERVED_FOR}' .. ARGV[1] then return 0 end
+if current ~= ARGV[1] and current ~= '${RESERVED_FOR}' .. ARGV[1] then
+  ${IS_MULTI}
+  return is_multi(current) and 2 or 0
+end
 if current == ARGV[1] then redis.call('DEL', KEYS[3]) end
 redis.call('DEL', KEYS[1])
 ${popTurn('KEYS[1]', 'KEYS[4]', '0')}
@@ -273,14 +305,6 @@ return result
 `,
 );
 
-/** Read-only snapshot. KEYS: lease, fence, holder. Returns `{pttl, fence or false, record or false}`. */
-export const INSPECT = lockScript(
-  `
-return {redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('GET', KEYS[3])}
-`,
-  3,
-);
-
 /**
  * An operator's reap. KEYS: lease, fence, holder. ARGV: expected fencing token ('' for any).
  * Returns `{outcome, pttl, record or false}`, outcome one of released / not-held / changed-hands.
@@ -313,6 +337,5 @@ export const LOCK_SCRIPTS: readonly LockScript[] = [
   ACQUIRE_ALL,
   HAND_OVER,
   EXTEND,
-  INSPECT,
   FORCE_RELEASE,
 ];

@@ -1,0 +1,419 @@
+import { mintFenceLua } from './fencing-clock';
+import { channelLua } from './redis-lock-keys';
+import { FENCE_OF } from './redis-holder-record';
+import {
+  GRANTED_MESSAGE,
+  IS_MULTI,
+  LIMIT_MARKER,
+  NOW_MS,
+  PASS_FRESH_MS,
+  RESERVED_FOR,
+  SHARED_MARKER,
+  STAMP_GRANT,
+  giveTurnLua,
+  lockScript,
+  multiMarkerLua,
+  type LockScript,
+} from './redis-lock.scripts';
+
+/**
+ * The Lua of locks with several holders: shared mode (readers together, a writer alone) and
+ * `limit: N` permits. One lock is still one hash slot; its KEYS, in this order (see
+ * `redis-lock-keys.ts`): lease, fence, holder, queue, waiting, holders, expiries.
+ *
+ * - lease: the marker `shared:` or `limit:<N>` (the lock's kind), expiring with the latest
+ *   holder's lease, so every exclusive grant (also of earlier versions) sees the lock held. A
+ *   writer of a shared lock is a plain exclusive holder: its token in the lease, its record in
+ *   `holder`, and the exclusive scripts serve it.
+ * - expiries: token -> when its lease ends (Redis' clock, ms); holders whose lease ended are
+ *   pruned by the next script that looks (a crashed holder frees its place at its TTL).
+ *   `queued:<token>` entries are turns kept for waiters not seen recently (see `reserve`).
+ * - holders: token -> holder record (the format of `redis-holder-record.ts`).
+ * - queue / waiting: the one FIFO queue of the lock, writers' and readers' (or permit
+ *   waiters') tokens together; a reader's or permit waiter's entry starts with its kind, so the
+ *   exclusive `give_turn` (of this version and earlier ones) keeps a turn for it instead of
+ *   granting it a plain lease.
+ * Every fencing token comes from the lock's one fence key (`fencing-clock.ts`), whatever the kind.
+ */
+
+/** Lua statements: Redis' clock in ms into `local now`. */
+const NOW = `local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)`;
+
+/** Lua statements: holders whose lease ended (crashed, paused, or turns kept in vain) leave with their records. */
+const PRUNE = `for _, ended in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now)) do
+    redis.call('ZREM', KEYS[7], ended)
+    redis.call('HDEL', KEYS[6], ended)
+  end`;
+
+/**
+ * Lua statements: `token` joins the holders of a lock that is free or of kind `kind` for `ttl`
+ * ms (`tail`: its record's tail), its fencing token in `local fence` (minted on `clock`, see
+ * `NOW`). A crashed exclusive holder's record left at the holder key stays there (shown as
+ * stale while the lock has no holder, as after an exclusive holder crashed).
+ */
+const GRANT = `local pttl = redis.call('PTTL', KEYS[1])
+  local lease_ms = math.max(tonumber(ttl), pttl)
+  redis.call('ZADD', KEYS[7], now + ttl, token)
+  ${mintFenceLua('KEYS[2]', 'lease_ms', 'clock')}
+  redis.call('HSET', KEYS[6], token, ttl .. '\\n' .. token .. '\\n' .. fence_text .. tail)
+  if pttl < lease_ms then redis.call('SET', KEYS[1], kind, 'PX', lease_ms) end`;
+
+/**
+ * Lua statements after holders left: the lease key holds the marker `kind` until the latest
+ * remaining lease ends, or nothing: then `local freed` is true.
+ */
+const MARK = `local last = redis.call('ZRANGE', KEYS[7], -1, -1, 'WITHSCORES')
+  local freed = not last[2]
+  if freed then
+    redis.call('DEL', KEYS[1])
+  else
+    redis.call('SET', KEYS[1], kind, 'PX', math.max(1, tonumber(last[2]) - now))
+  end`;
+
+/** Lua shared by the scripts' slow paths (waiters, kept turns, other kinds): functions and `now`. */
+function holderSetLua(reservationMs: number): string {
+  return `${STAMP_GRANT}${NOW_MS}${FENCE_OF}${IS_MULTI}${giveTurnLua(reservationMs)}
+${NOW}
+local reservation_ms = ${reservationMs}
+local function limit_of(kind)
+  return tonumber(string.match(kind, '^${LIMIT_MARKER}(%d+)$'))
+end
+local function publish(message)
+  redis.call('PUBLISH', ${channelLua('KEYS[1]')}, message)
+end
+local function prune()
+  ${PRUNE}
+end
+local function mark(kind)
+  ${MARK}
+  return freed
+end
+local function grant(token, ttl, tail, kind)
+  ${GRANT}
+  return fence
+end
+-- A place kept for a waiter Redis has not seen lately: it counts as a holder until it asks again.
+local function reserve(ticket, kind)
+  redis.call('ZADD', KEYS[7], now + reservation_ms, '${RESERVED_FOR}' .. ticket)
+  if redis.call('PTTL', KEYS[1]) < reservation_ms then redis.call('SET', KEYS[1], kind, 'PX', reservation_ms) end
+end
+-- The head of the queue gets what fits now: the leading readers together, as many permit
+-- waiters as there are free permits, or, once nobody holds the lock, the lease to a writer
+-- (\`give_turn\`). A waiter seen within ${PASS_FRESH_MS} ms gets its grant pushed, others a kept place
+-- and a wake-up. A lock held by one holder (or kept for one waiter) passes its turn on release.
+local function pass_turns()
+  local current = redis.call('GET', KEYS[1])
+  if current and not is_multi(current) then return end
+  local count = current and redis.call('ZCARD', KEYS[7]) or 0
+  local woken = false
+  while true do
+    local ticket = redis.call('LINDEX', KEYS[4], 0)
+    if not ticket then break end
+    local entry = redis.call('HGET', KEYS[5], ticket)
+    local kind, seen_at, ttl, tail
+    if entry then kind, seen_at, ttl, tail = string.match(entry, '^(%l+:%d*)\\n(%d+)\\n(%d+)(\\n.*)$') end
+    if not kind then
+      if count > 0 then break end
+      redis.call('LPOP', KEYS[4])
+      if current then redis.call('DEL', KEYS[1]) end
+      give_turn(ticket, KEYS[1], KEYS[2], KEYS[3], KEYS[5])
+      return
+    end
+    local limit = limit_of(kind)
+    if count > 0 and (kind ~= current or (limit and count >= limit)) then break end
+    redis.call('LPOP', KEYS[4])
+    redis.call('HDEL', KEYS[5], ticket)
+    if now - tonumber(seen_at) <= ${PASS_FRESH_MS} then
+      local fence = grant(ticket, ttl, tail, kind)
+      publish('${GRANTED_MESSAGE}\\n' .. ticket .. '\\n' .. string.format('%.0f', fence))
+    else
+      reserve(ticket, kind)
+      woken = true
+    end
+    current = kind
+    count = count + 1
+  end
+  if woken then publish('released') end
+end
+-- After holders left (and \`prune()\`): the lease key follows the rest, the queue moves, and a lock
+-- left free says so.
+local function after_leaving(kind)
+  local freed = mark(kind)
+  if redis.call('LLEN', KEYS[4]) > 0 then
+    pass_turns()
+    freed = redis.call('EXISTS', KEYS[1]) == 0
+  end
+  if freed then publish('released') end
+end
+`;
+}
+
+/** Lua: the fencing token in holder `token`'s record, as a number. */
+const FENCE_OF_HOLDER = `
+local function fence_of_holder(token)
+  return tonumber(fence_of(redis.call('HGET', KEYS[6], token))) or 0
+end
+`;
+
+/**
+ * The earliest end among the holders (what a miss waits for at most), else the lease's PTTL:
+ * a writer's, or a turn kept for a waiter.
+ */
+const RETRY_AFTER = `
+local function retry_after()
+  if is_multi(redis.call('GET', KEYS[1])) then
+    local first = redis.call('ZRANGE', KEYS[7], 0, 0, 'WITHSCORES')
+    if first[2] then return math.max(0, tonumber(first[2]) - now) end
+  end
+  return redis.call('PTTL', KEYS[1])
+end
+`;
+
+/**
+ * acquire: one attempt for a reader (`kind` = `shared:`) or a permit (`limit:<N>`).
+ * KEYS: all 7. ARGV: token, ttl, record tail (`recordTail()`), kind, and the queue's lifetime
+ * in ms (0: do not queue). Returns `{1, fencingToken}`, `{0, retryAfterMs}` or `{2, N}` when
+ * the lock is of another kind (`N` = its limit, 1 for a plain lock or readers): a caller error.
+ *
+ * Taken when the lock is free or of this kind, nobody is queued (first come, first served:
+ * once a writer waits, new readers queue behind it) and a permit is free. A waiter (queue
+ * lifetime > 0) is also granted when its turn was kept (by the release of a holder of any
+ * kind) or already passed to it (its lease then refreshed: it measures it from this call), or
+ * when the queue moves while it asks (holders that crashed left room); otherwise it keeps or
+ * takes its place at the end of the queue, its entry saying when Redis saw it last.
+ */
+export function holderAcquireScript(reservationMs: number): LockScript {
+  return lockScript(
+    `
+local token, ttl, tail, kind, queue_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local current = redis.call('GET', KEYS[1])
+-- The common case first, creating no Lua function: a free lock, or one of this kind for a
+-- one-shot attempt, nobody queued.
+if (not current or (current == kind and queue_ms == 0)) and redis.call('LLEN', KEYS[4]) == 0 then
+  ${NOW}
+  ${PRUNE}
+  local limit = tonumber(string.match(kind, '^${LIMIT_MARKER}(%d+)$'))
+  if not limit or redis.call('ZCARD', KEYS[7]) < limit then
+    ${GRANT}
+    return {1, fence}
+  end
+end
+${holderSetLua(reservationMs)}${FENCE_OF_HOLDER}${RETRY_AFTER}
+local kept = false
+if current == '${RESERVED_FOR}' .. token then
+  -- A turn an exclusive release kept for us (it grants plain leases only).
+  redis.call('DEL', KEYS[1])
+  current = false
+  kept = true
+end
+if is_multi(current) and current ~= kind then return {2, limit_of(current) or 1} end
+if current and not is_multi(current) then
+  -- A writer, or a turn kept for a waiter: contention, except for a permit on a plain lock.
+  if limit_of(kind) and string.sub(current, 1, ${RESERVED_FOR.length}) ~= '${RESERVED_FOR}' then return {2, 1} end
+else
+  prune()
+  -- Only a waiter's token (the same on every attempt) can have been given a place already.
+  if current and queue_ms > 0 then
+    if redis.call('ZSCORE', KEYS[7], token) then
+      redis.call('ZADD', KEYS[7], now + ttl, token)
+      if redis.call('PTTL', KEYS[1]) < tonumber(ttl) then redis.call('PEXPIRE', KEYS[1], ttl) end
+      return {1, fence_of_holder(token)}
+    end
+    if redis.call('ZREM', KEYS[7], '${RESERVED_FOR}' .. token) == 1 then kept = true end
+  end
+end
+local function enqueue()
+  if redis.pcall('LPOS', KEYS[4], token) == false then redis.call('RPUSH', KEYS[4], token) end
+  redis.call('HSET', KEYS[5], token, kind .. '\\n' .. now .. '\\n' .. ttl .. tail)
+  if redis.call('PTTL', KEYS[4]) < queue_ms then
+    redis.call('PEXPIRE', KEYS[4], queue_ms)
+    redis.call('PEXPIRE', KEYS[5], queue_ms)
+  end
+end
+if not current or current == kind then
+  if kept then
+    redis.call('LREM', KEYS[4], 0, token)
+    redis.call('HDEL', KEYS[5], token)
+    local fence = grant(token, ttl, tail, kind)
+    pass_turns()
+    return {1, fence}
+  end
+  if redis.call('LLEN', KEYS[4]) == 0 then
+    local limit = limit_of(kind)
+    if not limit or redis.call('ZCARD', KEYS[7]) < limit then return {1, grant(token, ttl, tail, kind)} end
+  elseif queue_ms > 0 then
+    enqueue()
+    pass_turns()
+    if redis.call('ZSCORE', KEYS[7], token) then return {1, fence_of_holder(token)} end
+    return {0, retry_after()}
+  else
+    pass_turns()
+  end
+end
+if queue_ms > 0 then enqueue() end
+return {0, retry_after()}
+`,
+    7,
+  );
+}
+
+/**
+ * The scripts that end a holder's or waiter's turn, with the backend's `queueReservationMs`
+ * written in. KEYS of all: the 7 of a lock.
+ *
+ * release — ARGV: token. Returns 1 released, 0 expired (its lease had ended), -1 the lock is
+ * now another's (a plain holder). The queue moves (see `pass_turns`).
+ *
+ * leaveQueue — a reader or permit waiter gives up (after the exclusive leaveQueue took it out
+ * of the queue and answered 2). ARGV: its token. A permit passed or a place kept for it goes
+ * to the next waiters at once; so does the turn of waiters a writer that gave up kept out.
+ *
+ * forceRelease — an operator's reap. ARGV: a holder's fencing token, or '' for every holder.
+ * Returns `{'plain'}` when the lock has one holder (the exclusive FORCE_RELEASE serves it),
+ * else `{outcome, remaining ms, record or false, kind}`: released (the evicted record; the
+ * oldest when all), changed-hands (no holder has that token; the oldest holder's record).
+ */
+export function holderScripts(reservationMs: number): { acquire: LockScript; release: LockScript; leaveQueue: LockScript; forceRelease: LockScript } {
+  const holderSet = holderSetLua(reservationMs);
+  return {
+    acquire: holderAcquireScript(reservationMs),
+    release: lockScript(
+      `
+local token = ARGV[1]
+local kind = redis.call('GET', KEYS[1])
+-- The common case first, creating no Lua function: nobody queued.
+if kind and ${multiMarkerLua('kind')} and redis.call('LLEN', KEYS[4]) == 0 then
+  ${NOW}
+  ${PRUNE}
+  local released = redis.call('ZREM', KEYS[7], token)
+  redis.call('HDEL', KEYS[6], token)
+  ${MARK}
+  if freed then redis.call('PUBLISH', ${channelLua('KEYS[1]')}, 'released') end
+  return released
+end
+${holderSet}
+prune()
+local released = redis.call('ZREM', KEYS[7], token)
+redis.call('HDEL', KEYS[6], token)
+local current = redis.call('GET', KEYS[1])
+if current and not is_multi(current) then return -1 end
+if not current then
+  pass_turns()
+  return 0
+end
+after_leaving(current)
+return released
+`,
+      7,
+    ),
+    leaveQueue: lockScript(
+      `${holderSet}
+local token = ARGV[1]
+redis.call('LREM', KEYS[4], 0, token)
+redis.call('HDEL', KEYS[5], token)
+local current = redis.call('GET', KEYS[1])
+if not is_multi(current) then return 0 end
+redis.call('ZREM', KEYS[7], token, '${RESERVED_FOR}' .. token)
+redis.call('HDEL', KEYS[6], token)
+prune()
+after_leaving(current)
+return 0
+`,
+      7,
+    ),
+    forceRelease: lockScript(
+      `${holderSet}
+local current = redis.call('GET', KEYS[1])
+if not is_multi(current) then return {'plain'} end
+local ends = redis.call('ZRANGE', KEYS[7], 0, -1, 'WITHSCORES')
+-- The answer's record: the evicted one (the oldest grant when several); none evicted: the oldest holder.
+local answer, answer_ends, answer_fence, answer_evicted
+local evicted = 0
+for n = 1, #ends, 2 do
+  local record = redis.call('HGET', KEYS[6], ends[n])
+  local fence = fence_of(record)
+  local evict = ARGV[1] == '' or fence == ARGV[1]
+  if evict then
+    redis.call('ZREM', KEYS[7], ends[n])
+    redis.call('HDEL', KEYS[6], ends[n])
+    evicted = evicted + 1
+  end
+  if record and (evict or not answer_evicted) and (evict ~= answer_evicted or (tonumber(fence) or 0) < answer_fence) then
+    answer, answer_ends, answer_fence, answer_evicted = record, tonumber(ends[n + 1]), tonumber(fence) or 0, evict
+  end
+end
+local remaining = answer_ends and answer_ends - now or -2
+if evicted == 0 then return {'changed-hands', remaining, answer or false, current} end
+local lease_ms = math.max(0, redis.call('PTTL', KEYS[1]))
+${mintFenceLua('KEYS[2]', 'lease_ms')}
+prune()
+after_leaving(current)
+return {'released', remaining, answer or false, current}
+`,
+      7,
+    ),
+  };
+}
+
+/**
+ * Compare-and-extend for many leases of locks with several holders. KEYS: lease1, holders1,
+ * expiries1, lease2, ... ARGV: token1, ttl1, token2, ttl2, ... Returns 1/0 per lease, in order.
+ * The lease key's marker is lengthened when this lease now ends after it; the record's ttlMs is
+ * rewritten only when the lease length changed.
+ */
+export const HOLDER_EXTEND = lockScript(
+  `${NOW_MS}${IS_MULTI}
+local now = now_ms()
+local result = {}
+for n = 1, #KEYS / 3 do
+  local lease, holders, expiries, token, ttl = KEYS[3 * n - 2], KEYS[3 * n - 1], KEYS[3 * n], ARGV[2 * n - 1], ARGV[2 * n]
+  local ends = tonumber(redis.call('ZSCORE', expiries, token))
+  if ends and ends > now and is_multi(redis.call('GET', lease)) then
+    redis.call('ZADD', expiries, now + ttl, token)
+    if redis.call('PTTL', lease) < tonumber(ttl) then redis.call('PEXPIRE', lease, ttl) end
+    local record = redis.call('HGET', holders, token)
+    if record and string.sub(record, 1, #ttl + 1) ~= ttl .. '\\n' then
+      local first_newline = string.find(record, '\\n', 1, true)
+      if first_newline then redis.call('HSET', holders, token, ttl .. string.sub(record, first_newline)) end
+    end
+    result[n] = 1
+  else
+    result[n] = 0
+  end
+end
+return result
+`,
+);
+
+/**
+ * Read-only snapshot of a lock with one holder or several. KEYS: the 7 of a lock. Returns
+ * `{pttl, fence or false, record or false, lease, {remaining1, record1, remaining2, ...}}`:
+ * the lease key's PTTL, the exclusive holder's record, the lease key's content, and each
+ * holder of a shared or permit lock (when the lease holds their marker) with its remaining
+ * lease (<= 0: ended, not pruned yet), oldest grant first.
+ */
+export const INSPECT = lockScript(
+  `${NOW_MS}${IS_MULTI}
+local lease = redis.call('GET', KEYS[1])
+local holders = {}
+if is_multi(lease) then
+  local now = now_ms()
+  local ends = redis.call('ZRANGE', KEYS[7], 0, -1, 'WITHSCORES')
+  for n = 1, #ends, 2 do
+    local record = redis.call('HGET', KEYS[6], ends[n])
+    if record then
+      holders[#holders + 1] = tonumber(ends[n + 1]) - now
+      holders[#holders + 1] = record
+    end
+  end
+end
+return {redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('GET', KEYS[3]), lease, holders}
+`,
+  7,
+);
+
+/** Lease-key content for a request of kind `limit` (`undefined`: shared). */
+export function holderKind(limit: number | undefined): string {
+  return limit === undefined ? SHARED_MARKER : LIMIT_MARKER + String(limit);
+}
