@@ -28,6 +28,11 @@ export class MemoryLockStore {
     return this.find(key)?.holders ?? [];
   }
 
+  /** How many waiters (that passed a queue token) are in line for `key`. */
+  queued(key: string): number {
+    return this.find(key)?.queued ?? 0;
+  }
+
   /**
    * Take `request`'s key if the rules let it in now; else keep its place in line when it
    * passed a queue token. A token the store already let in (passed while it waited) is
