@@ -19,6 +19,7 @@ import {
 } from '../../lib';
 import { Gate, HolderCount, yieldTurns } from '../support/holder-count';
 import { uniquePrefix } from '../redis/redis-test-app';
+import { until } from '../support/redis-server';
 
 /**
  * Semaphores (`limit`) on the memory backend: module instances sharing one `MemoryLockStore`
@@ -44,17 +45,6 @@ async function replicas(name: string, count: number): Promise<{ locks: SpaceLock
   return { locks, store, prefix };
 }
 
-function until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const check = (): void => {
-      if (condition()) return resolve();
-      if (Date.now() - started > timeoutMs) return reject(new Error('condition not met in time'));
-      setImmediate(check);
-    };
-    check();
-  });
-}
 
 describe('semaphores (limit) on the memory backend', () => {
   it('holders of two replicas never exceed the limit, and fill it', async () => {

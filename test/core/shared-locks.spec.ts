@@ -11,6 +11,7 @@ import {
 } from '../../lib';
 import { Gate, HolderCount, yieldTurns } from '../support/holder-count';
 import { uniquePrefix } from '../redis/redis-test-app';
+import { until } from '../support/redis-server';
 
 /**
  * Readers-writer locks on the memory backend: several module instances sharing one
@@ -224,15 +225,3 @@ describe('shared (readers-writer) locks on the memory backend', () => {
     });
   });
 });
-
-function until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const check = (): void => {
-      if (condition()) return resolve();
-      if (Date.now() - started > timeoutMs) return reject(new Error('condition not met in time'));
-      setImmediate(check);
-    };
-    check();
-  });
-}
