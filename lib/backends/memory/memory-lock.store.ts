@@ -48,7 +48,8 @@ export class MemoryLockStore {
     }
     const limitInUse = state.limitInUse(request);
     if (limitInUse !== null) {
-      state.dequeue(request.token);
+      // Its place in line (taken before the key changed hands) is of no use; those behind it may go.
+      if (state.dequeue(request.token)) this.changed(request.key, state, false);
       return { acquired: false, retryAfterMs: null, limitInUse };
     }
     if (state.admits(request)) {
