@@ -49,7 +49,7 @@ describe('the sample app', () => {
   it('runs at most 3 exports per tenant; the 4th answers 503 with Retry-After', async () => {
     const server = app.getHttpServer();
     const locks = app.get(SpaceLockService);
-    const exports = [1, 2, 3].map(() => request(server).post('/exports/acme?seconds=1').then((response) => response));
+    const exports = [1, 2, 3].map(() => request(server).post('/exports/acme?seconds=2').then((response) => response));
     await until(async () => (await locks.inspectAll('export:acme')).length === 3, 5_000, 'three exports running');
     const fourth = await request(server).post('/exports/acme?seconds=1');
     expect(fourth.status).toBe(503);
