@@ -2,15 +2,14 @@ import { Module } from '@nestjs/common';
 import { ScheduleModule } from '@nestjs/schedule';
 import { TerminusModule } from '@nestjs/terminus';
 import { LockAdminModule, LockModule } from '../../lib';
+import { DocumentsController } from './documents.controller';
 import { HealthController } from './health.controller';
 import { LocalhostOnlyGuard } from './localhost-only.guard';
+import { LOCK_BACKEND as backend } from './lock-backend';
 import { ReindexJob } from './reindex.job';
 import { ReportJob } from './report.job';
 import { SpacesController } from './spaces.controller';
 import { SpacesService } from './spaces.service';
-
-// LOCK_BACKEND=file LOCK_DIR=./.locks npm start — or the default in-memory backend.
-const backend = process.env.LOCK_BACKEND === 'file' ? 'file' : process.env.LOCK_BACKEND === 'redis' ? 'redis' : 'memory';
 
 @Module({
   imports: [
@@ -26,7 +25,7 @@ const backend = process.env.LOCK_BACKEND === 'file' ? 'file' : process.env.LOCK_
     // GET /admin/locks/ui: the live page of holders; JSON under /admin/locks. From this machine only.
     LockAdminModule.forRoot({ guards: [LocalhostOnlyGuard] }),
   ],
-  controllers: [SpacesController, HealthController],
+  controllers: [SpacesController, DocumentsController, HealthController],
   providers: [SpacesService, ReindexJob, ReportJob],
 })
 export class AppModule {}
