@@ -9,6 +9,7 @@ import { firstValueFrom } from 'rxjs';
 import WebSocket from 'ws';
 import { CurrentLock, LockModule, SpaceLockService, WithLock, type HeldLock } from '../../lib';
 import { freePort } from '../support/redis-server';
+import { Gate } from '../support/gate';
 
 /**
  * Handlers of other transports lock from their arguments, like provider methods, over a real
@@ -17,14 +18,6 @@ import { freePort } from '../support/redis-server';
  * transport's error, `@CurrentLock()` filled in.
  */
 
-/** Lets a test hold a handler open until it says so. */
-class Gate {
-  private opened!: () => void;
-  readonly open = new Promise<void>((resolve) => (this.opened = resolve));
-  release(): void {
-    this.opened();
-  }
-}
 
 const gates = new Map<string, Gate>();
 const entered: string[] = [];

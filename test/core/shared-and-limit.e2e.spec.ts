@@ -3,7 +3,8 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { CurrentLock, LockModule, MemoryLockBackend, MemoryLockStore, SpaceLockService, WithLock, type HeldLock } from '../../lib';
-import { Gate, HolderCount } from '../support/holder-count';
+import { Gate } from '../support/gate';
+import { HolderCount } from '../support/holder-count';
 import { uniquePrefix } from '../redis/redis-test-app';
 
 /**

@@ -9,7 +9,8 @@ import {
   type HeldLock,
   type LockCallOptions,
 } from '../../lib';
-import { Gate, HolderCount, yieldTurns } from '../support/holder-count';
+import { Gate } from '../support/gate';
+import { HolderCount, yieldTurns } from '../support/holder-count';
 import { uniquePrefix } from '../redis/redis-test-app';
 import { until } from '../support/redis-server';
 

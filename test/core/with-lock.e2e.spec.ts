@@ -39,15 +39,8 @@ import {
   type HeldLock,
   type LockModuleOptions,
 } from '../../lib';
+import { Gate } from '../support/gate';
 
-/** Lets a test hold a handler open until it says so. */
-class Gate {
-  private opened!: () => void;
-  readonly open = new Promise<void>((resolve) => (this.opened = resolve));
-  release(): void {
-    this.opened();
-  }
-}
 
 const gates = new Map<string, Gate>();
 const streamed: string[][] = [];

@@ -67,14 +67,6 @@ export class HolderCount {
   }
 }
 
-/** A barrier a holder waits at until the test opens it. */
-export class Gate {
-  private opened!: () => void;
-  readonly open = new Promise<void>((resolve) => (this.opened = resolve));
-  release(): void {
-    this.opened();
-  }
-}
 
 /** A few turns of the event loop: lets other holders and the store move while one is inside. */
 export async function yieldTurns(turns = 3): Promise<void> {
