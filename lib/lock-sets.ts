@@ -45,16 +45,7 @@ export class LockSets {
     const options = this.acquirer.callOptions(given);
     if (!this.events.active) return this.attemptAtOnce(keys, options);
     const watch = this.events.watch(keys, options);
-    return this.attemptAtOnce(keys, options, watch).then(
-      (set) => {
-        watch.endedSet(set);
-        return set;
-      },
-      (error: unknown) => {
-        watch.failed(error);
-        throw error;
-      },
-    );
+    return watch.follow(this.attemptAtOnce(keys, options, watch));
   }
 
   /** `attemptSet` with a backend that takes sets in one call. */

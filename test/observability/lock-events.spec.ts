@@ -5,8 +5,7 @@ import { firstValueFrom, take, toArray } from 'rxjs';
 import { LockModule, SpaceLockService, type LockEvent, type LockEventType } from '../../lib';
 import { lockApp, uniquePrefix, type LockApp } from '../redis/redis-test-app';
 import { RedisServer, until } from '../support/redis-server';
-import { Redis } from 'ioredis';
-import { lockKeys } from '../../lib/backends/redis/redis-lock-keys';
+import { releaseSubscribed } from './observability-support';
 
 
 /** Every event of `app`, kept in order; `of(type)` filters. */
@@ -14,16 +13,6 @@ function recorder(locks: SpaceLockService): { events: LockEvent[]; of: <T extend
   const events: LockEvent[] = [];
   const stop = locks.onLockEvent((event) => events.push(event));
   return { events, of: (type) => events.filter((event) => event.type === type) as never, stop };
-}
-
-/** Resolves once some client listens for releases of `storeKey` (a waiter's subscription is up). */
-async function subscribed(url: string, storeKey: string): Promise<void> {
-  const raw = new Redis(url);
-  try {
-    await until(async () => Number((await raw.pubsub('NUMSUB', lockKeys(storeKey).channel))[1]) >= 1, 5_000, `a subscriber of ${storeKey}`);
-  } finally {
-    raw.disconnect();
-  }
 }
 
 describe('lock events (two replicas on a private redis-server)', () => {
@@ -97,7 +86,7 @@ describe('lock events (two replicas on a private redis-server)', () => {
     const waiting = b.locks.acquire('queue', { waitMs: 5_000, name: 'queue' });
     await until(() => record.of('contended').length === 1, 5_000, 'B queued');
     // The release passes the lease to B only over B's subscription: wait until it is up.
-    await subscribed(server.url, `${prefix}queue`);
+    await releaseSubscribed(server.url, `${prefix}queue`);
     await held.release();
     const lease = await waiting;
     await lease.release();
