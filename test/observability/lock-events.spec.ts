@@ -2,16 +2,22 @@ import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { EventEmitterModule, OnEvent } from '@nestjs/event-emitter';
 import { firstValueFrom, take, toArray } from 'rxjs';
-import { LockModule, SpaceLockService, type LockEvent, type LockEventType } from '../../lib';
+import { LOCK_EVENT_TYPES, LockModule, SpaceLockService, type LockEvent, type LockEventType } from '../../lib';
 import { lockApp, uniquePrefix, type LockApp } from '../redis/redis-test-app';
 import { RedisServer, until } from '../support/redis-server';
 import { releaseSubscribed } from './observability-support';
 
 
+/** Every type any test of this file heard (checked last: every kind is covered). */
+const seenTypes = new Set<LockEventType>();
+
 /** Every event of `app`, kept in order; `of(type)` filters. */
 function recorder(locks: SpaceLockService): { events: LockEvent[]; of: <T extends LockEventType>(type: T) => Extract<LockEvent, { type: T }>[]; stop: () => void } {
   const events: LockEvent[] = [];
-  const stop = locks.onLockEvent((event) => events.push(event));
+  const stop = locks.onLockEvent((event) => {
+    events.push(event);
+    seenTypes.add(event.type);
+  });
   return { events, of: (type) => events.filter((event) => event.type === type) as never, stop };
 }
 
@@ -212,5 +218,11 @@ describe('@nestjs/event-emitter bridge', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('coverage of the event kinds', () => {
+  it('every type of LOCK_EVENT_TYPES was emitted by a test above', () => {
+    expect([...seenTypes].sort()).toEqual([...LOCK_EVENT_TYPES].sort());
   });
 });
