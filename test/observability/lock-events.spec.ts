@@ -1,8 +1,10 @@
-import { Injectable, Module } from '@nestjs/common';
+import { Controller, Injectable, Module, Post } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import request from 'supertest';
 import { NestFactory } from '@nestjs/core';
 import { EventEmitterModule, OnEvent } from '@nestjs/event-emitter';
 import { firstValueFrom, take, toArray } from 'rxjs';
-import { LOCK_EVENT_TYPES, LockModule, SpaceLockService, type LockEvent, type LockEventType } from '../../lib';
+import { LOCK_EVENT_TYPES, LockModule, SpaceLockService, WithLock, type LockEvent, type LockEventType } from '../../lib';
 import { lockApp, uniquePrefix, type LockApp } from '../redis/redis-test-app';
 import { RedisServer, until } from '../support/redis-server';
 import { releaseSubscribed } from './observability-support';
@@ -215,6 +217,41 @@ describe('@nestjs/event-emitter bridge', () => {
     try {
       const events = (app.get(SpaceLockService) as unknown as { lockEvents: { active: boolean } }).lockEvents;
       expect(events.active).toBe(false);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('@WithLock names its lock by its template', () => {
+  @Controller('spaces')
+  class SpacesController {
+    @Post(':spaceId/sync')
+    @WithLock('space:{params.spaceId}')
+    sync(): string {
+      return 'synced';
+    }
+
+    @Post(':spaceId/named')
+    @WithLock('space:{params.spaceId}', { name: 'space-sync' })
+    named(): string {
+      return 'synced';
+    }
+  }
+
+  it('an HTTP route: the template, or its name option; never the rendered key', async () => {
+    const moduleRef = await Test.createTestingModule({ imports: [LockModule.forRoot({ keyPrefix: uniquePrefix('http') })], controllers: [SpacesController] }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    await app.init();
+    try {
+      const record = recorder(app.get(SpaceLockService));
+      expect((await request(app.getHttpServer()).post('/spaces/42/sync')).status).toBe(201);
+      expect((await request(app.getHttpServer()).post('/spaces/43/named')).status).toBe(201);
+      record.stop();
+      expect(record.of('acquired').map(({ key, name }) => ({ key, name }))).toEqual([
+        { key: 'space:42', name: 'space:{params.spaceId}' },
+        { key: 'space:43', name: 'space-sync' },
+      ]);
     } finally {
       await app.close();
     }
