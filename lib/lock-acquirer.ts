@@ -80,10 +80,12 @@ export class LockAcquirer {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (this.events.active) return this.watched(key, options);
-    return this.attemptValid(key, options);
+    if (!this.events.active) return this.attemptValid(key, options);
+    const watch = this.events.watch([key], options);
+    return watch.follow(this.attemptValid(key, options, watch));
   }
 
+  /** With `watch` (somebody listens to lock events), the same steps, told as they happen. */
   private attemptValid(key: string, options: CallOptions, watch?: AttemptWatch): Promise<Attempt> {
     const storeKey = this.storeKey(key);
     const local = this.table.get(storeKey);
@@ -97,20 +99,6 @@ export class LockAcquirer {
     return this.attemptOccupied(key, storeKey, options, performance.now() + options.waitMs, watch);
   }
 
-  /** `attemptValid` while somebody listens to lock events: the same steps, told as they happen. */
-  private watched(key: string, options: CallOptions): Promise<Attempt> {
-    const watch = this.events.watch([key], options);
-    return this.attemptValid(key, options, watch).then(
-      (attempt) => {
-        watch.ended(attempt);
-        return attempt;
-      },
-      (error: unknown) => {
-        watch.failed(error);
-        throw error;
-      },
-    );
-  }
 
   /** One store call, no wait, for a key whose local slot we occupy. */
   private attemptOnce(storeKey: string, options: CallOptions): Promise<Attempt> {

@@ -67,16 +67,7 @@ export class LockSets {
       members.map((member) => member.key),
       options[0],
     );
-    return this.attemptAtOnce(members, options, watch).then(
-      (set) => {
-        watch.endedSet(set);
-        return set;
-      },
-      (error: unknown) => {
-        watch.failed(error);
-        throw error;
-      },
-    );
+    return watch.follow(this.attemptAtOnce(members, options, watch));
   }
 
   /** `attemptSet` with a backend that takes sets in one call. */

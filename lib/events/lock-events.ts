@@ -80,16 +80,25 @@ export class AttemptWatch {
     this.events.emit({ ...this.base, type: 'handed-over', via });
   }
 
-  /** The acquisition ended with `attempt`: its lease, or a miss. */
-  ended(attempt: Attempt): void {
-    if (attempt instanceof Lease) this.acquired([attempt]);
-    else this.missed(attempt.skipped);
+  /** `attempt` (one key's, or a set's taken in one store call), told when it ends or fails. */
+  follow<T extends Attempt | SetAttempt>(attempt: Promise<T>): Promise<T> {
+    return attempt.then(
+      (result) => {
+        this.ended(result);
+        return result;
+      },
+      (error: unknown) => {
+        this.failed(error);
+        throw error;
+      },
+    );
   }
 
-  /** A lock set taken in one store call ended. */
-  endedSet(set: SetAttempt): void {
-    if ('leases' in set) this.acquired(set.leases);
-    else this.missed(set.missed[0].skipped);
+  private ended(result: Attempt | SetAttempt): void {
+    if (result instanceof Lease) this.acquired([result]);
+    else if ('leases' in result) this.acquired(result.leases);
+    else if ('missed' in result) this.missed(result.missed[0].skipped);
+    else this.missed(result.skipped);
   }
 
   private acquired(leases: readonly Lease[]): void {
@@ -105,7 +114,7 @@ export class AttemptWatch {
     this.events.emit({ ...this.base, type: 'missed', durationMs, outcome, reason });
   }
 
-  failed(error: unknown): void {
+  private failed(error: unknown): void {
     const durationMs = performance.now() - this.startedAt;
     this.waitEnded('error');
     this.events.emit({ ...this.base, type: 'failed', durationMs, error });

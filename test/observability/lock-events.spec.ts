@@ -1,29 +1,26 @@
-import { Injectable, Module } from '@nestjs/common';
+import { Controller, Injectable, Module, Post } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import request from 'supertest';
 import { NestFactory } from '@nestjs/core';
 import { EventEmitterModule, OnEvent } from '@nestjs/event-emitter';
 import { firstValueFrom, take, toArray } from 'rxjs';
-import { LockModule, SpaceLockService, type LockEvent, type LockEventType } from '../../lib';
+import { LOCK_EVENT_TYPES, LockModule, SpaceLockService, WithLock, type LockEvent, type LockEventType } from '../../lib';
 import { lockApp, uniquePrefix, type LockApp } from '../redis/redis-test-app';
 import { RedisServer, until } from '../support/redis-server';
-import { Redis } from 'ioredis';
-import { lockKeys } from '../../lib/backends/redis/redis-lock-keys';
+import { releaseSubscribed } from './observability-support';
 
+
+/** Every type any test of this file heard (checked last: every kind is covered). */
+const seenTypes = new Set<LockEventType>();
 
 /** Every event of `app`, kept in order; `of(type)` filters. */
 function recorder(locks: SpaceLockService): { events: LockEvent[]; of: <T extends LockEventType>(type: T) => Extract<LockEvent, { type: T }>[]; stop: () => void } {
   const events: LockEvent[] = [];
-  const stop = locks.onLockEvent((event) => events.push(event));
+  const stop = locks.onLockEvent((event) => {
+    events.push(event);
+    seenTypes.add(event.type);
+  });
   return { events, of: (type) => events.filter((event) => event.type === type) as never, stop };
-}
-
-/** Resolves once some client listens for releases of `storeKey` (a waiter's subscription is up). */
-async function subscribed(url: string, storeKey: string): Promise<void> {
-  const raw = new Redis(url);
-  try {
-    await until(async () => Number((await raw.pubsub('NUMSUB', lockKeys(storeKey).channel))[1]) >= 1, 5_000, `a subscriber of ${storeKey}`);
-  } finally {
-    raw.disconnect();
-  }
 }
 
 describe('lock events (two replicas on a private redis-server)', () => {
@@ -97,7 +94,7 @@ describe('lock events (two replicas on a private redis-server)', () => {
     const waiting = b.locks.acquire('queue', { waitMs: 5_000, name: 'queue' });
     await until(() => record.of('contended').length === 1, 5_000, 'B queued');
     // The release passes the lease to B only over B's subscription: wait until it is up.
-    await subscribed(server.url, `${prefix}queue`);
+    await releaseSubscribed(server.url, `${prefix}queue`);
     await held.release();
     const lease = await waiting;
     await lease.release();
@@ -223,5 +220,46 @@ describe('@nestjs/event-emitter bridge', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('@WithLock names its lock by its template', () => {
+  @Controller('spaces')
+  class SpacesController {
+    @Post(':spaceId/sync')
+    @WithLock('space:{params.spaceId}')
+    sync(): string {
+      return 'synced';
+    }
+
+    @Post(':spaceId/named')
+    @WithLock('space:{params.spaceId}', { name: 'space-sync' })
+    named(): string {
+      return 'synced';
+    }
+  }
+
+  it('an HTTP route: the template, or its name option; never the rendered key', async () => {
+    const moduleRef = await Test.createTestingModule({ imports: [LockModule.forRoot({ keyPrefix: uniquePrefix('http') })], controllers: [SpacesController] }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    await app.init();
+    try {
+      const record = recorder(app.get(SpaceLockService));
+      expect((await request(app.getHttpServer()).post('/spaces/42/sync')).status).toBe(201);
+      expect((await request(app.getHttpServer()).post('/spaces/43/named')).status).toBe(201);
+      record.stop();
+      expect(record.of('acquired').map(({ key, name }) => ({ key, name }))).toEqual([
+        { key: 'space:42', name: 'space:{params.spaceId}' },
+        { key: 'space:43', name: 'space-sync' },
+      ]);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('coverage of the event kinds', () => {
+  it('every type of LOCK_EVENT_TYPES was emitted by a test above', () => {
+    expect([...seenTypes].sort()).toEqual([...LOCK_EVENT_TYPES].sort());
   });
 });

@@ -15,8 +15,7 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '
 import { LockModule, SpaceLockService, WithLock, type LockEventType, type LockModuleOptions } from '../../lib';
 import { uniquePrefix } from '../redis/redis-test-app';
 import { RedisServer, until } from '../support/redis-server';
-import { Redis } from 'ioredis';
-import { lockKeys } from '../../lib/backends/redis/redis-lock-keys';
+import { releaseSubscribed } from './observability-support';
 
 
 @Injectable()
@@ -82,7 +81,7 @@ describe('OpenTelemetry metrics and traces (real SDK, two replicas on a private 
     const waiting = context.with(trace.setSpan(context.active(), requestSpan), () => b.acquire('space:1', { name: 'space', waitMs: 5_000 }));
     await bQueued;
     // The release passes the lease to B only over B's subscription: wait until it is up.
-    await subscribed(redis.url, `${prefix}space:1`);
+    await releaseSubscribed(redis.url, `${prefix}space:1`);
     await held.release();
     const passed = await waiting;
     requestSpan.end();
@@ -175,16 +174,6 @@ describe('OpenTelemetry metrics and traces (real SDK, two replicas on a private 
     }
   });
 });
-
-/** Resolves once some client listens for releases of `storeKey` (a waiter's subscription is up). */
-async function subscribed(url: string, storeKey: string): Promise<void> {
-  const raw = new Redis(url);
-  try {
-    await until(async () => Number((await raw.pubsub('NUMSUB', lockKeys(storeKey).channel))[1]) >= 1, 5_000, `a subscriber of ${storeKey}`);
-  } finally {
-    raw.disconnect();
-  }
-}
 
 /** Resolves at the next event of `type` from `locks`. */
 function next(locks: SpaceLockService, type: LockEventType): Promise<void> {
