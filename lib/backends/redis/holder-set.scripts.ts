@@ -48,12 +48,11 @@ const PRUNE = `for _, ended in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf
 
 /**
  * Lua statements: `token` joins the holders of a lock that is free or of kind `kind` for `ttl`
- * ms (`tail`: its record's tail), its fencing token in `local fence` (minted on `clock`, see
- * `NOW`). A crashed exclusive holder's record left at the holder key stays there (shown as
- * stale while the lock has no holder, as after an exclusive holder crashed).
+ * ms (`tail`: its record's tail; `pttl`: the lease key's), its fencing token in `local fence`
+ * (minted on `clock`, see `NOW`). A crashed exclusive holder's record left at the holder key
+ * stays there (shown as stale while the lock has no holder, as after an exclusive holder crashed).
  */
-const GRANT = `local pttl = redis.call('PTTL', KEYS[1])
-  local lease_ms = math.max(tonumber(ttl), pttl)
+const GRANT = `local lease_ms = math.max(tonumber(ttl), pttl)
   redis.call('ZADD', KEYS[7], now + ttl, token)
   ${mintFenceLua('KEYS[2]', 'lease_ms', 'clock')}
   redis.call('HSET', KEYS[6], token, ttl .. '\\n' .. token .. '\\n' .. fence_text .. tail)
@@ -90,6 +89,7 @@ local function mark(kind)
   return freed
 end
 local function grant(token, ttl, tail, kind)
+  local pttl = redis.call('PTTL', KEYS[1])
   ${GRANT}
   return fence
 end
@@ -189,12 +189,17 @@ export function holderAcquireScript(reservationMs: number): LockScript {
 local token, ttl, tail, kind, queue_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local current = redis.call('GET', KEYS[1])
 -- The common case first, creating no Lua function: a free lock, or one of this kind for a
--- one-shot attempt, nobody queued.
+-- one-shot attempt, nobody queued. (On a free lock every holder left in the sets has ended
+-- with the marker: they are pruned by the next holder's attempt or release.)
 if (not current or (current == kind and queue_ms == 0)) and redis.call('LLEN', KEYS[4]) == 0 then
   ${NOW}
-  ${PRUNE}
   local limit = tonumber(string.match(kind, '^${LIMIT_MARKER}(%d+)$'))
-  if not limit or redis.call('ZCARD', KEYS[7]) < limit then
+  local pttl = -2
+  if current then
+    ${PRUNE}
+    pttl = redis.call('PTTL', KEYS[1])
+  end
+  if not (current and limit and redis.call('ZCARD', KEYS[7]) >= limit) then
     ${GRANT}
     return {1, fence}
   end
