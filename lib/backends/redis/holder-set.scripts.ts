@@ -173,8 +173,9 @@ end
 /**
  * acquire: one attempt for a reader (`kind` = `shared:`) or a permit (`limit:<N>`).
  * KEYS: all 7. ARGV: token, ttl, record tail (`recordTail()`), kind, and the queue's lifetime
- * in ms (0: do not queue). Returns `{1, fencingToken}`, `{0, retryAfterMs}` or `{2, N}` when
- * the lock is of another kind (`N` = its limit, 1 for a plain lock or readers): a caller error.
+ * in ms (0: do not queue). Replies as ACQUIRE: the fencing token (>= 1) when granted, else
+ * `-2 - retryAfterMs` (<= -1), or `{N}` when the lock is of another kind (`N` = its limit, 1
+ * for a plain lock or readers): a caller error.
  *
  * Taken when the lock is free or of this kind, nobody is queued (first come, first served:
  * once a writer waits, new readers queue behind it) and a permit is free. A waiter (queue
@@ -201,7 +202,7 @@ if (not current or (current == kind and queue_ms == 0)) and redis.call('LLEN', K
   end
   if not (current and limit and redis.call('ZCARD', KEYS[7]) >= limit) then
     ${GRANT}
-    return {1, fence}
+    return fence
   end
 end
 ${holderSetLua(reservationMs)}${FENCE_OF_HOLDER}${RETRY_AFTER}
@@ -212,10 +213,10 @@ if current == '${RESERVED_FOR}' .. token then
   current = false
   kept = true
 end
-if is_multi(current) and current ~= kind then return {2, limit_of(current) or 1} end
+if is_multi(current) and current ~= kind then return {limit_of(current) or 1} end
 if current and not is_multi(current) then
   -- A writer, or a turn kept for a waiter: contention, except for a permit on a plain lock.
-  if limit_of(kind) and string.sub(current, 1, ${RESERVED_FOR.length}) ~= '${RESERVED_FOR}' then return {2, 1} end
+  if limit_of(kind) and string.sub(current, 1, ${RESERVED_FOR.length}) ~= '${RESERVED_FOR}' then return {1} end
 else
   prune()
   -- Only a waiter's token (the same on every attempt) can have been given a place already.
@@ -223,7 +224,7 @@ else
     if redis.call('ZSCORE', KEYS[7], token) then
       redis.call('ZADD', KEYS[7], now + ttl, token)
       if redis.call('PTTL', KEYS[1]) < tonumber(ttl) then redis.call('PEXPIRE', KEYS[1], ttl) end
-      return {1, fence_of_holder(token)}
+      return fence_of_holder(token)
     end
     if redis.call('ZREM', KEYS[7], '${RESERVED_FOR}' .. token) == 1 then kept = true end
   end
@@ -242,22 +243,22 @@ if not current or current == kind then
     redis.call('HDEL', KEYS[5], token)
     local fence = grant(token, ttl, tail, kind)
     pass_turns()
-    return {1, fence}
+    return fence
   end
   if redis.call('LLEN', KEYS[4]) == 0 then
     local limit = limit_of(kind)
-    if not limit or redis.call('ZCARD', KEYS[7]) < limit then return {1, grant(token, ttl, tail, kind)} end
+    if not limit or redis.call('ZCARD', KEYS[7]) < limit then return grant(token, ttl, tail, kind) end
   elseif queue_ms > 0 then
     enqueue()
     pass_turns()
-    if redis.call('ZSCORE', KEYS[7], token) then return {1, fence_of_holder(token)} end
-    return {0, retry_after()}
+    if redis.call('ZSCORE', KEYS[7], token) then return fence_of_holder(token) end
+    return -2 - retry_after()
   else
     pass_turns()
   end
 end
 if queue_ms > 0 then enqueue() end
-return {0, retry_after()}
+return -2 - retry_after()
 `,
     7,
   );

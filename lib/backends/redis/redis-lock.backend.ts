@@ -20,7 +20,7 @@ import { LockBackendError, LockNotSupportedError, LockOptionsError } from '../..
 import { ReleaseChannels } from './redis-release-channels';
 import { recordTail, toLockRecord } from './redis-holder-record';
 import { HOLDER_EXTEND } from './holder-set.scripts';
-import { RedisHolderSet, heldByOthers, isMultiHolder, toAcquireOutcome, toReleaseOutcome } from './redis-holder-set';
+import { RedisHolderSet, heldByOthers, isMultiHolder, toAcquireOutcome, toGrantOutcome, toReleaseOutcome } from './redis-holder-set';
 import {
   FENCE_SUFFIX,
   HOLDER_SUFFIX,
@@ -530,15 +530,6 @@ export class RedisLockBackend implements LockBackend {
     );
     return answers.map((answer) => (Array.isArray(answer) ? String(answer[1] ?? '') : '')).filter(Boolean);
   }
-}
-
-/** ACQUIRE reply: the fencing token (>= 1), `-2 - pttl` when held, `{N}` when held by `limit: N` permits. */
-function toGrantOutcome(reply: Reply): AcquireOutcome {
-  if (typeof reply !== 'number') return { acquired: false, retryAfterMs: null, limitInUse: (reply as number[])[0] };
-  const value = reply;
-  if (value >= 1) return { acquired: true, fencingToken: value };
-  const pttl = -2 - value;
-  return { acquired: false, retryAfterMs: pttl >= 0 ? pttl : null };
 }
 
 /** `granted⏎token⏎fence` from the release channel, else `null`. */
