@@ -1,6 +1,6 @@
 import { mintFenceLua } from './fencing-clock';
 import { channelLua } from './redis-lock-keys';
-import { FENCE_OF } from './redis-holder-record';
+import { FENCE_OF, recordTtlLua } from './redis-holder-record';
 import {
   GRANTED_MESSAGE,
   IS_MULTI,
@@ -379,10 +379,7 @@ for n = 1, #KEYS / 3 do
     redis.call('ZADD', expiries, now + ttl, token)
     if redis.call('PTTL', lease) < tonumber(ttl) then redis.call('PEXPIRE', lease, ttl) end
     local record = redis.call('HGET', holders, token)
-    if record and string.sub(record, 1, #ttl + 1) ~= ttl .. '\\n' then
-      local first_newline = string.find(record, '\\n', 1, true)
-      if first_newline then redis.call('HSET', holders, token, ttl .. string.sub(record, first_newline)) end
-    end
+    ${recordTtlLua((value) => `redis.call('HSET', holders, token, ${value})`)}
     result[n] = 1
   else
     result[n] = 0

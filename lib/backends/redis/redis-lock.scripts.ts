@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mintFenceLua } from './fencing-clock';
 import { channelLua } from './redis-lock-keys';
-import { FENCE_OF, RECORD_OF, stampLua } from './redis-holder-record';
+import { FENCE_OF, RECORD_OF, recordTtlLua, stampLua } from './redis-holder-record';
 
 /**
  * The Lua scripts of the Redis backend. Keys and their one KEYS order are in
@@ -292,10 +292,7 @@ for n = 1, #KEYS / 2 do
   if redis.call('GET', lease) == token then
     redis.call('PEXPIRE', lease, ttl)
     local record = redis.call('GET', holder)
-    if record and string.sub(record, 1, #ttl + 1) ~= ttl .. '\\n' then
-      local first_newline = string.find(record, '\\n', 1, true)
-      if first_newline then redis.call('SET', holder, ttl .. string.sub(record, first_newline)) end
-    end
+    ${recordTtlLua((value) => `redis.call('SET', holder, ${value})`)}
     result[n] = 1
   else
     result[n] = 0
