@@ -44,7 +44,7 @@ export class LockSets {
       assertValidKey(member.key);
       const seen = byKey.get(member.key);
       if (!seen) byKey.set(member.key, member);
-      else if ((seen.options?.mode ?? 'exclusive') !== (member.options?.mode ?? 'exclusive') || (seen.options?.limit ?? 1) !== (member.options?.limit ?? 1)) {
+      else if (!sameKind(seen.options, member.options)) {
         throw new LockOptionsError(`Key "${member.key}" is named twice in a lock set, with different mode or limit`);
       }
     }
@@ -159,4 +159,9 @@ function ownOptions(entry: Exclude<LockSetKey, string>, given: LockCallOptions |
   if (entry.mode !== undefined) options.mode = entry.mode;
   if (entry.limit !== undefined) options.limit = entry.limit;
   return { key: entry.key, options };
+}
+
+/** Do two members take their key the same way (mode and limit)? */
+function sameKind(a: LockCallOptions | undefined, b: LockCallOptions | undefined): boolean {
+  return (a?.mode ?? 'exclusive') === (b?.mode ?? 'exclusive') && (a?.limit ?? 1) === (b?.limit ?? 1);
 }

@@ -40,7 +40,8 @@ export function isAlive(host: string, pid: number): boolean | null {
 
 const COLUMNS: readonly [header: string, cell: (view: HolderView) => string][] = [
   ['KEY', (view) => view.key],
-  ['MODE', (view) => view.mode],
+  // A semaphore's permits show their size: `limit 3`.
+  ['MODE', (view) => (view.limit === undefined ? view.mode : `limit ${view.limit}`)],
   ['OWNER', (view) => view.ownerId],
   ['HOST', (view) => view.hostname],
   ['PID', (view) => String(view.pid)],

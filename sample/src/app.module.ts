@@ -1,13 +1,12 @@
 import { Module } from '@nestjs/common';
 import { ScheduleModule } from '@nestjs/schedule';
 import { LockModule } from '../../lib';
+import { DocumentsController } from './documents.controller';
+import { LOCK_BACKEND as backend } from './lock-backend';
 import { ReindexJob } from './reindex.job';
 import { ReportJob } from './report.job';
 import { SpacesController } from './spaces.controller';
 import { SpacesService } from './spaces.service';
-
-// LOCK_BACKEND=file LOCK_DIR=./.locks npm start — or the default in-memory backend.
-const backend = process.env.LOCK_BACKEND === 'file' ? 'file' : process.env.LOCK_BACKEND === 'redis' ? 'redis' : 'memory';
 
 @Module({
   imports: [
@@ -19,7 +18,7 @@ const backend = process.env.LOCK_BACKEND === 'file' ? 'file' : process.env.LOCK_
       redis: { url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
     }),
   ],
-  controllers: [SpacesController],
+  controllers: [SpacesController, DocumentsController],
   providers: [SpacesService, ReindexJob, ReportJob],
 })
 export class AppModule {}

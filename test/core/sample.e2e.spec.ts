@@ -34,6 +34,30 @@ describe('the sample app', () => {
     expect((await request(server).get('/spaces/demo/lock')).body).toEqual({ free: true });
   });
 
+  it('reads a document with any number of readers at once; a write waits for them, alone', async () => {
+    const server = app.getHttpServer();
+    const locks = app.get(SpaceLockService);
+    const readers = [1, 2].map(() => request(server).get('/documents/d1?seconds=1').then((response) => response));
+    // Both readers hold the document's lock together.
+    await until(async () => (await locks.inspectAll('document:d1')).length === 2, 5_000, 'two readers inside');
+    const write = await request(server).put('/documents/d1').send({ text: 'hello' });
+    expect(write.status).toBe(200);
+    for (const response of await Promise.all(readers)) expect(response.body).toEqual({ id: 'd1', text: '', mode: 'shared' });
+    expect((await request(server).get('/documents/d1')).body).toEqual({ id: 'd1', text: 'hello', mode: 'shared' });
+  });
+
+  it('runs at most 3 exports per tenant; the 4th answers 503 with Retry-After', async () => {
+    const server = app.getHttpServer();
+    const locks = app.get(SpaceLockService);
+    const exports = [1, 2, 3].map(() => request(server).post('/exports/acme?seconds=2').then((response) => response));
+    await until(async () => (await locks.inspectAll('export:acme')).length === 3, 5_000, 'three exports running');
+    const fourth = await request(server).post('/exports/acme?seconds=1');
+    expect(fourth.status).toBe(503);
+    expect(Number(fourth.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    for (const response of await Promise.all(exports)) expect(response.body).toMatchObject({ tenant: 'acme', limit: 3 });
+    expect((await request(server).post('/exports/globex?seconds=0')).status).toBe(201);
+  });
+
   it('the scheduled-style job skips while another run holds the lock', async () => {
     const job = app.get(ReindexJob);
     const locks = app.get(SpaceLockService);

@@ -35,6 +35,11 @@ export class MemoryKeyState {
     return this.holders.length === 0 && this.queue.length === 0;
   }
 
+  /** Waiters in line. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
   holder(token: string): MemoryLease | undefined {
     return this.holders.find((lease) => lease.token === token);
   }

@@ -28,6 +28,11 @@ export class MemoryLockStore {
     return this.find(key)?.holders ?? [];
   }
 
+  /** How many waiters (that passed a queue token) are in line for `key`. */
+  queued(key: string): number {
+    return this.find(key)?.queued ?? 0;
+  }
+
   /**
    * Take `request`'s key if the rules let it in now; else keep its place in line when it
    * passed a queue token. A token the store already let in (passed while it waited) is
@@ -43,7 +48,8 @@ export class MemoryLockStore {
     }
     const limitInUse = state.limitInUse(request);
     if (limitInUse !== null) {
-      state.dequeue(request.token);
+      // Its place in line (taken before the key changed hands) is of no use; those behind it may go.
+      if (state.dequeue(request.token)) this.changed(request.key, state, false);
       return { acquired: false, retryAfterMs: null, limitInUse };
     }
     if (state.admits(request)) {
