@@ -204,6 +204,15 @@ describe('Redis shared locks and permits (real redis-server)', () => {
     expect(blocked).toMatchObject({ acquired: false, held: [{ key: `${prefix}b` }] });
     // Rolled back: the permit taken before the miss was given back.
     expect((await backend.inspect(`${prefix}c`)).length).toBe(1);
+    // Another limit, or a plain lock on permits, in a set: limitInUse, for the caller to throw.
+    expect(await backend.tryAcquireAll([request(`${prefix}c`, { limit: 5 }), request(`${prefix}d`)])).toEqual({
+      acquired: false,
+      held: [{ key: `${prefix}c`, retryAfterMs: null, limitInUse: 2 }],
+    });
+    expect(await backend.tryAcquireAll([request(`${prefix}c`), request(`${prefix}d`)])).toEqual({
+      acquired: false,
+      held: [{ key: `${prefix}c`, retryAfterMs: null, limitInUse: 2 }],
+    });
   });
 });
 

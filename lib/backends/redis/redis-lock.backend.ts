@@ -370,17 +370,19 @@ export class RedisLockBackend implements LockBackend {
   private async acquireGroup(requests: readonly LockRequest[]): Promise<AcquireAllOutcome> {
     if (isMultiHolder(requests[0])) {
       const outcome = await this.acquireUnconfirmed(requests[0]);
-      return outcome.acquired ? { acquired: true, fencingTokens: [outcome.fencingToken] } : { acquired: false, held: [{ key: requests[0].key, retryAfterMs: outcome.retryAfterMs }] };
+      if (outcome.acquired) return { acquired: true, fencingTokens: [outcome.fencingToken] };
+      const { retryAfterMs, limitInUse } = outcome;
+      return { acquired: false, held: [{ key: requests[0].key, retryAfterMs, ...(limitInUse === undefined ? {} : { limitInUse }) }] };
     }
     const grants = requests.map((request) => this.grantArgs(request));
     const keys = grants.flatMap((grant) => grant.slice(0, 3));
     const args = grants.flatMap((grant) => grant.slice(3));
     const [granted, ...values] = (await this.run(ACQUIRE_ALL, [keys.length, ...keys, ...args])) as number[];
     if (granted === 1) return { acquired: true, fencingTokens: values };
-    const held: { key: string; retryAfterMs: number | null }[] = [];
-    for (let index = 0; index + 1 < values.length; index += 2) {
-      const pttl = values[index + 1];
-      held.push({ key: requests[values[index] - 1].key, retryAfterMs: pttl >= 0 ? pttl : null });
+    const held: { key: string; retryAfterMs: number | null; limitInUse?: number }[] = [];
+    for (let index = 0; index + 2 < values.length; index += 3) {
+      const [pttl, limitInUse] = [values[index + 1], values[index + 2]];
+      held.push({ key: requests[values[index] - 1].key, ...(limitInUse > 0 ? { retryAfterMs: null, limitInUse } : { retryAfterMs: pttl >= 0 ? pttl : null }) });
     }
     return { acquired: false, held };
   }

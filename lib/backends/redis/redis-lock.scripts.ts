@@ -187,7 +187,8 @@ function popTurn(leaseKey: string, queueKey: string, done: string): string {
  * Several locks, all or none. KEYS: lease, fence, holder of each lock. ARGV: the 3 grant
  * arguments of each lock, in the same order. Every lease is checked before any is set, so
  * a miss writes nothing. Returns `{1, fence1, fence2, ...}` when all were granted, else
- * `{0, n1, pttl1, n2, pttl2, ...}` for each lock n found held (pttl -1: held without expiry).
+ * `{0, n1, pttl1, limit1, n2, ...}` for each lock n found held (pttl -1: held without expiry;
+ * limit N when `limit: N` permits hold it, a caller error, else 0).
  */
 export const ACQUIRE_ALL = lockScript(
   `${STAMP_GRANT}
@@ -197,6 +198,7 @@ for n = 1, #KEYS / 3 do
   if pttl ~= -2 then
     held[#held + 1] = n
     held[#held + 1] = pttl
+    held[#held + 1] = tonumber(string.match(redis.call('GET', KEYS[3 * n - 2]), '^${LIMIT_MARKER}(%d+)$')) or 0
   end
 end
 if #held > 1 then return held end
