@@ -3,6 +3,9 @@ import { join } from 'node:path';
 import { lockKeys } from '../../lib/backends/redis/redis-lock-keys';
 import { recordTail } from '../../lib/backends/redis/redis-holder-record';
 import type { AcquireOutcome, LockOwner, LockRequest } from '../../lib/lock-backend.interface';
+import { runCli } from '../../lib/cli/run';
+import type { HolderView } from '../../lib/cli/format';
+import { recordingIo } from '../ops/ops-support';
 import { until } from '../support/redis-server';
 import { redisBackendFixture, uniquePrefix } from './redis-test-app';
 
@@ -191,6 +194,20 @@ describe('Redis shared locks and permits (real redis-server)', () => {
     expect(await raw.lrange(lockKeys(scan).queue, 0, -1)).toEqual([]);
     expect(await backend.tryAcquire(request(scan, { mode: 'shared', waiter: 'behind' }))).toMatchObject({ acquired: true });
     expect((await backend.inspect(scan)).length).toBe(2);
+  });
+
+  it('the CLI lists and inspects every reader and permit', async () => {
+    const { backend, server } = fixture;
+    const prefix = uniquePrefix('cli');
+    const grants = [request(`${prefix}scan`, { mode: 'shared' }), request(`${prefix}scan`, { mode: 'shared' }), request(`${prefix}export`, { limit: 2 })];
+    for (const grant of grants) fenceOf(await backend.tryAcquire(grant));
+    const io = recordingIo();
+    expect(await runCli(['list', '--json', '--redis', server.url, '--key-prefix', prefix], io)).toBe(0);
+    const views = (JSON.parse(io.stdout) as HolderView[]).map(({ key, mode }) => ({ key, mode })).sort((a, b) => a.key.localeCompare(b.key));
+    expect(views).toEqual([{ key: 'export', mode: 'exclusive' }, { key: 'scan', mode: 'shared' }, { key: 'scan', mode: 'shared' }]);
+    const table = recordingIo();
+    expect(await runCli(['inspect', 'export', '--redis', server.url, '--key-prefix', prefix], table)).toBe(0);
+    expect(table.stdout).toMatch(/^export\s+limit 2\s/m);
   });
 
   it('a lock set mixes modes and limits, all or none', async () => {
