@@ -273,6 +273,21 @@ describe('rolling upgrade: the previous version keeps out of locks this one hold
     expect(Date.now() - sawHeldAt).toBeGreaterThanOrEqual(1_000);
   });
 
+  it('readers queued behind a writer of the previous version get in together when it releases', async () => {
+    const { backend, raw } = fixture;
+    const key = `${uniquePrefix('upgrade-readers')}job`;
+    const keys = lockKeys(key);
+    expect(await previousAcquire(key, 'old-holder')).toBe(true);
+    for (const waiter of ['r1', 'r2']) expect(await backend.tryAcquire(request(key, { mode: 'shared', waiter }))).toMatchObject({ acquired: false });
+    await raw.eval(previousScripts.RELEASE, 5, keys.lease, keys.holder, keys.queue, keys.waiting, keys.fence, 'old-holder');
+    // The previous version cannot grant a reader: it keeps the turn for the first one, which asks again.
+    expect(await raw.get(keys.lease)).toBe('queued:r1');
+    const first = fenceOf(await backend.tryAcquire(request(key, { mode: 'shared', waiter: 'r1' })));
+    const second = fenceOf(await backend.tryAcquire(request(key, { mode: 'shared', waiter: 'r2' })));
+    expect(second).toBeGreaterThan(first);
+    expect(await previousAcquire(key, 'old-again')).toBe(false);
+  });
+
   it('a writer of the previous version queued behind readers gets the lock pushed by the last reader', async () => {
     const { backend, raw } = fixture;
     const key = `${uniquePrefix('upgrade-queue')}job`;
