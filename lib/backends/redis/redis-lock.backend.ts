@@ -457,7 +457,9 @@ export class RedisLockBackend implements LockBackend {
 
   /**
    * A lease another process's release passed to `token`: with `replicas`, confirmed by a write
-   * of our own (see CONFIRM_HELD) before it counts; one no longer ours is a wake-up.
+   * of our own (see CONFIRM_HELD) before it counts; one no longer ours is a wake-up. So is a
+   * reader's or permit's (its token is not the lease key's): the waiter's next attempt confirms
+   * it, with a `WAIT` of its own.
    */
   private async confirmPassed(key: string, token: string, fencingToken: number): Promise<PassedLease | undefined> {
     if (!this.replicas) return { fencingToken };
