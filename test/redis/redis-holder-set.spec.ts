@@ -3,6 +3,9 @@ import { join } from 'node:path';
 import { lockKeys } from '../../lib/backends/redis/redis-lock-keys';
 import { recordTail } from '../../lib/backends/redis/redis-holder-record';
 import type { AcquireOutcome, LockOwner, LockRequest } from '../../lib/lock-backend.interface';
+import { runCli } from '../../lib/cli/run';
+import type { HolderView } from '../../lib/cli/format';
+import { recordingIo } from '../ops/ops-support';
 import { until } from '../support/redis-server';
 import { redisBackendFixture, uniquePrefix } from './redis-test-app';
 
@@ -193,6 +196,20 @@ describe('Redis shared locks and permits (real redis-server)', () => {
     expect((await backend.inspect(scan)).length).toBe(2);
   });
 
+  it('the CLI lists and inspects every reader and permit', async () => {
+    const { backend, server } = fixture;
+    const prefix = uniquePrefix('cli');
+    const grants = [request(`${prefix}scan`, { mode: 'shared' }), request(`${prefix}scan`, { mode: 'shared' }), request(`${prefix}export`, { limit: 2 })];
+    for (const grant of grants) fenceOf(await backend.tryAcquire(grant));
+    const io = recordingIo();
+    expect(await runCli(['list', '--json', '--redis', server.url, '--key-prefix', prefix], io)).toBe(0);
+    const views = (JSON.parse(io.stdout) as HolderView[]).map(({ key, mode }) => ({ key, mode })).sort((a, b) => a.key.localeCompare(b.key));
+    expect(views).toEqual([{ key: 'export', mode: 'exclusive' }, { key: 'scan', mode: 'shared' }, { key: 'scan', mode: 'shared' }]);
+    const table = recordingIo();
+    expect(await runCli(['inspect', 'export', '--redis', server.url, '--key-prefix', prefix], table)).toBe(0);
+    expect(table.stdout).toMatch(/^export\s+limit 2\s/m);
+  });
+
   it('a lock set mixes modes and limits, all or none', async () => {
     const { backend } = fixture;
     const prefix = uniquePrefix('set');
@@ -204,6 +221,15 @@ describe('Redis shared locks and permits (real redis-server)', () => {
     expect(blocked).toMatchObject({ acquired: false, held: [{ key: `${prefix}b` }] });
     // Rolled back: the permit taken before the miss was given back.
     expect((await backend.inspect(`${prefix}c`)).length).toBe(1);
+    // Another limit, or a plain lock on permits, in a set: limitInUse, for the caller to throw.
+    expect(await backend.tryAcquireAll([request(`${prefix}c`, { limit: 5 }), request(`${prefix}d`)])).toEqual({
+      acquired: false,
+      held: [{ key: `${prefix}c`, retryAfterMs: null, limitInUse: 2 }],
+    });
+    expect(await backend.tryAcquireAll([request(`${prefix}c`), request(`${prefix}d`)])).toEqual({
+      acquired: false,
+      held: [{ key: `${prefix}c`, retryAfterMs: null, limitInUse: 2 }],
+    });
   });
 });
 
@@ -245,6 +271,21 @@ describe('rolling upgrade: the previous version keeps out of locks this one hold
     const sawHeldAt = Date.now();
     await until(() => previousAcquire(key, 'old-3'), 5_000, 'free for the previous version');
     expect(Date.now() - sawHeldAt).toBeGreaterThanOrEqual(1_000);
+  });
+
+  it('readers queued behind a writer of the previous version get in together when it releases', async () => {
+    const { backend, raw } = fixture;
+    const key = `${uniquePrefix('upgrade-readers')}job`;
+    const keys = lockKeys(key);
+    expect(await previousAcquire(key, 'old-holder')).toBe(true);
+    for (const waiter of ['r1', 'r2']) expect(await backend.tryAcquire(request(key, { mode: 'shared', waiter }))).toMatchObject({ acquired: false });
+    await raw.eval(previousScripts.RELEASE, 5, keys.lease, keys.holder, keys.queue, keys.waiting, keys.fence, 'old-holder');
+    // The previous version cannot grant a reader: it keeps the turn for the first one, which asks again.
+    expect(await raw.get(keys.lease)).toBe('queued:r1');
+    const first = fenceOf(await backend.tryAcquire(request(key, { mode: 'shared', waiter: 'r1' })));
+    const second = fenceOf(await backend.tryAcquire(request(key, { mode: 'shared', waiter: 'r2' })));
+    expect(second).toBeGreaterThan(first);
+    expect(await previousAcquire(key, 'old-again')).toBe(false);
   });
 
   it('a writer of the previous version queued behind readers gets the lock pushed by the last reader', async () => {

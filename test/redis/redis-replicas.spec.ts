@@ -69,6 +69,28 @@ describe('redis.replicas: grants, hand-offs and releases confirmed by a real rep
     expect(await onReplica(prefix, 'job')).toBe('');
   });
 
+  it('readers and permits: grants, a permit passed to a waiter of another replica and releases are on the replica when the call returns', async () => {
+    const prefix = uniquePrefix('confirmed-holders');
+    const one = await app(prefix);
+    const two = await app(prefix);
+    const onReplicaHolders = async (key: string): Promise<number> => Number(await replica.cli('zcard', lockKeys(prefix + key).expiries));
+    const readers = await Promise.all([one.locks.acquire('scan', { mode: 'shared' }), two.locks.acquire('scan', { mode: 'shared' })]);
+    expect(await onReplicaHolders('scan')).toBe(2);
+    await Promise.all(readers.map((reader) => reader.release()));
+    expect(await onReplicaHolders('scan')).toBe(0);
+
+    const permit = await one.locks.acquire('export', { limit: 2 });
+    const other = await one.locks.acquire('export', { limit: 2 });
+    const waiting = two.locks.acquire('export', { limit: 2, waitMs: 5_000 });
+    await until(async () => (await primary.cli('llen', lockKeys(`${prefix}export`).queue)) === '1', 5_000, 'permit waiter queued');
+    await permit.release();
+    const passed = await waiting;
+    expect(passed.fencingToken).toBeGreaterThan(other.fencingToken);
+    expect(await replica.cli('zscore', lockKeys(`${prefix}export`).expiries, passed.token)).not.toBe('');
+    await Promise.all([passed.release(), other.release()]);
+    expect(await onReplicaHolders('export')).toBe(0);
+  });
+
   it('replica stopped: the grant is given back and the call fails with LockBackendError; held leases keep their heartbeats', async () => {
     const prefix = uniquePrefix('no-replica');
     const { locks } = await app(prefix, 600);

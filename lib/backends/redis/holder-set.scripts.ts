@@ -1,6 +1,6 @@
 import { mintFenceLua } from './fencing-clock';
 import { channelLua } from './redis-lock-keys';
-import { FENCE_OF } from './redis-holder-record';
+import { FENCE_OF, recordTtlLua } from './redis-holder-record';
 import {
   GRANTED_MESSAGE,
   IS_MULTI,
@@ -48,12 +48,11 @@ const PRUNE = `for _, ended in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf
 
 /**
  * Lua statements: `token` joins the holders of a lock that is free or of kind `kind` for `ttl`
- * ms (`tail`: its record's tail), its fencing token in `local fence` (minted on `clock`, see
- * `NOW`). A crashed exclusive holder's record left at the holder key stays there (shown as
- * stale while the lock has no holder, as after an exclusive holder crashed).
+ * ms (`tail`: its record's tail; `pttl`: the lease key's), its fencing token in `local fence`
+ * (minted on `clock`, see `NOW`). A crashed exclusive holder's record left at the holder key
+ * stays there (shown as stale while the lock has no holder, as after an exclusive holder crashed).
  */
-const GRANT = `local pttl = redis.call('PTTL', KEYS[1])
-  local lease_ms = math.max(tonumber(ttl), pttl)
+const GRANT = `local lease_ms = math.max(tonumber(ttl), pttl)
   redis.call('ZADD', KEYS[7], now + ttl, token)
   ${mintFenceLua('KEYS[2]', 'lease_ms', 'clock')}
   redis.call('HSET', KEYS[6], token, ttl .. '\\n' .. token .. '\\n' .. fence_text .. tail)
@@ -90,6 +89,7 @@ local function mark(kind)
   return freed
 end
 local function grant(token, ttl, tail, kind)
+  local pttl = redis.call('PTTL', KEYS[1])
   ${GRANT}
   return fence
 end
@@ -173,8 +173,9 @@ end
 /**
  * acquire: one attempt for a reader (`kind` = `shared:`) or a permit (`limit:<N>`).
  * KEYS: all 7. ARGV: token, ttl, record tail (`recordTail()`), kind, and the queue's lifetime
- * in ms (0: do not queue). Returns `{1, fencingToken}`, `{0, retryAfterMs}` or `{2, N}` when
- * the lock is of another kind (`N` = its limit, 1 for a plain lock or readers): a caller error.
+ * in ms (0: do not queue). Replies as ACQUIRE: the fencing token (>= 1) when granted, else
+ * `-2 - retryAfterMs` (<= -1), or `{N}` when the lock is of another kind (`N` = its limit, 1
+ * for a plain lock or readers): a caller error.
  *
  * Taken when the lock is free or of this kind, nobody is queued (first come, first served:
  * once a writer waits, new readers queue behind it) and a permit is free. A waiter (queue
@@ -189,14 +190,19 @@ export function holderAcquireScript(reservationMs: number): LockScript {
 local token, ttl, tail, kind, queue_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local current = redis.call('GET', KEYS[1])
 -- The common case first, creating no Lua function: a free lock, or one of this kind for a
--- one-shot attempt, nobody queued.
+-- one-shot attempt, nobody queued. (On a free lock every holder left in the sets has ended
+-- with the marker: they are pruned by the next holder's attempt or release.)
 if (not current or (current == kind and queue_ms == 0)) and redis.call('LLEN', KEYS[4]) == 0 then
   ${NOW}
-  ${PRUNE}
   local limit = tonumber(string.match(kind, '^${LIMIT_MARKER}(%d+)$'))
-  if not limit or redis.call('ZCARD', KEYS[7]) < limit then
+  local pttl = -2
+  if current then
+    ${PRUNE}
+    pttl = redis.call('PTTL', KEYS[1])
+  end
+  if not (current and limit and redis.call('ZCARD', KEYS[7]) >= limit) then
     ${GRANT}
-    return {1, fence}
+    return fence
   end
 end
 ${holderSetLua(reservationMs)}${FENCE_OF_HOLDER}${RETRY_AFTER}
@@ -207,10 +213,10 @@ if current == '${RESERVED_FOR}' .. token then
   current = false
   kept = true
 end
-if is_multi(current) and current ~= kind then return {2, limit_of(current) or 1} end
+if is_multi(current) and current ~= kind then return {limit_of(current) or 1} end
 if current and not is_multi(current) then
   -- A writer, or a turn kept for a waiter: contention, except for a permit on a plain lock.
-  if limit_of(kind) and string.sub(current, 1, ${RESERVED_FOR.length}) ~= '${RESERVED_FOR}' then return {2, 1} end
+  if limit_of(kind) and string.sub(current, 1, ${RESERVED_FOR.length}) ~= '${RESERVED_FOR}' then return {1} end
 else
   prune()
   -- Only a waiter's token (the same on every attempt) can have been given a place already.
@@ -218,7 +224,7 @@ else
     if redis.call('ZSCORE', KEYS[7], token) then
       redis.call('ZADD', KEYS[7], now + ttl, token)
       if redis.call('PTTL', KEYS[1]) < tonumber(ttl) then redis.call('PEXPIRE', KEYS[1], ttl) end
-      return {1, fence_of_holder(token)}
+      return fence_of_holder(token)
     end
     if redis.call('ZREM', KEYS[7], '${RESERVED_FOR}' .. token) == 1 then kept = true end
   end
@@ -237,22 +243,22 @@ if not current or current == kind then
     redis.call('HDEL', KEYS[5], token)
     local fence = grant(token, ttl, tail, kind)
     pass_turns()
-    return {1, fence}
+    return fence
   end
   if redis.call('LLEN', KEYS[4]) == 0 then
     local limit = limit_of(kind)
-    if not limit or redis.call('ZCARD', KEYS[7]) < limit then return {1, grant(token, ttl, tail, kind)} end
+    if not limit or redis.call('ZCARD', KEYS[7]) < limit then return grant(token, ttl, tail, kind) end
   elseif queue_ms > 0 then
     enqueue()
     pass_turns()
-    if redis.call('ZSCORE', KEYS[7], token) then return {1, fence_of_holder(token)} end
-    return {0, retry_after()}
+    if redis.call('ZSCORE', KEYS[7], token) then return fence_of_holder(token) end
+    return -2 - retry_after()
   else
     pass_turns()
   end
 end
 if queue_ms > 0 then enqueue() end
-return {0, retry_after()}
+return -2 - retry_after()
 `,
     7,
   );
@@ -373,10 +379,7 @@ for n = 1, #KEYS / 3 do
     redis.call('ZADD', expiries, now + ttl, token)
     if redis.call('PTTL', lease) < tonumber(ttl) then redis.call('PEXPIRE', lease, ttl) end
     local record = redis.call('HGET', holders, token)
-    if record and string.sub(record, 1, #ttl + 1) ~= ttl .. '\\n' then
-      local first_newline = string.find(record, '\\n', 1, true)
-      if first_newline then redis.call('HSET', holders, token, ttl .. string.sub(record, first_newline)) end
-    end
+    ${recordTtlLua((value) => `redis.call('HSET', holders, token, ${value})`)}
     result[n] = 1
   else
     result[n] = 0

@@ -60,6 +60,17 @@ export function stampLua(fenceKey: string, holderKey: string, token: string, ttl
 redis.call('SET', ${holderKey}, ${ttl} .. '\\n' .. ${token} .. '\\n' .. fence_text .. ${tail})`;
 }
 
+/**
+ * Lua statements (inside a heartbeat's loop, 4 spaces deep): the record in `record`, just read,
+ * gets `ttl` as its first field unless it has it already; `write(value)` is the Lua that stores it.
+ */
+export function recordTtlLua(write: (value: string) => string): string {
+  return `if record and string.sub(record, 1, #ttl + 1) ~= ttl .. '\\n' then
+      local first_newline = string.find(record, '\\n', 1, true)
+      if first_newline then ${write('ttl .. string.sub(record, first_newline)')} end
+    end`;
+}
+
 /** Lua: the fencing token field (3rd) of a stored holder record, as a string, or nil. */
 export const FENCE_OF = `
 local function fence_of(record)

@@ -64,7 +64,7 @@ export class RedisHolderSet {
    */
   acquire(request: LockRequest, tail: string, queueLifetimeMs: number): Promise<AcquireOutcome> {
     const args = [...allKeys(request.key), request.token, String(request.ttlMs), tail, holderKind(request.limit), queueLifetimeMs];
-    return this.run(this.scripts.acquire, args).then(toAcquireOutcome);
+    return this.run(this.scripts.acquire, args).then(toGrantOutcome);
   }
 
   release(lease: LeaseRef): Promise<ReleaseOutcome> {
@@ -112,14 +112,25 @@ export class RedisHolderSet {
 }
 
 /**
- * Reply of the holder acquire and of the exclusive ACQUIRE_OR_QUEUE: `{1, fencingToken}`,
- * `{0, retryAfterMs}`, or `{2, N}` (the lock is held with another limit: a caller error).
+ * Reply of ACQUIRE_OR_QUEUE: `{1, fencingToken}`, `{0, retryAfterMs}`, or `{2, N}` (the lock
+ * is held with another limit: a caller error).
  */
 export function toAcquireOutcome(reply: unknown): AcquireOutcome {
   const [answer, value] = reply as [number, number];
   if (answer === 1) return { acquired: true, fencingToken: value };
   if (answer === 2) return { acquired: false, retryAfterMs: null, limitInUse: value };
   return { acquired: false, retryAfterMs: value >= 0 ? value : null };
+}
+
+/**
+ * Reply of ACQUIRE and of the holder acquire: the fencing token (>= 1), `-2 - retryAfterMs`
+ * when held, `{N}` when held with limit N (another than asked: a caller error).
+ */
+export function toGrantOutcome(reply: unknown): AcquireOutcome {
+  if (typeof reply !== 'number') return { acquired: false, retryAfterMs: null, limitInUse: (reply as number[])[0] };
+  if (reply >= 1) return { acquired: true, fencingToken: reply };
+  const pttl = -2 - reply;
+  return { acquired: false, retryAfterMs: pttl >= 0 ? pttl : null };
 }
 
 /** Reply of both release scripts: 1 released, 0 expired, -1 the lock is another's. */

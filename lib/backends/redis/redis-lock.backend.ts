@@ -20,7 +20,7 @@ import { LockBackendError, LockNotSupportedError, LockOptionsError } from '../..
 import { ReleaseChannels } from './redis-release-channels';
 import { recordTail, toLockRecord } from './redis-holder-record';
 import { HOLDER_EXTEND } from './holder-set.scripts';
-import { RedisHolderSet, heldByOthers, isMultiHolder, toAcquireOutcome, toReleaseOutcome } from './redis-holder-set';
+import { RedisHolderSet, heldByOthers, isMultiHolder, toAcquireOutcome, toGrantOutcome, toReleaseOutcome } from './redis-holder-set';
 import {
   FENCE_SUFFIX,
   HOLDER_SUFFIX,
@@ -375,17 +375,19 @@ export class RedisLockBackend implements LockBackend {
   private async acquireGroup(requests: readonly LockRequest[]): Promise<AcquireAllOutcome> {
     if (isMultiHolder(requests[0])) {
       const outcome = await this.acquireUnconfirmed(requests[0]);
-      return outcome.acquired ? { acquired: true, fencingTokens: [outcome.fencingToken] } : { acquired: false, held: [{ key: requests[0].key, retryAfterMs: outcome.retryAfterMs }] };
+      if (outcome.acquired) return { acquired: true, fencingTokens: [outcome.fencingToken] };
+      const { retryAfterMs, limitInUse } = outcome;
+      return { acquired: false, held: [{ key: requests[0].key, retryAfterMs, ...(limitInUse === undefined ? {} : { limitInUse }) }] };
     }
     const grants = requests.map((request) => this.grantArgs(request));
     const keys = grants.flatMap((grant) => grant.slice(0, 3));
     const args = grants.flatMap((grant) => grant.slice(3));
     const [granted, ...values] = (await this.run(ACQUIRE_ALL, [keys.length, ...keys, ...args])) as number[];
     if (granted === 1) return { acquired: true, fencingTokens: values };
-    const held: { key: string; retryAfterMs: number | null }[] = [];
-    for (let index = 0; index + 1 < values.length; index += 2) {
-      const pttl = values[index + 1];
-      held.push({ key: requests[values[index] - 1].key, retryAfterMs: pttl >= 0 ? pttl : null });
+    const held: { key: string; retryAfterMs: number | null; limitInUse?: number }[] = [];
+    for (let index = 0; index + 2 < values.length; index += 3) {
+      const [pttl, limitInUse] = [values[index + 1], values[index + 2]];
+      held.push({ key: requests[values[index] - 1].key, ...(limitInUse > 0 ? { retryAfterMs: null, limitInUse } : { retryAfterMs: pttl >= 0 ? pttl : null }) });
     }
     return { acquired: false, held };
   }
@@ -460,7 +462,9 @@ export class RedisLockBackend implements LockBackend {
 
   /**
    * A lease another process's release passed to `token`: with `replicas`, confirmed by a write
-   * of our own (see CONFIRM_HELD) before it counts; one no longer ours is a wake-up.
+   * of our own (see CONFIRM_HELD) before it counts; one no longer ours is a wake-up. So is a
+   * reader's or permit's (its token is not the lease key's): the waiter's next attempt confirms
+   * it, with a `WAIT` of its own.
    */
   private async confirmPassed(key: string, token: string, fencingToken: number): Promise<PassedLease | undefined> {
     if (!this.replicas) return { fencingToken };
@@ -535,15 +539,6 @@ export class RedisLockBackend implements LockBackend {
     );
     return answers.map((answer) => (Array.isArray(answer) ? String(answer[1] ?? '') : '')).filter(Boolean);
   }
-}
-
-/** ACQUIRE reply: the fencing token (>= 1), `-2 - pttl` when held, `{N}` when held by `limit: N` permits. */
-function toGrantOutcome(reply: Reply): AcquireOutcome {
-  if (typeof reply !== 'number') return { acquired: false, retryAfterMs: null, limitInUse: (reply as number[])[0] };
-  const value = reply;
-  if (value >= 1) return { acquired: true, fencingToken: value };
-  const pttl = -2 - value;
-  return { acquired: false, retryAfterMs: pttl >= 0 ? pttl : null };
 }
 
 /** `granted⏎token⏎fence` from the release channel, else `null`. */

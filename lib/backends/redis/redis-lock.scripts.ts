@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mintFenceLua } from './fencing-clock';
 import { channelLua } from './redis-lock-keys';
-import { FENCE_OF, RECORD_OF, stampLua } from './redis-holder-record';
+import { FENCE_OF, RECORD_OF, recordTtlLua, stampLua } from './redis-holder-record';
 
 /**
  * The Lua scripts of the Redis backend. Keys and their one KEYS order are in
@@ -187,7 +187,8 @@ function popTurn(leaseKey: string, queueKey: string, done: string): string {
  * Several locks, all or none. KEYS: lease, fence, holder of each lock. ARGV: the 3 grant
  * arguments of each lock, in the same order. Every lease is checked before any is set, so
  * a miss writes nothing. Returns `{1, fence1, fence2, ...}` when all were granted, else
- * `{0, n1, pttl1, n2, pttl2, ...}` for each lock n found held (pttl -1: held without expiry).
+ * `{0, n1, pttl1, limit1, n2, ...}` for each lock n found held (pttl -1: held without expiry;
+ * limit N when `limit: N` permits hold it, a caller error, else 0).
  */
 export const ACQUIRE_ALL = lockScript(
   `${STAMP_GRANT}
@@ -197,6 +198,7 @@ for n = 1, #KEYS / 3 do
   if pttl ~= -2 then
     held[#held + 1] = n
     held[#held + 1] = pttl
+    held[#held + 1] = tonumber(string.match(redis.call('GET', KEYS[3 * n - 2]), '^${LIMIT_MARKER}(%d+)$')) or 0
   end
 end
 if #held > 1 then return held end
@@ -292,10 +294,7 @@ for n = 1, #KEYS / 2 do
   if redis.call('GET', lease) == token then
     redis.call('PEXPIRE', lease, ttl)
     local record = redis.call('GET', holder)
-    if record and string.sub(record, 1, #ttl + 1) ~= ttl .. '\\n' then
-      local first_newline = string.find(record, '\\n', 1, true)
-      if first_newline then redis.call('SET', holder, ttl .. string.sub(record, first_newline)) end
-    end
+    ${recordTtlLua((value) => `redis.call('SET', holder, ${value})`)}
     result[n] = 1
   else
     result[n] = 0
