@@ -21,17 +21,10 @@ import { ReleaseChannels } from './redis-release-channels';
 import { recordTail, toLockRecord } from './redis-holder-record';
 import { HOLDER_EXTEND } from './holder-set.scripts';
 import { RedisHolderSet, heldByOthers, isMultiHolder, toAcquireOutcome, toGrantOutcome, toReleaseOutcome } from './redis-holder-set';
-import {
-  FENCE_SUFFIX,
-  HOLDER_SUFFIX,
-  HOLDERS_SUFFIX,
-  QUEUE_SUFFIX,
-  WAITING_SUFFIX,
-  clusterSlot,
-  holderPattern,
-  leaseKeyOf,
-  lockKeys,
-} from './redis-lock-keys';
+import { FENCE_SUFFIX, HOLDER_SUFFIX, QUEUE_SUFFIX, WAITING_SUFFIX, clusterSlot, leaseKeyOf, lockKeys } from './redis-lock-keys';
+import { RedisConnection, noAnswerWithin, type RedisClient } from './redis-connection';
+import { listLocks } from './redis-lock-listing';
+import { preloadScripts, warnOnEviction } from './redis-startup-checks';
 import { CONFIRM_HELD, ReplicaConfirmation, type ReplicaConfirmationOptions } from './replica-confirmation';
 import { detectPublishMode, shardedScript, type PublishMode } from './release-publish-mode';
 import {
@@ -45,12 +38,11 @@ import {
   LOCK_SCRIPTS,
   RESERVED_FOR,
   turnScripts,
-  type LockScript,
 } from './redis-lock.scripts';
 import { settleWithin } from '../../settle-within';
 import { errorMessage } from '../../lock.errors';
 
-export type RedisClient = Redis | Cluster;
+export type { RedisClient } from './redis-connection';
 
 export interface RedisLockBackendOptions {
   /** Close `client` in `close()`: only for connections the lock module created. Default `false`. */
@@ -69,11 +61,6 @@ export interface RedisLockBackendOptions {
   replicas?: ReplicaConfirmationOptions;
 }
 
-type Reply = string | number | null | Reply[];
-/** EVALSHA / EVAL as called here: `[shaOrLua, numberOfKeys?, ...keysAndArgs]`. */
-type ScriptCommand = (this: RedisClient, ...command: (string | number)[]) => Promise<Reply>;
-
-const QUIT_TIMEOUT_MS = 1_000;
 const QUEUE_GRACE_MS = 1_000;
 
 /**
@@ -88,9 +75,7 @@ export class RedisLockBackend implements LockBackend {
   private readonly channels: ReleaseChannels;
   private readonly settings: Required<Omit<RedisLockBackendOptions, 'replicas'>>;
   private readonly replicas?: ReplicaConfirmation;
-  /** With `replicas`: heartbeats' own connection, so they never queue behind a `WAIT`. */
-  private heartbeats?: RedisClient;
-  private resolved?: { client: RedisClient; keyPrefix: string };
+  private readonly redis: RedisConnection;
   private readonly ownerJsonCache = new WeakMap<LockOwner, string>();
   /** RELEASE and LEAVE_QUEUE with this backend's queueReservationMs written in. */
   private turn: ReturnType<typeof turnScripts>;
@@ -102,10 +87,7 @@ export class RedisLockBackend implements LockBackend {
    * @param source the connection, or a function returning it, called once at `init()` or at
    *   the first call (for connections of a module built after ours, or created on demand).
    */
-  constructor(
-    private readonly source: RedisClient | (() => RedisClient),
-    options: RedisLockBackendOptions = {},
-  ) {
+  constructor(source: RedisClient | (() => RedisClient), options: RedisLockBackendOptions = {}) {
     this.settings = {
       ownsClient: options.ownsClient ?? false,
       warnOnEviction: options.warnOnEviction ?? true,
@@ -114,10 +96,12 @@ export class RedisLockBackend implements LockBackend {
       queueReservationMs: positive('queueReservationMs', options.queueReservationMs, 250),
       probeTimeoutMs: positive('probeTimeoutMs', options.probeTimeoutMs, 2_000),
     };
+    // With `replicas`, heartbeats get their own connection, so they never queue behind a `WAIT`.
+    this.redis = new RedisConnection(source, { ownsClient: this.settings.ownsClient, ownHeartbeatConnection: options.replicas !== undefined });
     this.turn = turnScripts(this.settings.queueReservationMs);
-    this.holderSet = new RedisHolderSet(this.settings.queueReservationMs, (script, args) => this.run(script, args));
+    this.holderSet = new RedisHolderSet(this.settings.queueReservationMs, (script, args) => this.redis.run(script, args));
     if (options.replicas) this.replicas = new ReplicaConfirmation(options.replicas);
-    this.channels = new ReleaseChannels((sharded) => duplicateOf(this.client, sharded), this.logger);
+    this.channels = new ReleaseChannels((sharded) => this.redis.duplicate(sharded), this.logger);
   }
 
   /** How releases reach waiters, detected once at `init()` (see `PublishMode`). */
@@ -126,16 +110,20 @@ export class RedisLockBackend implements LockBackend {
   }
 
   get client(): RedisClient {
-    return this.connection().client;
+    return this.redis.client;
   }
 
   async init(): Promise<void> {
-    this.connection();
-    if (this.replicas && this.isCluster) {
+    if (this.replicas && this.redis.isCluster) {
       throw new LockOptionsError('redis.replicas is not supported on Redis Cluster (WAIT has no key to route it to the shard of a lock)');
     }
-    if (this.isCluster) await this.choosePublishMode();
-    await Promise.all([this.loadScripts(), this.settings.warnOnEviction ? this.warnOnEviction() : undefined]);
+    if (this.redis.isCluster) await this.choosePublishMode();
+    const scripts = [...LOCK_SCRIPTS, this.turn.release, this.turn.leaveQueue, this.forceReleaseScript, ...this.holderSet.loaded];
+    const timeoutMs = this.settings.probeTimeoutMs;
+    await Promise.all([
+      preloadScripts(this.redis, scripts, timeoutMs, this.logger),
+      this.settings.warnOnEviction ? warnOnEviction(this.redis, timeoutMs, this.logger) : undefined,
+    ]);
   }
 
   /** Sharded pub/sub when every master is Redis >= 7: releases then stay inside their shard. */
@@ -151,35 +139,6 @@ export class RedisLockBackend implements LockBackend {
     this.forceReleaseScript = shardedScript(FORCE_RELEASE);
     this.holderSet.useShardedPublish();
     this.channels.sharded = true;
-  }
-
-  /** So the first calls are EVALSHA hits; `run()` still falls back to EVAL (restart, fail-over). */
-  private async loadScripts(): Promise<void> {
-    try {
-      const scripts = [...LOCK_SCRIPTS, this.turn.release, this.turn.leaveQueue, this.forceReleaseScript, ...this.holderSet.loaded];
-      const loads = this.scanNodes().flatMap((node) => scripts.map((script) => node.script('LOAD', script.lua)));
-      await settleWithin(Promise.all(loads), this.settings.probeTimeoutMs, noAnswerWithin(this.settings.probeTimeoutMs));
-    } catch (error) {
-      this.logger.debug(`Could not preload the lock scripts: ${errorMessage(error)}`);
-    }
-  }
-
-  private async warnOnEviction(): Promise<void> {
-    let policies: string[];
-    try {
-      policies = await settleWithin(this.evictionPolicies(), this.settings.probeTimeoutMs, noAnswerWithin(this.settings.probeTimeoutMs));
-    } catch (error) {
-      // CONFIG is often disabled or renamed on managed Redis: nothing to learn, nothing to fail.
-      this.logger.debug(`Could not read maxmemory-policy: ${errorMessage(error)}`);
-      return;
-    }
-    const risky = [...new Set(policies.filter((policy) => policy !== 'noeviction'))];
-    if (risky.length > 0) {
-      this.logger.warn(
-        `Redis maxmemory-policy is ${risky.join(', ')}: under memory pressure Redis may evict a held lock ` +
-          `(two holders at once) or its fencing counter. Use maxmemory-policy noeviction for lock data.`,
-      );
-    }
   }
 
   // Not async, here and in `release`: the reply is mapped in the one `then` of `run`, a promise
@@ -198,7 +157,7 @@ export class RedisLockBackend implements LockBackend {
    */
   async tryAcquireAll(requests: readonly LockRequest[]): Promise<AcquireAllOutcome> {
     const mixed = requests.some(isMultiHolder);
-    if (!mixed && !this.isCluster) return this.confirmGrant(await this.acquireGroup(requests), requests);
+    if (!mixed && !this.redis.isCluster) return this.confirmGrant(await this.acquireGroup(requests), requests);
     const fencingTokens = new Map<LockRequest, number>();
     const granted: LockRequest[] = [];
     try {
@@ -220,7 +179,7 @@ export class RedisLockBackend implements LockBackend {
 
   async handOver(from: LeaseRef, to: LockRequest): Promise<{ fencingToken: number } | null> {
     if (isMultiHolder(to)) throw new LockNotSupportedError('handOver passes plain exclusive leases only');
-    const fencingToken = await this.run(HAND_OVER, [...this.grantArgs(to), from.token]);
+    const fencingToken = await this.redis.run(HAND_OVER, [...this.grantArgs(to), from.token]);
     if (typeof fencingToken !== 'number') return null;
     await this.confirmGrant({ acquired: true }, [to]);
     return { fencingToken };
@@ -231,7 +190,7 @@ export class RedisLockBackend implements LockBackend {
     // A Cluster script may only touch one slot, and every lock has its own: one script per
     // lease there, all sent at once (pipelined per node). Standalone: one script per chunk,
     // plain leases and those of locks with several holders in chunks of their own.
-    const chunkSize = this.isCluster ? 1 : this.settings.extendChunkSize;
+    const chunkSize = this.redis.isCluster ? 1 : this.settings.extendChunkSize;
     const multi = leases.filter(isMultiHolder);
     const plain = multi.length === 0 ? leases : leases.filter((lease) => !isMultiHolder(lease));
     const chunks: ExtendRequest[][] = [];
@@ -240,13 +199,13 @@ export class RedisLockBackend implements LockBackend {
     }
     const answers = await Promise.allSettled(
       chunks.map((chunk) => {
-        if (isMultiHolder(chunk[0])) return this.runOn(this.heartbeatClient, HOLDER_EXTEND, this.holderSet.extendArgs(chunk)) as Promise<number[]>;
+        if (isMultiHolder(chunk[0])) return this.redis.runOn(this.redis.heartbeatClient, HOLDER_EXTEND, this.holderSet.extendArgs(chunk)) as Promise<number[]>;
         const keys = chunk.flatMap((lease) => {
           const { lease: leaseKey, holder } = lockKeys(lease.key);
           return [leaseKey, holder];
         });
         const args = chunk.flatMap((lease) => [lease.token, String(lease.ttlMs)]);
-        return this.runOn(this.heartbeatClient, EXTEND, [keys.length, ...keys, ...args]) as Promise<number[]>;
+        return this.redis.runOn(this.redis.heartbeatClient, EXTEND, [keys.length, ...keys, ...args]) as Promise<number[]>;
       }),
     );
     const failed = answers.find((answer): answer is PromiseRejectedResult => answer.status === 'rejected');
@@ -278,7 +237,7 @@ export class RedisLockBackend implements LockBackend {
         return holds !== null || kept !== null;
       });
     for (;;) {
-      const message = await this.channels.wait(this.clientKeyPrefix + keys.channel, Math.max(1, Math.ceil(until - performance.now())), signal, heldByAnother);
+      const message = await this.channels.wait(this.redis.keyPrefix + keys.channel, Math.max(1, Math.ceil(until - performance.now())), signal, heldByAnother);
       const passed = message === undefined ? null : passedLease(message);
       if (!passed) return;
       if (passed.token === token) return this.confirmPassed(key, token, passed.fencingToken);
@@ -288,33 +247,15 @@ export class RedisLockBackend implements LockBackend {
   }
 
   async leaveQueue(key: string, token: string): Promise<void> {
-    if ((await this.run(this.turn.leaveQueue, this.turnArgs(key, token))) === 2) await this.holderSet.leaveQueue(key, token);
+    if ((await this.redis.run(this.turn.leaveQueue, this.turnArgs(key, token))) === 2) await this.holderSet.leaveQueue(key, token);
   }
 
   inspect(key: string): Promise<LockRecord[]> {
     return this.holderSet.inspect(key);
   }
 
-  async list({ prefix, limit }: ListOptions): Promise<LockRecord[]> {
-    const records: LockRecord[] = [];
-    const seen = new Set<string>();
-    const pattern = holderPattern(this.clientKeyPrefix, prefix);
-    for (const node of this.scanNodes()) {
-      let cursor = '0';
-      do {
-        const [next, holderKeys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', this.settings.scanCount);
-        cursor = next;
-        // A lock may have both record keys (a crashed exclusive holder's, then readers'), and SCAN may repeat a key.
-        const keys = holderKeys.map((holderKey) => this.lockKeyOf(holderKey)).filter((key) => key.startsWith(prefix) && !seen.has(key));
-        keys.forEach((key) => seen.add(key));
-        const found = await Promise.all(keys.map((key) => this.holderSet.inspect(key)));
-        for (const record of found.flat()) {
-          if (records.length < limit) records.push(record);
-        }
-      } while (cursor !== '0' && records.length < limit);
-      if (records.length >= limit) break;
-    }
-    return records;
+  list(options: ListOptions): Promise<LockRecord[]> {
+    return listLocks(this.redis, options, this.settings.scanCount, (key) => this.holderSet.inspect(key));
   }
 
   async forceRelease({ key, expectFencingToken }: ForceReleaseRequest): Promise<ForceReleaseOutcome> {
@@ -322,7 +263,7 @@ export class RedisLockBackend implements LockBackend {
     if (ofSeveral) return ofSeveral;
     const keys = lockKeys(key);
     const expected = expectFencingToken === undefined ? '' : String(expectFencingToken);
-    const [outcome, pttl, stored] = (await this.run(this.forceReleaseScript, [keys.lease, keys.fence, keys.holder, expected])) as [
+    const [outcome, pttl, stored] = (await this.redis.run(this.forceReleaseScript, [keys.lease, keys.fence, keys.holder, expected])) as [
       string,
       number,
       string | null,
@@ -340,33 +281,10 @@ export class RedisLockBackend implements LockBackend {
 
   async close(): Promise<void> {
     this.channels.close();
-    this.heartbeats?.disconnect();
-    if (!this.settings.ownsClient || !this.resolved) return;
-    try {
-      await settleWithin(this.client.quit(), QUIT_TIMEOUT_MS, noAnswerWithin(QUIT_TIMEOUT_MS));
-    } catch {
-      // Redis is gone or slow: nothing left to flush, drop the socket.
-      this.client.disconnect();
-    }
+    await this.redis.close();
   }
 
   // --- helpers -------------------------------------------------------------------------
-
-  private connection(): { client: RedisClient; keyPrefix: string } {
-    if (this.resolved) return this.resolved;
-    const client = typeof this.source === 'function' ? this.source() : this.source;
-    this.resolved = { client, keyPrefix: client.options.keyPrefix ?? '' };
-    return this.resolved;
-  }
-
-  /** ioredis' own `keyPrefix`, which it adds to KEYS but not to SCAN patterns or replies. */
-  private get clientKeyPrefix(): string {
-    return this.connection().keyPrefix;
-  }
-
-  private get isCluster(): boolean {
-    return isCluster(this.client);
-  }
 
   /**
    * One ACQUIRE_ALL script for plain requests whose keys share a slot (or any keys, off a
@@ -382,7 +300,7 @@ export class RedisLockBackend implements LockBackend {
     const grants = requests.map((request) => this.grantArgs(request));
     const keys = grants.flatMap((grant) => grant.slice(0, 3));
     const args = grants.flatMap((grant) => grant.slice(3));
-    const [granted, ...values] = (await this.run(ACQUIRE_ALL, [keys.length, ...keys, ...args])) as number[];
+    const [granted, ...values] = (await this.redis.run(ACQUIRE_ALL, [keys.length, ...keys, ...args])) as number[];
     if (granted === 1) return { acquired: true, fencingTokens: values };
     const held: { key: string; retryAfterMs: number | null; limitInUse?: number }[] = [];
     for (let index = 0; index + 2 < values.length; index += 3) {
@@ -396,7 +314,7 @@ export class RedisLockBackend implements LockBackend {
   private slotGroups(requests: readonly LockRequest[]): LockRequest[][] {
     const groups = new Map<number, LockRequest[]>();
     for (const request of requests) {
-      const slot = clusterSlot(this.clientKeyPrefix + lockKeys(request.key).lease);
+      const slot = clusterSlot(this.redis.keyPrefix + lockKeys(request.key).lease);
       const group = groups.get(slot);
       if (group) group.push(request);
       else groups.set(slot, [request]);
@@ -417,14 +335,14 @@ export class RedisLockBackend implements LockBackend {
 
   private acquireUnconfirmed(request: LockRequest): Promise<AcquireOutcome> {
     if (request.mode === 'exclusive' && request.limit === undefined) {
-      return request.queue ? this.acquireOrQueue(request, request.queue) : this.run(ACQUIRE, this.grantArgs(request), toGrantOutcome);
+      return request.queue ? this.acquireOrQueue(request, request.queue) : this.redis.run(ACQUIRE, this.grantArgs(request), toGrantOutcome);
     }
     return this.holderSet.acquire(request, this.recordTailOf(request), request.queue ? this.queueLifetimeMs(request.queue) : 0);
   }
 
   private acquireOrQueue(request: LockRequest, queue: NonNullable<LockRequest['queue']>): Promise<AcquireOutcome> {
     const [lease, fence, holder, ...grant] = this.grantArgs(request);
-    return this.run(ACQUIRE_OR_QUEUE, [lease, fence, holder, lease + QUEUE_SUFFIX, lease + WAITING_SUFFIX, ...grant, this.queueLifetimeMs(queue)], toAcquireOutcome);
+    return this.redis.run(ACQUIRE_OR_QUEUE, [lease, fence, holder, lease + QUEUE_SUFFIX, lease + WAITING_SUFFIX, ...grant, this.queueLifetimeMs(queue)], toAcquireOutcome);
   }
 
   /** The queue outlives the longest wait in it, then disappears with its abandoned tokens. */
@@ -434,13 +352,7 @@ export class RedisLockBackend implements LockBackend {
 
   private releaseUnconfirmed(lease: LeaseRef): Promise<ReleaseOutcome> {
     if (isMultiHolder(lease)) return this.holderSet.release(lease);
-    return this.run(this.turn.release, this.turnArgs(lease.key, lease.token), toReleaseOutcome);
-  }
-
-  private get heartbeatClient(): RedisClient {
-    if (!this.replicas) return this.client;
-    this.heartbeats ??= duplicateOf(this.client);
-    return this.heartbeats;
+    return this.redis.run(this.turn.release, this.turnArgs(lease.key, lease.token), toReleaseOutcome);
   }
 
   /** With `replicas`: `value` once the replicas have every write sent before; else `LockBackendError`. */
@@ -468,7 +380,7 @@ export class RedisLockBackend implements LockBackend {
    */
   private async confirmPassed(key: string, token: string, fencingToken: number): Promise<PassedLease | undefined> {
     if (!this.replicas) return { fencingToken };
-    if ((await this.run(CONFIRM_HELD, [leaseKeyOf(key), token])) !== 1) return undefined;
+    if ((await this.redis.run(CONFIRM_HELD, [leaseKeyOf(key), token])) !== 1) return undefined;
     await this.confirmGrant({ acquired: true }, [{ key, token, mode: 'exclusive' }]);
     return { fencingToken };
   }
@@ -498,47 +410,6 @@ export class RedisLockBackend implements LockBackend {
     }
     return json;
   }
-
-  /**
-   * EVALSHA, and EVAL when this node does not have the script yet (first use, restart,
-   * fail-over). Called directly rather than through ioredis `defineCommand`, whose wrapper
-   * costs a command subclass, closures and an extra promise on every call of the hot path.
-   */
-  private run(script: LockScript, args: (string | number)[]): Promise<Reply>;
-  private run<T>(script: LockScript, args: (string | number)[], map: (reply: Reply) => T): Promise<T>;
-  private run<T>(script: LockScript, args: (string | number)[], map?: (reply: Reply) => T): Promise<T | Reply> {
-    return this.runOn(this.client, script, args, map);
-  }
-
-  private runOn<T>(client: RedisClient, script: LockScript, args: (string | number)[], map?: (reply: Reply) => T): Promise<T | Reply> {
-    const command = script.numberOfKeys === undefined ? [script.sha, ...args] : [script.sha, script.numberOfKeys, ...args];
-    return (client.evalsha as ScriptCommand).apply(client, command).then(map, (error: unknown) => {
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      command[0] = script.lua;
-      const evaluated = (client.eval as ScriptCommand).apply(client, command);
-      return map ? evaluated.then(map) : evaluated;
-    });
-  }
-
-  /** Standalone: the client. Cluster: every master, since SCAN walks one node's keyspace. */
-  private scanNodes(): Redis[] {
-    const client = this.client;
-    return isCluster(client) ? client.nodes('master') : [client as Redis];
-  }
-
-  /** The lock key stored in a holder key's name (`<clientPrefix>{E}:holder` or `…:holders`), unescaped. */
-  private lockKeyOf(holderKey: string): string {
-    const suffix = holderKey.endsWith(HOLDERS_SUFFIX) ? HOLDERS_SUFFIX : HOLDER_SUFFIX;
-    const tagged = holderKey.slice(this.clientKeyPrefix.length, holderKey.length - suffix.length);
-    return tagged.slice(1, -1).replace(/%(25|7D)/g, (escape) => (escape === '%25' ? '%' : '}'));
-  }
-
-  private async evictionPolicies(): Promise<string[]> {
-    const answers = await Promise.all(
-      this.scanNodes().map((node) => node.config('GET', 'maxmemory-policy') as Promise<unknown>),
-    );
-    return answers.map((answer) => (Array.isArray(answer) ? String(answer[1] ?? '') : '')).filter(Boolean);
-  }
 }
 
 /** `granted⏎token⏎fence` from the release channel, else `null`. */
@@ -549,25 +420,10 @@ function passedLease(message: string): { token: string; fencingToken: number } |
   return Number.isSafeInteger(fencingToken) ? { token, fencingToken } : null;
 }
 
-/** Duck-typed so this file never needs ioredis at run time. */
-// ioredis 6 gives Redis#duplicate and Cluster#duplicate generic signatures that a union cannot call.
-function duplicateOf(client: RedisClient, sharded = false): RedisClient {
-  if (!isCluster(client)) return client.duplicate();
-  return sharded ? client.duplicate([], { shardedSubscribers: true }) : client.duplicate();
-}
-
-function isCluster(client: RedisClient): client is Cluster {
-  return client.isCluster;
-}
-
 function positive(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (!Number.isInteger(value) || value < 1) {
     throw new LockOptionsError(`redis.${name} must be a positive integer, got ${String(value)}`);
   }
   return value;
-}
-
-function noAnswerWithin(ms: number): () => Error {
-  return () => new Error(`no answer within ${ms} ms`);
 }
