@@ -1,6 +1,7 @@
 // The compatibility suite: pack nestjs-lock, install the tarball with a plain `npm install` into a
 // small app per supported line (compat/app), compile it with `strict` on and run its e2e on memory
-// and on a private redis-server, then the README's "Testing your app" example and the CLI bin.
+// and on a private redis-server, the Terminus health indicator (Nest 11 and 12 rows), then the
+// README's "Testing your app" example and the CLI bin.
 //
 //   npm run test:compat [-- --keep] [-- --only nest12-esm-ts6,nest11-cjs]
 //
@@ -30,6 +31,7 @@ const nest12 = {
   '@nestjs/platform-express': '^12.0.0',
   '@nestjs/testing': '^12.0.0',
   '@nestjs/schedule': '^12.0.0',
+  '@nestjs/terminus': '^12.0.0',
   ioredis: '^6.0.0',
 };
 
@@ -48,6 +50,7 @@ const rows: Row[] = [
       '@nestjs/platform-express': '^11.0.0',
       '@nestjs/testing': '^11.0.0',
       '@nestjs/schedule': '^6.0.0',
+      '@nestjs/terminus': '^11.0.0',
       ioredis: '^5.0.0',
       typescript: '~5.9.0',
     },
@@ -71,7 +74,7 @@ const rows: Row[] = [
 ];
 
 /** Versions reported per row: what `npm install` actually picked. */
-const reported = ['@nestjs/core', '@nestjs/schedule', 'ioredis', 'typescript', 'vitest', '@swc/core', 'jest'];
+const reported = ['@nestjs/core', '@nestjs/schedule', '@nestjs/terminus', 'ioredis', 'typescript', 'vitest', '@swc/core', 'jest'];
 
 const compilerOptions = {
   target: 'ES2022',
@@ -129,6 +132,8 @@ function writeApp(row: Row, dir: string, tarball: string): void {
   cpSync(join(appSource, 'src'), join(dir, 'src'), { recursive: true });
   cpSync(join(appSource, 'test'), join(dir, 'test'), { recursive: true });
   if (row.moduleSystem === 'cjs') rmSync(join(dir, 'src', 'single-instance.ts'));
+  // Terminus is an optional peer for Nest 11 and 12 only (its HealthIndicatorService API).
+  if (!hasTerminus(row)) rmSync(join(dir, 'src', 'health.ts'));
   if (row.testRunner === 'vitest') cpSync(join(appSource, 'vitest.config.ts'), join(dir, 'vitest.config.ts'));
   else {
     const spec = join(dir, 'test', 'spaces.spec.ts');
@@ -155,6 +160,10 @@ function writeApp(row: Row, dir: string, tarball: string): void {
   writeFileSync(join(dir, 'tsconfig.json'), `${JSON.stringify(tsconfigs[row.moduleSystem], null, 2)}\n`);
 }
 
+function hasTerminus(row: Row): boolean {
+  return '@nestjs/terminus' in row.dependencies;
+}
+
 async function runRow(row: Row, work: string, tarball: string, cache: string, redisUrl: string): Promise<Outcome> {
   const started = performance.now();
   const dir = join(work, row.name);
@@ -177,6 +186,7 @@ async function runRow(row: Row, work: string, tarball: string, cache: string, re
     log('compiled with strict on');
     log((await run('node', ['dist/src/e2e.js'], dir, { REDIS_URL: redisUrl })).trim());
     if (row.moduleSystem === 'esm') log((await run('node', ['dist/src/single-instance.js'], dir)).trim());
+    if (hasTerminus(row)) log((await run('node', ['dist/src/health.js'], dir, { REDIS_URL: redisUrl })).trim());
     const tests = row.testRunner === 'vitest' ? ['vitest', 'run'] : ['jest'];
     await run(join(dir, 'node_modules/.bin', tests[0]!), tests.slice(1), dir, { CI: 'true' });
     log(`README example passes under ${row.testRunner}`);
