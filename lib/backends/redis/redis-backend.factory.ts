@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import type { ModuleRef } from '@nestjs/core';
 import type { RedisOptions } from 'ioredis';
 import { LockOptionsError } from '../../lock.errors';
@@ -60,10 +61,21 @@ async function connect(
   const ioredis = await load(() => import('ioredis'), 'ioredis');
   // Connected only when the backend first needs it, so a rejected option leaks no socket.
   const cluster = redis.cluster;
-  if (cluster) return { client: () => new ioredis.Cluster(cluster.nodes, cluster.options), owned: true };
+  if (cluster) return { client: () => listened(new ioredis.Cluster(cluster.nodes, cluster.options)), owned: true };
   const { url } = redis;
   const connection = { ...OWNED_CONNECTION_DEFAULTS, ...redis.connection };
-  return { client: () => (url ? new ioredis.Redis(url, connection) : new ioredis.Redis(connection)), owned: true };
+  return { client: () => listened(url ? new ioredis.Redis(url, connection) : new ioredis.Redis(connection)), owned: true };
+}
+
+/**
+ * A connection we own, with an `error` listener: while Redis is unreachable its errors reach
+ * callers as `LockBackendError` and the service's one "store down" warning, instead of
+ * ioredis' "Unhandled error event" on stderr at every reconnect.
+ */
+function listened<T extends RedisClient>(client: T): T {
+  const logger = new Logger('RedisLockBackend');
+  client.on('error', (error: unknown) => logger.debug(`Redis connection: ${errorMessage(error)}`));
+  return client;
 }
 
 /**
