@@ -5,7 +5,8 @@ import { leaderKey } from './leader-key';
 export const LEADER_ONLY_METADATA = 'nestjs-lock:leader-only';
 
 /**
- * Run the decorated provider method only while this replica leads `name`; elsewhere the call is
+ * Run the decorated provider method (or a controller's `@EventPattern` / `@MessagePattern`
+ * handler: one consumer for the whole service) only while this replica leads `name`; elsewhere the call is
  * skipped (returns `undefined`, logged at debug). The module campaigns for every name used here
  * from bootstrap to shutdown. Composes with `@Cron`/`@Interval`/`@WithLock` in any order.
  *

@@ -1,13 +1,17 @@
 import { Injectable, Logger, OnApplicationBootstrap, OnModuleInit, type Type } from '@nestjs/common';
+import { METHOD_METADATA } from '@nestjs/common/constants';
 import { DiscoveryService, MetadataScanner } from '@nestjs/core';
+import { LockOptionsError } from '../lock.errors';
 import { installGuard } from '../locked-method';
 import { SpaceLockService } from '../space-lock.service';
 import type { LeaderHandle } from './leader.interfaces';
 import { LEADER_ONLY_METADATA } from './leader-only.decorator';
 
 /**
- * Finds `@LeaderOnly` provider methods at module init (as @nestjs/schedule finds `@Cron`),
- * gives each the guard its trampoline asks, and campaigns for their names at bootstrap.
+ * Finds `@LeaderOnly` methods at module init (as @nestjs/schedule finds `@Cron`): on providers
+ * and on controllers' message and event handlers (a microservice consumer), never on HTTP
+ * routes (a request reaches whichever replica the load balancer picks). Gives each the guard its
+ * trampoline asks, and campaigns for their names at bootstrap.
  */
 @Injectable()
 export class LeaderExplorer implements OnModuleInit, OnApplicationBootstrap {
@@ -21,7 +25,8 @@ export class LeaderExplorer implements OnModuleInit, OnApplicationBootstrap {
   ) {}
 
   onModuleInit(): void {
-    for (const wrapper of this.discovery.getProviders()) {
+    const controllers = new Set(this.discovery.getControllers());
+    for (const wrapper of [...this.discovery.getProviders(), ...controllers]) {
       const instance = wrapper.instance as object | undefined;
       const isSingleton = !wrapper.isTransient && wrapper.isDependencyTreeStatic() && typeof instance === 'object' && instance !== null;
       // Request-scoped and transient instances come later: their guard goes on the prototype.
@@ -31,8 +36,13 @@ export class LeaderExplorer implements OnModuleInit, OnApplicationBootstrap {
       for (const method of this.scanner.getAllMethodNames(prototype)) {
         const name = Reflect.getMetadata(LEADER_ONLY_METADATA, (prototype as Record<string, object>)[method]) as string | undefined;
         if (name === undefined) continue;
-        this.handles.set(name, undefined);
         const where = `${String(wrapper.name)}.${method}()`;
+        if (controllers.has(wrapper) && Reflect.getMetadata(METHOD_METADATA, (prototype as Record<string, object>)[method]) !== undefined) {
+          throw new LockOptionsError(
+            `@LeaderOnly on the HTTP route ${where}: requests reach any replica, so only the leader's would run; put it on a provider method or a message/event handler`,
+          );
+        }
+        this.handles.set(name, undefined);
         installGuard(target, method, () => this.leads(name, where));
       }
     }

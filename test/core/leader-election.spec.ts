@@ -1,4 +1,5 @@
-import { Injectable, Module, type INestApplicationContext } from '@nestjs/common';
+import { Controller, Get, Injectable, Module, type INestApplicationContext } from '@nestjs/common';
+import { EventPattern } from '@nestjs/microservices';
 import { NestFactory } from '@nestjs/core';
 import { performance } from 'node:perf_hooks';
 import { Interval, ScheduleModule } from '@nestjs/schedule';
@@ -143,6 +144,53 @@ describe('@LeaderOnly', () => {
     await apps[leader].close();
     await until(() => ranEverything(jobs[follower]), 3_000, 'the follower taking over');
     await apps[follower].close();
+  });
+});
+
+/** A microservice consumer: only the leader handles the events. */
+@Controller()
+class InvoiceConsumer {
+  handled = 0;
+
+  @EventPattern('invoice.due')
+  @LeaderOnly('invoices')
+  charge(): void {
+    this.handled += 1;
+  }
+}
+
+describe('@LeaderOnly on controllers', () => {
+  it("runs a consumer's event handler only on the leader", async () => {
+    const store = new MemoryLockStore();
+    @Module({ imports: [LockModule.forRoot({ backend: 'memory', memory: { store } })], controllers: [InvoiceConsumer] })
+    class ConsumerModule {}
+    const apps = await Promise.all([0, 1].map(() => NestFactory.createApplicationContext(ConsumerModule, { logger: false })));
+    try {
+      await Promise.all(apps.map((app) => app.init()));
+      const locks = apps.map((app) => app.get(SpaceLockService));
+      await until(() => locks.some((service) => service.campaign('invoices').isLeader), 3_000, 'a leader elected');
+      const leader = locks.findIndex((service) => service.campaign('invoices').isLeader);
+      for (const app of apps) for (let event = 0; event < 3; event++) app.get(InvoiceConsumer).charge();
+      expect(apps.map((app) => app.get(InvoiceConsumer).handled)).toEqual(leader === 0 ? [3, 0] : [0, 3]);
+    } finally {
+      await Promise.all(apps.map((app) => app.close()));
+    }
+  });
+
+  it('refuses an HTTP route at bootstrap: a request reaches any replica', async () => {
+    @Controller('reports')
+    class ReportsController {
+      @Get()
+      @LeaderOnly('reports')
+      list(): string[] {
+        return [];
+      }
+    }
+    @Module({ imports: [LockModule.forRoot()], controllers: [ReportsController] })
+    class RoutesModule {}
+    await expect(NestFactory.createApplicationContext(RoutesModule, { logger: false, abortOnError: false })).rejects.toThrow(
+      /@LeaderOnly on the HTTP route ReportsController.list\(\)/,
+    );
   });
 });
 
