@@ -190,17 +190,20 @@ export function holderAcquireScript(reservationMs: number): LockScript {
 local token, ttl, tail, kind, queue_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local current = redis.call('GET', KEYS[1])
 -- The common case first, creating no Lua function: a free lock, or one of this kind for a
--- one-shot attempt, nobody queued. (On a free lock every holder left in the sets has ended
--- with the marker: they are pruned by the next holder's attempt or release.)
+-- one-shot attempt, nobody queued. Holders left in the sets whose lease ended (all of them, on
+-- a free lock) are pruned by the next release, or here when they would fill every permit.
 if (not current or (current == kind and queue_ms == 0)) and redis.call('LLEN', KEYS[4]) == 0 then
   ${NOW}
-  local limit = tonumber(string.match(kind, '^${LIMIT_MARKER}(%d+)$'))
-  local pttl = -2
+  local full = false
   if current then
-    ${PRUNE}
-    pttl = redis.call('PTTL', KEYS[1])
+    local limit = tonumber(string.match(kind, '^${LIMIT_MARKER}(%d+)$'))
+    if limit and redis.call('ZCARD', KEYS[7]) >= limit then
+      ${PRUNE}
+      full = redis.call('ZCARD', KEYS[7]) >= limit
+    end
   end
-  if not (current and limit and redis.call('ZCARD', KEYS[7]) >= limit) then
+  if not full then
+    local pttl = current and redis.call('PTTL', KEYS[1]) or -2
     ${GRANT}
     return fence
   end
@@ -291,11 +294,25 @@ local kind = redis.call('GET', KEYS[1])
 -- The common case first, creating no Lua function: nobody queued.
 if kind and ${multiMarkerLua('kind')} and redis.call('LLEN', KEYS[4]) == 0 then
   ${NOW}
+  -- The marker ends with the latest lease: only the release of that one (or of none left) moves it.
+  local last = redis.call('ZRANGE', KEYS[7], -2, -1, 'WITHSCORES')
+  if last[1] == token and not last[3] then
+    -- The only holder: the lock is free.
+    redis.call('DEL', KEYS[1], KEYS[6], KEYS[7])
+    redis.call('PUBLISH', ${channelLua('KEYS[1]')}, 'released')
+    return tonumber(last[2]) > now and 1 or 0
+  end
   ${PRUNE}
   local released = redis.call('ZREM', KEYS[7], token)
   redis.call('HDEL', KEYS[6], token)
-  ${MARK}
-  if freed then redis.call('PUBLISH', ${channelLua('KEYS[1]')}, 'released') end
+  if not last[1] or last[#last - 1] == token then
+    if last[3] and tonumber(last[2]) > now then
+      redis.call('SET', KEYS[1], kind, 'PX', tonumber(last[2]) - now)
+    else
+      redis.call('DEL', KEYS[1])
+      redis.call('PUBLISH', ${channelLua('KEYS[1]')}, 'released')
+    end
+  end
   return released
 end
 ${holderSet}
