@@ -26,7 +26,8 @@ import {
  *   writer of a shared lock is a plain exclusive holder: its token in the lease, its record in
  *   `holder`, and the exclusive scripts serve it.
  * - expiries: token -> when its lease ends (Redis' clock, ms); holders whose lease ended are
- *   pruned by the next script that looks (a crashed holder frees its place at its TTL).
+ *   pruned by the next release, or by an attempt they would keep out (a crashed holder frees
+ *   its place at its TTL).
  *   `queued:<token>` entries are turns kept for waiters not seen recently (see `reserve`).
  * - holders: token -> holder record (the format of `redis-holder-record.ts`).
  * - queue / waiting: the one FIFO queue of the lock, writers' and readers' (or permit
@@ -331,7 +332,8 @@ return -2 - redis.call('PTTL', KEYS[1])
  * written in. KEYS of all: the 7 of a lock.
  *
  * release — ARGV: token. Returns 1 released, 0 expired (its lease had ended), -1 the lock is
- * now another's (a plain holder). The queue moves (see `pass_turns`).
+ * now another's (a plain holder). The queue moves (see `pass_turns`). With nobody queued, the
+ * lease key's marker is only moved by the release of the latest lease (a SET saved on the others).
  *
  * leaveQueue — a reader or permit waiter gives up (after the exclusive leaveQueue took it out
  * of the queue and answered 2). ARGV: its token. A permit passed or a place kept for it goes
