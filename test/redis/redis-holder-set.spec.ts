@@ -139,6 +139,36 @@ describe('Redis shared locks and permits (real redis-server)', () => {
     expect(await backend.release(kept)).toBe('released');
   });
 
+  it('the marker ends with the latest lease: moved by its release only; an ended lease answers expired', async () => {
+    const { backend, raw } = fixture;
+    const key = `${uniquePrefix('marker')}export`;
+    const lease = lockKeys(key).lease;
+    const ended = request(key, { limit: 4, ttlMs: 200 });
+    const [early, latest] = [request(key, { limit: 4, ttlMs: 3_000 }), request(key, { limit: 4, ttlMs: 6_000 })];
+    for (const permit of [ended, early, latest]) fenceOf(await backend.tryAcquire(permit));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await backend.release(ended)).toBe('expired');
+    expect(await backend.release(early)).toBe('released');
+    // Neither was the latest: the marker still ends with `latest`.
+    expect(await raw.pttl(lease)).toBeGreaterThan(5_000);
+    const later = request(key, { limit: 4, ttlMs: 2_000 });
+    fenceOf(await backend.tryAcquire(later));
+    expect(await backend.release(latest)).toBe('released');
+    expect(await raw.pttl(lease)).toBeLessThanOrEqual(2_000);
+    expect(await raw.pttl(lease)).toBeGreaterThan(1_000);
+    expect(await backend.release(later)).toBe('released');
+    expect(await raw.exists(lease, lockKeys(key).holders, lockKeys(key).expiries)).toBe(0);
+
+    // A one-shot reader on a writer's lock misses with the writer's remaining lease; a permit there is a caller error.
+    const writer = request(key, { ttlMs: 3_000 });
+    fenceOf(await backend.tryAcquire(writer));
+    const reader = await backend.tryAcquire(request(key, { mode: 'shared' }));
+    expect(reader.acquired).toBe(false);
+    if (!reader.acquired) expect(reader.retryAfterMs).toBeGreaterThan(2_000);
+    expect(await backend.tryAcquire(request(key, { limit: 4 }))).toEqual({ acquired: false, retryAfterMs: null, limitInUse: 1 });
+    await backend.release(writer);
+  });
+
   it('heartbeats of plain, shared and permit leases go in one call, answered in order; an ended one answers false', async () => {
     const { backend, raw } = fixture;
     const prefix = uniquePrefix('extend');

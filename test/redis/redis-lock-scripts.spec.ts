@@ -10,7 +10,7 @@ import {
   turnScripts,
   type LockScript,
 } from '../../lib/backends/redis/redis-lock.scripts';
-import { HOLDER_EXTEND, INSPECT, holderScripts } from '../../lib/backends/redis/holder-set.scripts';
+import { HOLDER_EXTEND, HOLDER_TRY_ACQUIRE, INSPECT, holderScripts } from '../../lib/backends/redis/holder-set.scripts';
 
 /**
  * Every Lua script exactly as Redis receives it, fragments expanded: read them whole in
@@ -31,6 +31,7 @@ describe('Redis lock scripts, fully expanded', () => {
     ['EXTEND', EXTEND],
     ['INSPECT', INSPECT],
     ['FORCE_RELEASE', FORCE_RELEASE],
+    ['HOLDER_TRY_ACQUIRE', HOLDER_TRY_ACQUIRE],
     ['HOLDER_ACQUIRE (holderScripts(250).acquire)', holders.acquire],
     ['HOLDER_RELEASE (holderScripts(250).release)', holders.release],
     ['HOLDER_LEAVE_QUEUE (holderScripts(250).leaveQueue)', holders.leaveQueue],

@@ -26,7 +26,8 @@ import {
  *   writer of a shared lock is a plain exclusive holder: its token in the lease, its record in
  *   `holder`, and the exclusive scripts serve it.
  * - expiries: token -> when its lease ends (Redis' clock, ms); holders whose lease ended are
- *   pruned by the next script that looks (a crashed holder frees its place at its TTL).
+ *   pruned by the next release, or by an attempt they would keep out (a crashed holder frees
+ *   its place at its TTL).
  *   `queued:<token>` entries are turns kept for waiters not seen recently (see `reserve`).
  * - holders: token -> holder record (the format of `redis-holder-record.ts`).
  * - queue / waiting: the one FIFO queue of the lock, writers' and readers' (or permit
@@ -40,11 +41,30 @@ import {
 const NOW = `local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)`;
 
+/**
+ * Where a script finds the keys of a lock it uses, as Lua expressions: the 7 KEYS of every
+ * script here but one, or the 5 of `HOLDER_TRY_ACQUIRE` (the same order, without holder and waiting).
+ */
+interface HolderKeys {
+  lease: string;
+  fence: string;
+  queue: string;
+  holders: string;
+  expiries: string;
+}
+
+const ALL_KEYS: HolderKeys = { lease: 'KEYS[1]', fence: 'KEYS[2]', queue: 'KEYS[4]', holders: 'KEYS[6]', expiries: 'KEYS[7]' };
+const TRY_KEYS: HolderKeys = { lease: 'KEYS[1]', fence: 'KEYS[2]', queue: 'KEYS[3]', holders: 'KEYS[4]', expiries: 'KEYS[5]' };
+
 /** Lua statements: holders whose lease ended (crashed, paused, or turns kept in vain) leave with their records. */
-const PRUNE = `for _, ended in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now)) do
-    redis.call('ZREM', KEYS[7], ended)
-    redis.call('HDEL', KEYS[6], ended)
+function pruneLua(keys: HolderKeys): string {
+  return `for _, ended in ipairs(redis.call('ZRANGEBYSCORE', ${keys.expiries}, '-inf', now)) do
+    redis.call('ZREM', ${keys.expiries}, ended)
+    redis.call('HDEL', ${keys.holders}, ended)
   end`;
+}
+
+const PRUNE = pruneLua(ALL_KEYS);
 
 /**
  * Lua statements: `token` joins the holders of a lock that is free or of kind `kind` for `ttl`
@@ -52,11 +72,38 @@ const PRUNE = `for _, ended in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf
  * (minted on `clock`, see `NOW`). A crashed exclusive holder's record left at the holder key
  * stays there (shown as stale while the lock has no holder, as after an exclusive holder crashed).
  */
-const GRANT = `local lease_ms = math.max(tonumber(ttl), pttl)
-  redis.call('ZADD', KEYS[7], now + ttl, token)
-  ${mintFenceLua('KEYS[2]', 'lease_ms', 'clock')}
-  redis.call('HSET', KEYS[6], token, ttl .. '\\n' .. token .. '\\n' .. fence_text .. tail)
-  if pttl < lease_ms then redis.call('SET', KEYS[1], kind, 'PX', lease_ms) end`;
+function grantLua(keys: HolderKeys): string {
+  return `local lease_ms = math.max(tonumber(ttl), pttl)
+  redis.call('ZADD', ${keys.expiries}, now + ttl, token)
+  ${mintFenceLua(keys.fence, 'lease_ms', 'clock')}
+  redis.call('HSET', ${keys.holders}, token, ttl .. '\\n' .. token .. '\\n' .. fence_text .. tail)
+  if pttl < lease_ms then redis.call('SET', ${keys.lease}, kind, 'PX', lease_ms) end`;
+}
+
+const GRANT = grantLua(ALL_KEYS);
+
+/**
+ * Lua, the common case of an attempt, creating no Lua function: the lease key (`current`) is
+ * free or of kind `kind`, nobody queued. Granted unless `kind` is a semaphore whose permits are
+ * all held: then `whenFull` runs (`now` set). Holders left in the sets whose lease ended (all
+ * of them, on a free lock) are pruned by the next release, or here when they fill every permit.
+ */
+function takeFreePlaceLua(keys: HolderKeys, whenFull: string): string {
+  return `${NOW}
+  local full = false
+  if current then
+    local limit = tonumber(string.match(kind, '^${LIMIT_MARKER}(%d+)$'))
+    if limit and redis.call('ZCARD', ${keys.expiries}) >= limit then
+      ${pruneLua(keys)}
+      full = redis.call('ZCARD', ${keys.expiries}) >= limit
+    end
+  end
+  if not full then
+    local pttl = current and redis.call('PTTL', ${keys.lease}) or -2
+    ${grantLua(keys)}
+    return fence
+  end${whenFull}`;
+}
 
 /**
  * Lua statements after holders left: the lease key holds the marker `kind` until the latest
@@ -189,21 +236,10 @@ export function holderAcquireScript(reservationMs: number): LockScript {
     `
 local token, ttl, tail, kind, queue_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local current = redis.call('GET', KEYS[1])
--- The common case first, creating no Lua function: a free lock, or one of this kind for a
--- one-shot attempt, nobody queued. (On a free lock every holder left in the sets has ended
--- with the marker: they are pruned by the next holder's attempt or release.)
+-- The common case first: a free lock, nobody queued (a one-shot attempt on a lock of this kind
+-- comes here only when waiters are queued: HOLDER_TRY_ACQUIRE serves the rest).
 if (not current or (current == kind and queue_ms == 0)) and redis.call('LLEN', KEYS[4]) == 0 then
-  ${NOW}
-  local limit = tonumber(string.match(kind, '^${LIMIT_MARKER}(%d+)$'))
-  local pttl = -2
-  if current then
-    ${PRUNE}
-    pttl = redis.call('PTTL', KEYS[1])
-  end
-  if not (current and limit and redis.call('ZCARD', KEYS[7]) >= limit) then
-    ${GRANT}
-    return fence
-  end
+  ${takeFreePlaceLua(ALL_KEYS, '')}
 end
 ${holderSetLua(reservationMs)}${FENCE_OF_HOLDER}${RETRY_AFTER}
 local kept = false
@@ -265,11 +301,39 @@ return -2 - retry_after()
 }
 
 /**
+ * tryAcquire: a one-shot attempt (no queueing) for a reader or a permit, with only the 5 keys it
+ * needs. KEYS: lease, fence, queue, holders, expiries. ARGV: token, ttl, record tail, kind.
+ * Replies as the acquire script; `false` (nil) when waiters are queued on a lock free or of this
+ * kind: then the acquire script (with all 7 keys) answers, moving the queue as it does.
+ */
+export const HOLDER_TRY_ACQUIRE = lockScript(
+  `
+local token, ttl, tail, kind = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local current = redis.call('GET', KEYS[1])
+if not current or current == kind then
+  if redis.call('LLEN', KEYS[3]) > 0 then return false end
+  ${takeFreePlaceLua(
+    TRY_KEYS,
+    `
+  local first = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+  return -2 - math.max(0, tonumber(first[2]) - now)`,
+  )}
+end
+-- Held by holders of another kind (a caller error), a writer, or a turn kept for a waiter.
+if ${multiMarkerLua('current')} then return {tonumber(string.match(current, '^${LIMIT_MARKER}(%d+)$')) or 1} end
+if string.match(kind, '^${LIMIT_MARKER}') and string.sub(current, 1, ${RESERVED_FOR.length}) ~= '${RESERVED_FOR}' then return {1} end
+return -2 - redis.call('PTTL', KEYS[1])
+`,
+  5,
+);
+
+/**
  * The scripts that end a holder's or waiter's turn, with the backend's `queueReservationMs`
  * written in. KEYS of all: the 7 of a lock.
  *
  * release — ARGV: token. Returns 1 released, 0 expired (its lease had ended), -1 the lock is
- * now another's (a plain holder). The queue moves (see `pass_turns`).
+ * now another's (a plain holder). The queue moves (see `pass_turns`). With nobody queued, the
+ * lease key's marker is only moved by the release of the latest lease (a SET saved on the others).
  *
  * leaveQueue — a reader or permit waiter gives up (after the exclusive leaveQueue took it out
  * of the queue and answered 2). ARGV: its token. A permit passed or a place kept for it goes
@@ -291,11 +355,25 @@ local kind = redis.call('GET', KEYS[1])
 -- The common case first, creating no Lua function: nobody queued.
 if kind and ${multiMarkerLua('kind')} and redis.call('LLEN', KEYS[4]) == 0 then
   ${NOW}
+  -- The marker ends with the latest lease: only the release of that one (or of none left) moves it.
+  local last = redis.call('ZRANGE', KEYS[7], -2, -1, 'WITHSCORES')
+  if last[1] == token and not last[3] then
+    -- The only holder: the lock is free.
+    redis.call('DEL', KEYS[1], KEYS[6], KEYS[7])
+    redis.call('PUBLISH', ${channelLua('KEYS[1]')}, 'released')
+    return tonumber(last[2]) > now and 1 or 0
+  end
   ${PRUNE}
   local released = redis.call('ZREM', KEYS[7], token)
   redis.call('HDEL', KEYS[6], token)
-  ${MARK}
-  if freed then redis.call('PUBLISH', ${channelLua('KEYS[1]')}, 'released') end
+  if not last[1] or last[#last - 1] == token then
+    if last[3] and tonumber(last[2]) > now then
+      redis.call('SET', KEYS[1], kind, 'PX', tonumber(last[2]) - now)
+    else
+      redis.call('DEL', KEYS[1])
+      redis.call('PUBLISH', ${channelLua('KEYS[1]')}, 'released')
+    end
+  end
   return released
 end
 ${holderSet}

@@ -7,7 +7,7 @@ import type {
   LockRequest,
   ReleaseOutcome,
 } from '../../lock-backend.interface';
-import { HOLDER_EXTEND, INSPECT, holderKind, holderScripts } from './holder-set.scripts';
+import { HOLDER_EXTEND, HOLDER_TRY_ACQUIRE, INSPECT, holderKind, holderScripts } from './holder-set.scripts';
 import { toLockRecord } from './redis-holder-record';
 import { EXPIRIES_SUFFIX, FENCE_SUFFIX, HOLDER_SUFFIX, HOLDERS_SUFFIX, QUEUE_SUFFIX, WAITING_SUFFIX, leaseKeyOf, lockKeys } from './redis-lock-keys';
 import { LIMIT_MARKER, RESERVED_FOR, SHARED_MARKER, type LockScript } from './redis-lock.scripts';
@@ -49,7 +49,7 @@ export class RedisHolderSet {
 
   /** Every script, for preloading. */
   get loaded(): LockScript[] {
-    return [...Object.values(this.scripts), HOLDER_EXTEND, INSPECT];
+    return [...Object.values(this.scripts), HOLDER_TRY_ACQUIRE, HOLDER_EXTEND, INSPECT];
   }
 
   /** Publish with `SPUBLISH` (see `PublishMode`). */
@@ -60,11 +60,23 @@ export class RedisHolderSet {
 
   /**
    * `tail`: the record's tail (`recordTail()`); `queueLifetimeMs` 0 for an attempt that does not
-   * wait. Not async (as the exclusive path): the reply is mapped in one `then`.
+   * wait: HOLDER_TRY_ACQUIRE with 5 KEYS, the 7-key acquire only when it finds waiters queued.
+   * Not async (as the exclusive path): the reply is mapped in one `then`.
    */
   acquire(request: LockRequest, tail: string, queueLifetimeMs: number): Promise<AcquireOutcome> {
-    const args = [...allKeys(request.key), request.token, String(request.ttlMs), tail, holderKind(request.limit), queueLifetimeMs];
-    return this.run(this.scripts.acquire, args).then(toGrantOutcome);
+    const kind = holderKind(request.limit);
+    const ttl = String(request.ttlMs);
+    if (queueLifetimeMs > 0) return this.acquireWithQueue(request, ttl, tail, kind, queueLifetimeMs);
+    const lease = leaseKeyOf(request.key);
+    const keys = [lease, lease + FENCE_SUFFIX, lease + QUEUE_SUFFIX, lease + HOLDERS_SUFFIX, lease + EXPIRIES_SUFFIX];
+    return this.run(HOLDER_TRY_ACQUIRE, [...keys, request.token, ttl, tail, kind]).then((reply) =>
+      reply === null ? this.acquireWithQueue(request, ttl, tail, kind, 0) : toGrantOutcome(reply),
+    );
+  }
+
+  /** The 7-key acquire script: waiters, and one-shot attempts that found waiters queued. */
+  private acquireWithQueue(request: LockRequest, ttl: string, tail: string, kind: string, queueLifetimeMs: number): Promise<AcquireOutcome> {
+    return this.run(this.scripts.acquire, [...allKeys(request.key), request.token, ttl, tail, kind, queueLifetimeMs]).then(toGrantOutcome);
   }
 
   release(lease: LeaseRef): Promise<ReleaseOutcome> {

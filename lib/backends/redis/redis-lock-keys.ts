@@ -20,7 +20,8 @@
  * instead of a token, expiring with the latest of their leases: to an exclusive grant (of this
  * version or an earlier one) the lock is then simply held.
  * Every script of one lock takes its KEYS in that order (lease, fence, holder, queue, waiting,
- * holders, expiries), or the first of them it needs.
+ * holders, expiries), or the first of them it needs (a reader's or permit's one-shot attempt:
+ * those it needs, in that order).
  *
  * Release messages go to the channel `{E}:released` (`RELEASED_SUFFIX`). Channels are not
  * keys: the scripts name it after KEYS[1] (`channelLua`), so it carries the client's
