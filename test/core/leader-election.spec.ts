@@ -154,7 +154,7 @@ class InvoiceConsumer {
 
   @EventPattern('invoice.due')
   @LeaderOnly('invoices')
-  charge(): void {
+  charge(_invoice: unknown): void {
     this.handled += 1;
   }
 }
@@ -170,7 +170,7 @@ describe('@LeaderOnly on controllers', () => {
       const locks = apps.map((app) => app.get(SpaceLockService));
       await until(() => locks.some((service) => service.campaign('invoices').isLeader), 3_000, 'a leader elected');
       const leader = locks.findIndex((service) => service.campaign('invoices').isLeader);
-      for (const app of apps) for (let event = 0; event < 3; event++) app.get(InvoiceConsumer).charge();
+      for (const app of apps) for (let event = 0; event < 3; event++) app.get(InvoiceConsumer).charge({ id: event });
       expect(apps.map((app) => app.get(InvoiceConsumer).handled)).toEqual(leader === 0 ? [3, 0] : [0, 3]);
     } finally {
       await Promise.all(apps.map((app) => app.close()));
