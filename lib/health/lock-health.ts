@@ -7,6 +7,7 @@ import { errorMessage, LockOptionsError } from '../lock.errors';
 import type { ResolvedLockModuleOptions } from '../lock-module-options.interface';
 import { assertDuration } from '../lock-options.validation';
 import type { StoreCalls } from '../store-calls';
+import { settleWithin } from '../settle-within';
 
 export interface LockHealthOptions {
   /** The store must answer a read within this. Default: the module's `backendTimeoutMs`, at most 1 000 ms. */
@@ -59,18 +60,12 @@ export class LockHealth {
 
   private async probeStore(timeoutMs: number): Promise<LockHealthReport['store']> {
     const startedAt = performance.now();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-      timer.unref();
-    });
     try {
-      await Promise.race([this.calls.call('inspect', () => this.backend.inspect(this.options.keyPrefix + PROBE_KEY)), timeout]);
+      const probe = this.calls.call('inspect', () => this.backend.inspect(this.options.keyPrefix + PROBE_KEY));
+      await settleWithin(probe, timeoutMs, () => new Error(`no answer within ${timeoutMs} ms`));
       return { ok: true, latencyMs: Math.round(performance.now() - startedAt) };
     } catch (error) {
       return { ok: false, latencyMs: Math.round(performance.now() - startedAt), error: errorMessage(error) };
-    } finally {
-      clearTimeout(timer);
     }
   }
 

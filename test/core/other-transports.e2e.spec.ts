@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { firstValueFrom } from 'rxjs';
 import WebSocket from 'ws';
 import { CurrentLock, LockModule, SpaceLockService, WithLock, type HeldLock } from '../../lib';
-import { freePort } from '../support/redis-server';
+import { freePort, until } from '../support/redis-server';
 import { Gate } from '../support/gate';
 
 /**
@@ -77,10 +77,6 @@ class WsClient {
     if (message !== undefined) return Promise.resolve(message);
     return new Promise((resolve) => this.waiting.push(resolve));
   }
-}
-
-async function until(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5));
 }
 
 describe('@WithLock on WebSocket gateways and microservice handlers', () => {
