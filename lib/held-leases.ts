@@ -122,8 +122,18 @@ export class HeldLeases implements LeaseHolder {
       lease.heartbeatMs = this.heartbeatFor(ttlMs);
     }
     const sentAt = performance.now();
-    const [stillOurs] = await this.calls.call('extend', () => this.backend.extend([lease.ref]));
-    if (stillOurs === null) throw new LockBackendError(this.backend.name, 'extend: the store could not say');
+    let stillOurs: boolean | null;
+    try {
+      [stillOurs] = await this.calls.call('extend', () => this.backend.extend([lease.ref]));
+    } catch (error) {
+      // The store may have applied a shorter lease all the same.
+      if (ttlMs !== undefined) this.keeper.unconfirmed(lease, sentAt);
+      throw error;
+    }
+    if (stillOurs === null) {
+      if (ttlMs !== undefined) this.keeper.unconfirmed(lease, sentAt);
+      throw new LockBackendError(this.backend.name, 'extend: the store could not say');
+    }
     if (stillOurs) this.keeper.confirmed(lease, sentAt);
     else this.lose(lease, 'taken-over');
     return Boolean(stillOurs);
