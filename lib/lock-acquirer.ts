@@ -209,7 +209,8 @@ export class LockAcquirer {
    * caller may change it between calls.
    */
   private resolve(given: LockCallOptions): CallOptions {
-    if (!Object.isFrozen(given)) return resolveCallOptions(given, this.options);
+    // `null` and other non-objects are frozen too, but no WeakMap key: checked (or defaulted) as given.
+    if (typeof given !== 'object' || given === null || !Object.isFrozen(given)) return resolveCallOptions(given, this.options);
     let resolved = this.resolvedFrozen.get(given);
     if (!resolved) {
       resolved = Object.freeze(resolveCallOptions(given, this.options));
