@@ -148,6 +148,8 @@ export class LockAcquirer {
         if (outcome.limitInUse !== undefined) throw this.limitMismatch(request, outcome.limitInUse);
         watch?.contended(options.waitMs > 0);
         const woken = await this.waitForStore(storeKey, outcome.retryAfterMs, giveUpAt, queueToken);
+        // Woken by shutdown: an error, as for local waiters, not a busy miss (a grant passed to us is given back below).
+        if (typeof woken === 'string') this.assertOpen();
         if (woken === 'gave-up') return { skipped: 'lock-held', retryAfterMs: outcome.retryAfterMs };
         // Passed to us after our last attempt was sent: the lease runs at least ttl from then.
         // If that was long ago, the next attempt confirms it and measures it afresh.
@@ -186,6 +188,11 @@ export class LockAcquirer {
     if (remaining <= 0 || this.gate.closing) return 'gave-up';
     const until = Math.max(1, Math.ceil(Math.min(remaining, retryAfterMs ?? remaining)));
     return (await this.backend.waitForRelease(storeKey, until, this.gate.signal, queueToken)) ?? 'woken';
+  }
+
+  /** `LockShuttingDownError` once shutdown began. */
+  assertOpen(): void {
+    if (this.gate.closing) throw new LockShuttingDownError();
   }
 
   callOptions(given: LockCallOptions | undefined): CallOptions {
