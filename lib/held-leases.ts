@@ -146,10 +146,20 @@ export class HeldLeases implements LeaseHolder {
   /** Not async on the common path (nobody of ours waiting), for the reason given at `LockAcquirer.attempt`. */
   releaseLease(lease: Lease): Promise<ReleaseOutcome> {
     // `holdUntil` is 0 without a minimum hold: no clock read on the common path.
-    if (lease.holdUntil !== 0 && lease.state === 'held' && lease.holdUntil > performance.now() && !this.gate.closing) {
-      return this.releaseAfterMinHold(lease);
+    if (lease.holdUntil !== 0 && lease.holdUntil > performance.now()) {
+      // Shutdown already cut it to the rest of its hold (`releaseEverything`): left to run out, never deleted.
+      if (this.gate.closing) return this.keepAtShutdown(lease);
+      if (lease.state === 'held') return this.releaseAfterMinHold(lease);
     }
     return this.releaseNow(lease);
+  }
+
+  /** Released by its holder during shutdown, inside its minimum hold: forgotten here, left in the store. */
+  private keepAtShutdown(lease: Lease): Promise<ReleaseOutcome> {
+    if (lease.state === 'held') lease.state = 'released';
+    this.keeper.delete(lease);
+    if (this.table.removeLease(lease)) this.table.vacate(lease.storeKey);
+    return Promise.resolve('released');
   }
 
   // --- minimum hold (minHoldMs) ------------------------------------------------------------
