@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import {
   LockBackendError,
+  LockLostError,
   LockOptionsError,
   LockShuttingDownError,
   MemoryLockBackend,
@@ -130,5 +131,22 @@ describe('review-r2', () => {
     const holder = await observer.inspect('deploy-job');
     expect(holder).not.toBeNull();
     expect(await observer.tryAcquire('deploy-job')).toBeNull();
+  });
+  it('HeldLock contract: after release() inside a minimum hold the lock reads as released (ensureHeld throws, extend resolves false) and the hold still ends on time', async () => {
+    const store = new MemoryLockStore();
+    const locks = track(serviceOn(new MemoryLockBackend({ store })));
+    const rival = track(serviceOn(new MemoryLockBackend({ store })));
+    const lock = await locks.acquire('linger', { minHoldMs: 400 });
+    const grantedAt = performance.now();
+    await expect(lock.release()).resolves.toBe('released');
+    // Released by its holder: not to be used for side effects any more, nor extended.
+    expect(() => lock.ensureHeld()).toThrow(LockLostError);
+    expect(locks.isHeldNow(lock)).toBe(false);
+    await expect(lock.extend(60_000)).resolves.toBe(false);
+    // The hold itself is unchanged: the key stays taken until minHoldMs after the grant, then frees.
+    expect(await rival.tryAcquire('linger')).toBeNull();
+    const next = await rival.acquire('linger', { waitMs: 5_000 });
+    expect(performance.now() - grantedAt).toBeLessThan(2_000);
+    await next.release();
   });
 });
