@@ -115,7 +115,8 @@ export class HeldLeases implements LeaseHolder {
   }
 
   async extendLease(lease: Lease, ttlMs?: number): Promise<boolean> {
-    if (lease.state !== 'held') return false;
+    // Released inside its minimum hold (`holdTimer`): the hold's end is fixed, the lease no longer extends.
+    if (lease.state !== 'held' || lease.holdTimer !== undefined) return false;
     if (ttlMs !== undefined) {
       resolveCallOptions({ ttlMs }, this.options);
       lease.ttlMs = ttlMs;
