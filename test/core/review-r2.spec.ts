@@ -149,4 +149,13 @@ describe('review-r2', () => {
     expect(performance.now() - grantedAt).toBeLessThan(2_000);
     await next.release();
   });
+  it('invariant 5: forceRelease with an expectFencingToken that is no integer gets a typed error (memory answered changed-hands, Redis compares strings)', async () => {
+    const locks = track(serviceOn(new MemoryLockBackend()));
+    const lock = await locks.acquire('reap-me');
+    for (const expectFencingToken of [String(lock.fencingToken), 1.5, Number.NaN, null, -1]) {
+      await expect(locks.forceRelease('reap-me', { reason: 'test', expectFencingToken: expectFencingToken as never })).rejects.toBeInstanceOf(LockOptionsError);
+    }
+    expect(await locks.inspect('reap-me')).not.toBeNull();
+    await lock.release();
+  });
 });
