@@ -158,4 +158,35 @@ describe('review-r2', () => {
     expect(await locks.inspect('reap-me')).not.toBeNull();
     await lock.release();
   });
+  it('invariant 1 (shutdown): a grant whose answer is late (its call already timed out) is still given back before the backend closes', async () => {
+    const store = new MemoryLockStore();
+    /** Applies tryAcquire at once, answers it late; after close() the connection refuses every call (as ioredis after QUIT). */
+    class ClosingBackend extends RemoteMemoryBackend {
+      lateTryAcquireMs = 0;
+      closed = false;
+      override async tryAcquire(...args: Parameters<MemoryLockBackend['tryAcquire']>) {
+        if (this.closed) throw new Error('Connection is closed.');
+        const outcome = await super.tryAcquire(...args);
+        if (this.lateTryAcquireMs > 0) await new Promise((resolve) => setTimeout(resolve, this.lateTryAcquireMs));
+        return outcome;
+      }
+      override async release(...args: Parameters<MemoryLockBackend['release']>) {
+        if (this.closed) throw new Error('Connection is closed.');
+        return super.release(...args);
+      }
+      async close(): Promise<void> {
+        this.closed = true;
+      }
+    }
+    const backend = new ClosingBackend({ store });
+    const locks = serviceOn(backend, { backendTimeoutMs: 50 });
+    backend.lateTryAcquireMs = 80;
+    // The store grants at once; the caller sees a timeout at 50 ms; the grant's answer comes at 80 ms, while shutdown runs.
+    await expect(locks.tryAcquire('late-at-shutdown')).rejects.toBeInstanceOf(LockBackendError);
+    expect(store.holders('lock:late-at-shutdown')).toHaveLength(1);
+    await locks.beforeApplicationShutdown();
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    // Nobody holds that grant: it must not block the key for its whole 30 s lease.
+    expect(store.holders('lock:late-at-shutdown')).toHaveLength(0);
+  });
 });
