@@ -4,6 +4,8 @@ import { performance } from 'node:perf_hooks';
 export interface WatchedCall {
   done: boolean;
   deadline: number;
+  /** A late answer still has work to do (a grant to give back): shutdown waits for it, bounded. */
+  readonly answersLate?: boolean;
   expire(): void;
 }
 
@@ -19,6 +21,8 @@ export class CallDeadlines {
   private timer: NodeJS.Timeout | undefined;
   /** Calls neither settled nor expired. */
   private pending = 0;
+  /** Expired calls whose late answer (a grant to give back) has not come yet. */
+  private unanswered = 0;
   private onIdle: (() => void) | undefined;
 
   constructor(private readonly timeoutMs: number) {}
@@ -39,17 +43,37 @@ export class CallDeadlines {
     this.dropSettledHead();
   }
 
-  /** Resolves once no watched call is pending (answered or expired). */
+  /**
+   * Resolves once no watched call is pending (answered or expired) and no expired call that
+   * may still answer with a grant is outstanding — waiting for those at most one more timeout.
+   */
   async idle(): Promise<void> {
-    while (this.pending > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
+    const lateUntil = performance.now() + this.timeoutMs;
+    for (;;) {
+      const lateLeft = lateUntil - performance.now();
+      if (this.pending === 0 && (this.unanswered === 0 || lateLeft <= 0)) return;
+      await new Promise<void>((resolve) => {
+        this.onIdle = resolve;
+        if (this.pending === 0) setTimeout(resolve, Math.ceil(lateLeft)).unref();
+      });
+    }
+  }
+
+  /** An expired call that may answer late did answer (or fail) after all; its late handling has run. */
+  lateAnswered(): void {
+    this.unanswered -= 1;
+    if (this.pending === 0) this.wake();
   }
 
   private finished(): void {
     this.pending -= 1;
-    if (this.pending > 0 || !this.onIdle) return;
+    if (this.pending === 0) this.wake();
+  }
+
+  private wake(): void {
     const wake = this.onIdle;
     this.onIdle = undefined;
-    wake();
+    wake?.();
   }
 
   private arm(): void {
@@ -69,6 +93,7 @@ export class CallDeadlines {
       this.queue[this.head++] = undefined;
       if (call.done) continue;
       call.done = true;
+      if (call.answersLate) this.unanswered += 1;
       call.expire();
       this.finished();
     }
@@ -127,6 +152,10 @@ export class BoundedCall<T, R, S> implements WatchedCall {
   private reject: ((error: unknown) => void) | undefined;
   private deadlines: CallDeadlines | null = null;
 
+  get answersLate(): boolean {
+    return this.kind.answeredLate !== undefined;
+  }
+
   constructor(
     private readonly kind: BoundedCallKind<T, R, S>,
     readonly operation: string,
@@ -158,7 +187,12 @@ export class BoundedCall<T, R, S> implements WatchedCall {
 
   private answer(value: T): void {
     if (this.done) {
-      this.kind.answeredLate?.(value, this);
+      if (!this.kind.answeredLate) return;
+      try {
+        this.kind.answeredLate(value, this);
+      } finally {
+        this.deadlines?.lateAnswered();
+      }
       return;
     }
     const resolve = this.resolve as (value: R) => void;
@@ -175,7 +209,10 @@ export class BoundedCall<T, R, S> implements WatchedCall {
   }
 
   private fail(error: unknown): void {
-    if (this.done) return;
+    if (this.done) {
+      if (this.kind.answeredLate) this.deadlines?.lateAnswered();
+      return;
+    }
     const reject = this.reject as (error: unknown) => void;
     this.settle();
     reject(this.kind.failed(this, error, false));

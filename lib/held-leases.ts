@@ -115,15 +115,26 @@ export class HeldLeases implements LeaseHolder {
   }
 
   async extendLease(lease: Lease, ttlMs?: number): Promise<boolean> {
-    if (lease.state !== 'held') return false;
+    // Released inside its minimum hold (`holdTimer`): the hold's end is fixed, the lease no longer extends.
+    if (lease.state !== 'held' || lease.holdTimer !== undefined) return false;
     if (ttlMs !== undefined) {
       resolveCallOptions({ ttlMs }, this.options);
       lease.ttlMs = ttlMs;
       lease.heartbeatMs = this.heartbeatFor(ttlMs);
     }
     const sentAt = performance.now();
-    const [stillOurs] = await this.calls.call('extend', () => this.backend.extend([lease.ref]));
-    if (stillOurs === null) throw new LockBackendError(this.backend.name, 'extend: the store could not say');
+    let stillOurs: boolean | null;
+    try {
+      [stillOurs] = await this.calls.call('extend', () => this.backend.extend([lease.ref]));
+    } catch (error) {
+      // The store may have applied a shorter lease all the same.
+      if (ttlMs !== undefined) this.keeper.unconfirmed(lease, sentAt);
+      throw error;
+    }
+    if (stillOurs === null) {
+      if (ttlMs !== undefined) this.keeper.unconfirmed(lease, sentAt);
+      throw new LockBackendError(this.backend.name, 'extend: the store could not say');
+    }
     if (stillOurs) this.keeper.confirmed(lease, sentAt);
     else this.lose(lease, 'taken-over');
     return Boolean(stillOurs);
@@ -136,10 +147,20 @@ export class HeldLeases implements LeaseHolder {
   /** Not async on the common path (nobody of ours waiting), for the reason given at `LockAcquirer.attempt`. */
   releaseLease(lease: Lease): Promise<ReleaseOutcome> {
     // `holdUntil` is 0 without a minimum hold: no clock read on the common path.
-    if (lease.holdUntil !== 0 && lease.state === 'held' && lease.holdUntil > performance.now() && !this.gate.closing) {
-      return this.releaseAfterMinHold(lease);
+    if (lease.holdUntil !== 0 && lease.holdUntil > performance.now()) {
+      // Shutdown already cut it to the rest of its hold (`releaseEverything`): left to run out, never deleted.
+      if (this.gate.closing) return this.keepAtShutdown(lease);
+      if (lease.state === 'held') return this.releaseAfterMinHold(lease);
     }
     return this.releaseNow(lease);
+  }
+
+  /** Released by its holder during shutdown, inside its minimum hold: forgotten here, left in the store. */
+  private keepAtShutdown(lease: Lease): Promise<ReleaseOutcome> {
+    if (lease.state === 'held') lease.state = 'released';
+    this.keeper.delete(lease);
+    if (this.table.removeLease(lease)) this.table.vacate(lease.storeKey);
+    return Promise.resolve('released');
   }
 
   // --- minimum hold (minHoldMs) ------------------------------------------------------------

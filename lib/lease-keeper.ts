@@ -73,6 +73,16 @@ export class LeaseKeeper {
     if (this.has(lease)) this.scheduleAt(Math.min(lease.nextBeatAt, lease.deadline));
   }
 
+  /**
+   * An explicit `extend(ttlMs)` sent at `sentAt` got no answer (timed out or failed): the store
+   * may have applied it. Count down from whichever ends first, and beat on the new heartbeat.
+   */
+  unconfirmed(lease: KeptLease, sentAt: number): void {
+    lease.deadline = Math.min(lease.deadline, LeaseKeeper.deadlineFrom(sentAt, lease.ttlMs));
+    lease.nextBeatAt = Math.min(lease.nextBeatAt, sentAt + lease.heartbeatMs);
+    if (this.has(lease)) this.scheduleAt(Math.min(lease.nextBeatAt, lease.deadline));
+  }
+
   stop(): void {
     clearTimeout(this.timer);
     this.timer = undefined;

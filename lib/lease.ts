@@ -103,7 +103,8 @@ export class Lease implements HeldLock, KeptLease {
    * keeper's timer would notice: its signal aborts before this returns `false`.
    */
   isHeldNow(): boolean {
-    if (this.state !== 'held') return false;
+    // Released by its holder inside a minimum hold (`holdTimer`): still taken in the store, no longer the holder's to use.
+    if (this.state !== 'held' || this.holdTimer !== undefined) return false;
     if (performance.now() < this.deadline) return true;
     this.holder.leaseLapsed(this);
     return false;

@@ -148,6 +148,8 @@ export class LockAcquirer {
         if (outcome.limitInUse !== undefined) throw this.limitMismatch(request, outcome.limitInUse);
         watch?.contended(options.waitMs > 0);
         const woken = await this.waitForStore(storeKey, outcome.retryAfterMs, giveUpAt, queueToken);
+        // Woken by shutdown: an error, as for local waiters, not a busy miss (a grant passed to us is given back below).
+        if (typeof woken === 'string') this.assertOpen();
         if (woken === 'gave-up') return { skipped: 'lock-held', retryAfterMs: outcome.retryAfterMs };
         // Passed to us after our last attempt was sent: the lease runs at least ttl from then.
         // If that was long ago, the next attempt confirms it and measures it afresh.
@@ -188,6 +190,11 @@ export class LockAcquirer {
     return (await this.backend.waitForRelease(storeKey, until, this.gate.signal, queueToken)) ?? 'woken';
   }
 
+  /** `LockShuttingDownError` once shutdown began. */
+  assertOpen(): void {
+    if (this.gate.closing) throw new LockShuttingDownError();
+  }
+
   callOptions(given: LockCallOptions | undefined): CallOptions {
     // Most calls pass no options: validate the defaults once, not per call.
     const options = given === undefined ? this.defaultCallOptions : this.resolve(given);
@@ -209,7 +216,8 @@ export class LockAcquirer {
    * caller may change it between calls.
    */
   private resolve(given: LockCallOptions): CallOptions {
-    if (!Object.isFrozen(given)) return resolveCallOptions(given, this.options);
+    // `null` and other non-objects are frozen too, but no WeakMap key: checked (or defaulted) as given.
+    if (typeof given !== 'object' || given === null || !Object.isFrozen(given)) return resolveCallOptions(given, this.options);
     let resolved = this.resolvedFrozen.get(given);
     if (!resolved) {
       resolved = Object.freeze(resolveCallOptions(given, this.options));

@@ -87,6 +87,10 @@ export class LockOperations {
     // Both end up in the log line: keep them to one printable line.
     assertPrintable('forceRelease reason', options.reason);
     if (options.caller !== undefined) assertPrintable('forceRelease caller', options.caller);
+    const expected = options.expectFencingToken;
+    if (expected !== undefined && (typeof expected !== 'number' || !Number.isSafeInteger(expected) || expected < 0)) {
+      throw new LockOptionsError(`forceRelease expectFencingToken must be a non-negative integer, got ${String(expected)}`);
+    }
     const caller = options.caller ?? this.options.ownerId;
     const outcome = await this.calls.call('forceRelease', () =>
       this.backend.forceRelease({

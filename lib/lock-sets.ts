@@ -109,7 +109,10 @@ export class LockSets {
         const mismatch = outcome.held.find((held) => held.limitInUse !== undefined);
         if (mismatch) throw this.acquirer.limitMismatch(requests[storeKeys.indexOf(mismatch.key)], mismatch.limitInUse as number);
         watch?.contended(options[0].waitMs > 0);
-        if ((await this.acquirer.waitForStore(first.key, first.retryAfterMs, giveUpAt)) === 'gave-up') {
+        const woken = await this.acquirer.waitForStore(first.key, first.retryAfterMs, giveUpAt);
+        // Woken by shutdown: an error, as for local waiters, not a busy miss.
+        this.acquirer.assertOpen();
+        if (woken === 'gave-up') {
           this.table.vacateAll(occupied);
           const prefix = this.options.keyPrefix.length;
           return { missed: outcome.held.map(({ key, retryAfterMs }) => ({ key: key.slice(prefix), skipped: 'lock-held', retryAfterMs })) };

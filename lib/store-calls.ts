@@ -15,13 +15,17 @@ export class StoreCalls {
   private readonly logger = new Logger('SpaceLockService');
   private readonly deadlines: CallDeadlines;
   private backendFailing = false;
-  /** Store calls whose caller takes the answer as it is; the subject is what to do with a late answer. */
+  /** Store calls whose caller takes the answer as it is. */
   private readonly plainCalls: BoundedCallKind<unknown, unknown, LateResultHandler | undefined> = {
     answered: (value) => {
       this.backendRecovered();
       return value;
     },
     failed: (call, error, timedOut) => this.callError(call, error, timedOut),
+  };
+  /** The same, with something to do with a late answer (the subject): shutdown waits for it. */
+  private readonly lateHandledCalls: BoundedCallKind<unknown, unknown, LateResultHandler | undefined> = {
+    ...this.plainCalls,
     answeredLate: (value, call) => call.subject?.(value),
   };
 
@@ -34,7 +38,7 @@ export class StoreCalls {
 
   /** `run()`'s answer, bounded; `onLateResult` gets an answer that came after the timeout. */
   call<T>(operation: string, run: () => Promise<T>, onLateResult?: LateResultHandler<T>): Promise<T> {
-    const kind = this.plainCalls as BoundedCallKind<T, T, LateResultHandler<T> | undefined>;
+    const kind = (onLateResult ? this.lateHandledCalls : this.plainCalls) as BoundedCallKind<T, T, LateResultHandler<T> | undefined>;
     return new BoundedCall(kind, operation, onLateResult).follow(invoke(run, undefined, undefined), this.callDeadlines);
   }
 
