@@ -96,4 +96,15 @@ describe('review r1: shared locks and permits', () => {
     expect(await raw.lrange(lockKeys(key).queue, 0, -1)).toEqual([]);
     expect(oneShot).toMatchObject({ acquired: true });
   });
+  it("a waiter does not spin while the lock is kept for another waiter's turn (queued:<other>)", async () => {
+    const { backend, raw } = fixture;
+    const key = `${uniquePrefix('r1review:spin')}job`;
+    // A release kept the turn for the first queued waiter, who has not come back yet.
+    await raw.set(lockKeys(key).lease, 'queued:first', 'PX', 1_000);
+    const startedAt = Date.now();
+    // The second waiter's wait: nothing is published, the lock is not ours; it should sleep
+    // (until a release message or its 300 ms timer), not return at once to ask again.
+    expect(await backend.waitForRelease(key, 300, new AbortController().signal, 'second')).toBeUndefined();
+    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(250);
+  });
 });
