@@ -107,4 +107,15 @@ describe('review r1: shared locks and permits', () => {
     expect(await backend.waitForRelease(key, 300, new AbortController().signal, 'second')).toBeUndefined();
     expect(Date.now() - startedAt).toBeGreaterThanOrEqual(250);
   });
+  it('FIFO: a writer that starts waiting after a crashed writer freed the lock does not overtake a reader queued before it', async () => {
+    const { backend, raw } = fixture;
+    const key = `${uniquePrefix('r1review:fifo')}scan`;
+    fenceOf(await backend.tryAcquire(request(key, { ttlMs: 200 })));
+    expect(await backend.tryAcquire(request(key, { mode: 'shared', waiter: 'r1-reader' }))).toMatchObject({ acquired: false });
+    await sleep(300); // the writer crashed; the reader's timer has not fired yet
+    expect(await raw.lrange(lockKeys(key).queue, 0, -1)).toEqual(['r1-reader']);
+    const late = await backend.tryAcquire(request(key, { waiter: 'r1-late-writer' }));
+    expect(late).toMatchObject({ acquired: false });
+    expect(await backend.tryAcquire(request(key, { mode: 'shared', waiter: 'r1-reader' }))).toMatchObject({ acquired: true });
+  });
 });
