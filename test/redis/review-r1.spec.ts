@@ -118,4 +118,27 @@ describe('review r1: shared locks and permits', () => {
     expect(late).toMatchObject({ acquired: false });
     expect(await backend.tryAcquire(request(key, { mode: 'shared', waiter: 'r1-reader' }))).toMatchObject({ acquired: true });
   });
+  it('two limits on one key never hold together, even after a shortened lease left a marker with no holder behind', async () => {
+    const { backend, raw } = fixture;
+    const key = `${uniquePrefix('r1review:drift')}export`;
+    const keys = lockKeys(key);
+    // limit 2, full; a limit-2 waiter queues; both holders crash and the marker goes.
+    fenceOf(await backend.tryAcquire(request(key, { limit: 2, ttlMs: 300 })));
+    fenceOf(await backend.tryAcquire(request(key, { limit: 2, ttlMs: 300 })));
+    expect(await backend.tryAcquire(request(key, { limit: 2, ttlMs: 5_000, waiter: 'r1-q2' }))).toMatchObject({ acquired: false });
+    await sleep(400);
+    // A caller with limit 3 waits on the free lock: it queues behind the limit-2 waiter, who is passed its permit.
+    expect(await backend.tryAcquire(request(key, { limit: 3, ttlMs: 1_000, waiter: 'r1-p3' }))).toMatchObject({ acquired: false });
+    expect(await raw.zscore(keys.expiries, 'r1-q2')).not.toBeNull();
+    // The limit-2 holder shortens its lease, then crashes.
+    expect(await backend.extend([{ key, token: 'r1-q2', mode: 'exclusive', limit: 2, ttlMs: 100 }])).toEqual([true]);
+    await sleep(200);
+    // A limit-2 waiter and a limit-2 one-shot attempt arrive.
+    const w2 = await backend.tryAcquire(request(key, { limit: 2, waiter: 'r1-w2' }));
+    const c2 = await backend.tryAcquire(request(key, { limit: 2 }));
+    const p3Holds = (await raw.zscore(keys.expiries, 'r1-p3')) !== null;
+    const w2Holds = (await raw.zscore(keys.expiries, 'r1-w2')) !== null || w2.acquired;
+    const limit2Holds = w2Holds || c2.acquired;
+    expect({ p3Holds, limit2Holds, marker: await raw.get(keys.lease) }).not.toMatchObject({ p3Holds: true, limit2Holds: true });
+  });
 });
