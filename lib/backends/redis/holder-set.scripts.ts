@@ -171,6 +171,8 @@ local function pass_turns()
     if count > 0 and (kind ~= current or (limit and count >= limit)) then break end
     redis.call('LPOP', KEYS[4])
     redis.call('HDEL', KEYS[5], ticket)
+    -- Nobody holds: a marker of another kind left behind goes, so this grant writes its own.
+    if count == 0 and current and kind ~= current then redis.call('DEL', KEYS[1]) end
     if now - tonumber(seen_at) <= ${PASS_FRESH_MS} then
       local fence = grant(ticket, ttl, tail, kind)
       publish('${GRANTED_MESSAGE}\\n' .. ticket .. '\\n' .. string.format('%.0f', fence))
