@@ -171,6 +171,8 @@ local function pass_turns()
     if count > 0 and (kind ~= current or (limit and count >= limit)) then break end
     redis.call('LPOP', KEYS[4])
     redis.call('HDEL', KEYS[5], ticket)
+    -- Nobody holds: a marker of another kind left behind goes, so this grant writes its own.
+    if count == 0 and current and kind ~= current then redis.call('DEL', KEYS[1]) end
     if now - tonumber(seen_at) <= ${PASS_FRESH_MS} then
       local fence = grant(ticket, ttl, tail, kind)
       publish('${GRANTED_MESSAGE}\\n' .. ticket .. '\\n' .. string.format('%.0f', fence))
@@ -291,6 +293,12 @@ if not current or current == kind then
     return -2 - retry_after()
   else
     pass_turns()
+    -- The queue moved: a one-shot attempt gets what is left once nobody waits any more.
+    if redis.call('LLEN', KEYS[4]) == 0 then
+      current = redis.call('GET', KEYS[1])
+      local limit = limit_of(kind)
+      if not current or (current == kind and (not limit or redis.call('ZCARD', KEYS[7]) < limit)) then return grant(token, ttl, tail, kind) end
+    end
   end
 end
 if queue_ms > 0 then enqueue() end
@@ -443,7 +451,8 @@ return {'released', remaining, answer or false, current}
 /**
  * Compare-and-extend for many leases of locks with several holders. KEYS: lease1, holders1,
  * expiries1, lease2, ... ARGV: token1, ttl1, token2, ttl2, ... Returns 1/0 per lease, in order.
- * The lease key's marker is lengthened when this lease now ends after it; the record's ttlMs is
+ * The lease key's marker is lengthened when this lease now ends after it, and follows the latest
+ * lease left when this one was shortened (`extend(ttlMs)`); the record's ttlMs is
  * rewritten only when the lease length changed.
  */
 export const HOLDER_EXTEND = lockScript(
@@ -455,7 +464,14 @@ for n = 1, #KEYS / 3 do
   local ends = tonumber(redis.call('ZSCORE', expiries, token))
   if ends and ends > now and is_multi(redis.call('GET', lease)) then
     redis.call('ZADD', expiries, now + ttl, token)
-    if redis.call('PTTL', lease) < tonumber(ttl) then redis.call('PEXPIRE', lease, ttl) end
+    local pttl = redis.call('PTTL', lease)
+    if pttl < tonumber(ttl) then
+      redis.call('PEXPIRE', lease, ttl)
+    elseif now + ttl < ends and pttl > tonumber(ttl) then
+      -- This lease was shortened: the marker ends with the latest lease left.
+      local last = redis.call('ZRANGE', expiries, -1, -1, 'WITHSCORES')
+      redis.call('PEXPIRE', lease, math.max(1, tonumber(last[2]) - now))
+    end
     local record = redis.call('HGET', holders, token)
     ${recordTtlLua((value) => `redis.call('HSET', holders, token, ${value})`)}
     result[n] = 1

@@ -159,7 +159,7 @@ function modeOf(lease: string | null): ['exclusive' | 'shared', number?] {
 
 /** Whether `lease` (a lease key's content) leaves `token`'s wait undecided: held by others. */
 export function heldByOthers(lease: string | null, token: string | undefined, holdsOrKept: () => Promise<boolean>): Promise<boolean> {
-  if (lease === null || lease === token || lease.startsWith(RESERVED_FOR)) return Promise.resolve(false);
+  if (lease === null || lease === token || (token !== undefined && lease === RESERVED_FOR + token)) return Promise.resolve(false);
   if (!isMultiMarker(lease) || token === undefined) return Promise.resolve(true);
   return holdsOrKept().then((ours) => !ours);
 }

@@ -259,15 +259,16 @@ export class RedisLockBackend implements LockBackend {
   }
 
   async forceRelease({ key, expectFencingToken }: ForceReleaseRequest): Promise<ForceReleaseOutcome> {
-    const ofSeveral = await this.holderSet.forceRelease(key, expectFencingToken);
-    if (ofSeveral) return ofSeveral;
     const keys = lockKeys(key);
     const expected = expectFencingToken === undefined ? '' : String(expectFencingToken);
-    const [outcome, pttl, stored] = (await this.redis.run(this.forceReleaseScript, [keys.lease, keys.fence, keys.holder, expected])) as [
-      string,
-      number,
-      string | null,
-    ];
+    let answer: [string, number, string | null];
+    do {
+      const ofSeveral = await this.holderSet.forceRelease(key, expectFencingToken);
+      if (ofSeveral) return ofSeveral;
+      // Readers or permits may take the lock between the two scripts: then it is theirs to reap.
+      answer = (await this.redis.run(this.forceReleaseScript, [keys.lease, keys.fence, keys.holder, expected])) as [string, number, string | null];
+    } while (answer[0] === 'multi');
+    const [outcome, pttl, stored] = answer;
     const record = toLockRecord(key, pttl, null, stored);
     if (outcome === 'released') return { outcome: 'released', previous: record };
     if (outcome === 'changed-hands') return { outcome: 'changed-hands', current: record };

@@ -306,11 +306,12 @@ return result
 
 /**
  * An operator's reap. KEYS: lease, fence, holder. ARGV: expected fencing token ('' for any).
- * Returns `{outcome, pttl, record or false}`, outcome one of released / not-held / changed-hands.
+ * Returns `{outcome, pttl, record or false}`, outcome one of released / not-held / changed-hands,
+ * or multi (nothing done) when readers or permits hold the lock now: the holder-set reap's.
  * A reap moves the fence on, so even with nobody re-acquiring, the reaped holder's token is old.
  */
 export const FORCE_RELEASE = lockScript(
-  `${FENCE_OF}
+  `${FENCE_OF}${IS_MULTI}
 local pttl = redis.call('PTTL', KEYS[1])
 local record = redis.call('GET', KEYS[3])
 if pttl == -2 then
@@ -319,6 +320,8 @@ if pttl == -2 then
   redis.call('DEL', KEYS[3])
   return {'released', pttl, record}
 end
+-- Taken by readers or permits since the caller looked: theirs to reap (holderScripts().forceRelease).
+if is_multi(redis.call('GET', KEYS[1])) then return {'multi', pttl, false} end
 if ARGV[1] ~= '' then
   if fence_of(record) ~= ARGV[1] then return {'changed-hands', pttl, record} end
 end
