@@ -66,6 +66,21 @@ function pruneLua(keys: HolderKeys): string {
 
 const PRUNE = pruneLua(ALL_KEYS);
 
+/** How long the holder and expiry sets outlive the latest lease in them. */
+export const SETS_MARGIN_MS = 60_000;
+
+/**
+ * Lua statements: the holder and expiry sets live at least \`ms\` more (the end of a lease just
+ * added or lengthened), so a crashed holder's entries never stay without an expiry when nobody
+ * uses the key again. Set with a margin: one read on most calls, two writes per margin of use.
+ */
+function keepSetsLua(holders: string, expiries: string, ms: string): string {
+  return `if redis.call('PTTL', ${expiries}) < ${ms} or redis.call('PTTL', ${holders}) < ${ms} then
+    redis.call('PEXPIRE', ${expiries}, ${ms} + ${SETS_MARGIN_MS})
+    redis.call('PEXPIRE', ${holders}, ${ms} + ${SETS_MARGIN_MS})
+  end`;
+}
+
 /**
  * Lua statements: `token` joins the holders of a lock that is free or of kind `kind` for `ttl`
  * ms (`tail`: its record's tail; `pttl`: the lease key's), its fencing token in `local fence`
@@ -77,6 +92,7 @@ function grantLua(keys: HolderKeys): string {
   redis.call('ZADD', ${keys.expiries}, now + ttl, token)
   ${mintFenceLua(keys.fence, 'lease_ms', 'clock')}
   redis.call('HSET', ${keys.holders}, token, ttl .. '\\n' .. token .. '\\n' .. fence_text .. tail)
+  ${keepSetsLua(keys.holders, keys.expiries, 'lease_ms')}
   if pttl < lease_ms then redis.call('SET', ${keys.lease}, kind, 'PX', lease_ms) end`;
 }
 
@@ -143,6 +159,7 @@ end
 -- A place kept for a waiter Redis has not seen lately: it counts as a holder until it asks again.
 local function reserve(ticket, kind)
   redis.call('ZADD', KEYS[7], now + reservation_ms, '${RESERVED_FOR}' .. ticket)
+  ${keepSetsLua('KEYS[6]', 'KEYS[7]', 'reservation_ms')}
   if redis.call('PTTL', KEYS[1]) < reservation_ms then redis.call('SET', KEYS[1], kind, 'PX', reservation_ms) end
 end
 -- The head of the queue gets what fits now: the leading readers together, as many permit
@@ -261,6 +278,7 @@ else
   if current and queue_ms > 0 then
     if redis.call('ZSCORE', KEYS[7], token) then
       redis.call('ZADD', KEYS[7], now + ttl, token)
+      ${keepSetsLua('KEYS[6]', 'KEYS[7]', 'tonumber(ttl)')}
       if redis.call('PTTL', KEYS[1]) < tonumber(ttl) then redis.call('PEXPIRE', KEYS[1], ttl) end
       return fence_of_holder(token)
     end
@@ -464,6 +482,7 @@ for n = 1, #KEYS / 3 do
   local ends = tonumber(redis.call('ZSCORE', expiries, token))
   if ends and ends > now and is_multi(redis.call('GET', lease)) then
     redis.call('ZADD', expiries, now + ttl, token)
+    ${keepSetsLua('holders', 'expiries', 'tonumber(ttl)')}
     local pttl = redis.call('PTTL', lease)
     if pttl < tonumber(ttl) then
       redis.call('PEXPIRE', lease, ttl)

@@ -1,9 +1,10 @@
+import { SETS_MARGIN_MS } from '../../lib/backends/redis/holder-set.scripts';
 import { lockKeys } from '../../lib/backends/redis/redis-lock-keys';
 import type { AcquireOutcome, LockOwner, LockRequest } from '../../lib/lock-backend.interface';
 import { redisBackendFixture, uniquePrefix } from './redis-test-app';
 
-/** Review r1: interleavings of the holder-set scripts that break an invariant. */
-const owner: LockOwner = { ownerId: 'review-r1', instanceId: 'i-1', hostname: 'host', pid: 1 };
+/** Interleavings of the holder-set scripts that once broke an invariant (found in review). */
+const owner: LockOwner = { ownerId: 'interleavings', instanceId: 'i-1', hostname: 'host', pid: 1 };
 let tokens = 0;
 
 function request(key: string, { mode = 'exclusive', limit, ttlMs = 5_000, waiter }: { mode?: 'shared' | 'exclusive'; limit?: number; ttlMs?: number; waiter?: string } = {}): LockRequest {
@@ -18,12 +19,12 @@ function fenceOf(outcome: AcquireOutcome): number {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe('review r1: shared locks and permits', () => {
+describe('shared locks and permits on Redis: interleavings of the holder-set scripts', () => {
   const fixture = redisBackendFixture({ queueReservationMs: 150 });
 
   it('a reader that shortened its lease with extend(ttlMs) and crashed keeps writers out only until its shortened lease ends', async () => {
     const { backend, raw } = fixture;
-    const key = `${uniquePrefix('r1review:shorten')}job`;
+    const key = `${uniquePrefix('interleave:shorten')}job`;
     const reader = request(key, { mode: 'shared', ttlMs: 10_000 });
     fenceOf(await backend.tryAcquire(reader));
     expect(await backend.extend([{ ...reader, ttlMs: 300 }])).toEqual([true]);
@@ -37,23 +38,34 @@ describe('review r1: shared locks and permits', () => {
 
   it('a permit holder that crashed leaves no key without an expiry behind', async () => {
     const { backend, raw } = fixture;
-    const key = `${uniquePrefix('r1review:leak')}export`;
+    const key = `${uniquePrefix('interleave:leak')}export`;
     fenceOf(await backend.tryAcquire(request(key, { limit: 3, ttlMs: 200 })));
     await sleep(400);
     const keys = lockKeys(key);
     // Nothing shows it any more (the marker is gone) ...
     expect(await raw.exists(keys.lease)).toBe(0);
     expect(await backend.inspect(key)).toEqual([]);
-    // ... but its record and expiry stay forever unless the same key is used again.
+    // ... and its record and expiry go by themselves: the lease plus SETS_MARGIN_MS, never "no expiry".
     for (const leftover of [keys.holders, keys.expiries]) {
       const pttl = await raw.pttl(leftover);
-      expect({ key: leftover, pttl: pttl === -1 ? 'no expiry' : 'gone or expiring' }).toEqual({ key: leftover, pttl: 'gone or expiring' });
+      expect({ key: leftover, expiring: pttl > 0 && pttl <= 200 + SETS_MARGIN_MS }).toEqual({ key: leftover, expiring: true });
     }
+  });
+
+  it('the holder and expiry sets outlive the longest lease in them, also one lengthened by extend', async () => {
+    const { backend, raw } = fixture;
+    const key = `${uniquePrefix('interleave:sets-ttl')}scan`;
+    const keys = lockKeys(key);
+    const reader = request(key, { mode: 'shared', ttlMs: 1_000 });
+    fenceOf(await backend.tryAcquire(reader));
+    fenceOf(await backend.tryAcquire(request(key, { mode: 'shared', ttlMs: 1_000 })));
+    expect(await backend.extend([{ ...reader, ttlMs: 5 * SETS_MARGIN_MS }])).toEqual([true]);
+    for (const set of [keys.holders, keys.expiries]) expect(await raw.pttl(set)).toBeGreaterThan(5 * SETS_MARGIN_MS - 1_000);
   });
 
   it('forceRelease of a crashed writer racing readers that take the freed lock: the readers keep their marker', async () => {
     const { backend, raw } = fixture;
-    const key = `${uniquePrefix('r1review:reap')}scan`;
+    const key = `${uniquePrefix('interleave:reap')}scan`;
     const writer = request(key, { ttlMs: 200 });
     const writerFence = fenceOf(await backend.tryAcquire(writer));
     await sleep(300); // the writer crashed: its lease ended, its record stays (shown as stale)
@@ -84,7 +96,7 @@ describe('review r1: shared locks and permits', () => {
 
   it('a one-shot permit attempt that finds waiters queued on a lock with free permits gets one once the queue has moved', async () => {
     const { backend, raw } = fixture;
-    const key = `${uniquePrefix('r1review:oneshot')}export`;
+    const key = `${uniquePrefix('interleave:oneshot')}export`;
     // Two permits, both held; a waiter queues; both holders crash.
     fenceOf(await backend.tryAcquire(request(key, { limit: 2, ttlMs: 300 })));
     fenceOf(await backend.tryAcquire(request(key, { limit: 2, ttlMs: 300 })));
@@ -98,7 +110,7 @@ describe('review r1: shared locks and permits', () => {
   });
   it("a waiter does not spin while the lock is kept for another waiter's turn (queued:<other>)", async () => {
     const { backend, raw } = fixture;
-    const key = `${uniquePrefix('r1review:spin')}job`;
+    const key = `${uniquePrefix('interleave:spin')}job`;
     // A release kept the turn for the first queued waiter, who has not come back yet.
     await raw.set(lockKeys(key).lease, 'queued:first', 'PX', 1_000);
     const startedAt = Date.now();
@@ -107,20 +119,9 @@ describe('review r1: shared locks and permits', () => {
     expect(await backend.waitForRelease(key, 300, new AbortController().signal, 'second')).toBeUndefined();
     expect(Date.now() - startedAt).toBeGreaterThanOrEqual(250);
   });
-  it('FIFO: a writer that starts waiting after a crashed writer freed the lock does not overtake a reader queued before it', async () => {
-    const { backend, raw } = fixture;
-    const key = `${uniquePrefix('r1review:fifo')}scan`;
-    fenceOf(await backend.tryAcquire(request(key, { ttlMs: 200 })));
-    expect(await backend.tryAcquire(request(key, { mode: 'shared', waiter: 'r1-reader' }))).toMatchObject({ acquired: false });
-    await sleep(300); // the writer crashed; the reader's timer has not fired yet
-    expect(await raw.lrange(lockKeys(key).queue, 0, -1)).toEqual(['r1-reader']);
-    const late = await backend.tryAcquire(request(key, { waiter: 'r1-late-writer' }));
-    expect(late).toMatchObject({ acquired: false });
-    expect(await backend.tryAcquire(request(key, { mode: 'shared', waiter: 'r1-reader' }))).toMatchObject({ acquired: true });
-  });
   it('two limits on one key never hold together, even after a shortened lease left a marker with no holder behind', async () => {
     const { backend, raw } = fixture;
-    const key = `${uniquePrefix('r1review:drift')}export`;
+    const key = `${uniquePrefix('interleave:drift')}export`;
     const keys = lockKeys(key);
     // limit 2, full; a limit-2 waiter queues; both holders crash and the marker goes.
     fenceOf(await backend.tryAcquire(request(key, { limit: 2, ttlMs: 300 })));

@@ -15,7 +15,7 @@ import {
 } from '../../lib';
 import { resolveLockOptions } from '../../lib/lock-options.validation';
 
-/** review-r2: each test names the invariant it checks; each failed on the code it was written against. */
+/** Edge cases of the service (shutdown, minimum hold, late answers, input): each failed on the code it was written against. */
 
 function serviceOn(backend: LockBackend, options: LockModuleOptions = {}): SpaceLockService {
   return new SpaceLockService(resolveLockOptions({ ...options, backend }), backend);
@@ -54,7 +54,7 @@ function track(service: SpaceLockService): SpaceLockService {
   return service;
 }
 
-describe('review-r2', () => {
+describe('service edge cases', () => {
   it('invariant 3: extend(shorter ttl) that the store applied but answered too late still aborts the signal before another holder gets the key', async () => {
     const store = new MemoryLockStore();
     const backend = new RemoteMemoryBackend({ store });
