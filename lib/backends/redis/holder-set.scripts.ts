@@ -72,10 +72,12 @@ export const SETS_MARGIN_MS = 60_000;
 /**
  * Lua statements: the holder and expiry sets live at least \`ms\` more (the end of a lease just
  * added or lengthened), so a crashed holder's entries never stay without an expiry when nobody
- * uses the key again. Set with a margin: one read on most calls, two writes per margin of use.
+ * uses the key again. Set with a margin: one read on most calls, two writes per margin of use;
+ * `fresh` (a Lua condition, true on a lock nobody held) skips the read: the sets are new then,
+ * or leftovers of crashed holders whose expiry this renews.
  */
-function keepSetsLua(holders: string, expiries: string, ms: string): string {
-  return `if redis.call('PTTL', ${expiries}) < ${ms} or redis.call('PTTL', ${holders}) < ${ms} then
+function keepSetsLua(holders: string, expiries: string, ms: string, fresh?: string): string {
+  return `if ${fresh ? `${fresh} or ` : ''}redis.call('PTTL', ${expiries}) < ${ms} or redis.call('PTTL', ${holders}) < ${ms} then
     redis.call('PEXPIRE', ${expiries}, ${ms} + ${SETS_MARGIN_MS})
     redis.call('PEXPIRE', ${holders}, ${ms} + ${SETS_MARGIN_MS})
   end`;
@@ -92,7 +94,7 @@ function grantLua(keys: HolderKeys): string {
   redis.call('ZADD', ${keys.expiries}, now + ttl, token)
   ${mintFenceLua(keys.fence, 'lease_ms', 'clock')}
   redis.call('HSET', ${keys.holders}, token, ttl .. '\\n' .. token .. '\\n' .. fence_text .. tail)
-  ${keepSetsLua(keys.holders, keys.expiries, 'lease_ms')}
+  ${keepSetsLua(keys.holders, keys.expiries, 'lease_ms', 'pttl == -2')}
   if pttl < lease_ms then redis.call('SET', ${keys.lease}, kind, 'PX', lease_ms) end`;
 }
 
