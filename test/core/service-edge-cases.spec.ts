@@ -6,24 +6,16 @@ import {
   LockShuttingDownError,
   MemoryLockBackend,
   MemoryLockStore,
-  SpaceLockService,
   type ExtendRequest,
   type HeldLock,
-  type LockBackend,
-  type LockBackendCapabilities,
-  type LockModuleOptions,
 } from '../../lib';
-import { resolveLockOptions } from '../../lib/lock-options.validation';
+import { until } from '../support/redis-server';
+import { RemoteMemoryBackend as StoreAcrossNetwork, serviceOn, trackedServices } from '../support/services';
 
 /** Edge cases of the service (shutdown, minimum hold, late answers, input): each failed on the code it was written against. */
 
-function serviceOn(backend: LockBackend, options: LockModuleOptions = {}): SpaceLockService {
-  return new SpaceLockService(resolveLockOptions({ ...options, backend }), backend);
-}
-
-/** The memory backend as a store across the network: calls bounded by `backendTimeoutMs`. */
-class RemoteMemoryBackend extends MemoryLockBackend {
-  override readonly capabilities: LockBackendCapabilities = { shared: false, limit: false };
+/** A store across the network whose `extend` can be answered late. */
+class RemoteMemoryBackend extends StoreAcrossNetwork {
   /** When set, `extend` is applied in the store at once but answered this much later (a paused connection). */
   lateExtendMs = 0;
   override async extend(leases: readonly ExtendRequest[]): Promise<boolean[]> {
@@ -33,26 +25,7 @@ class RemoteMemoryBackend extends MemoryLockBackend {
   }
 }
 
-function until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const check = (): void => {
-      if (condition()) return resolve();
-      if (performance.now() - started > timeoutMs) return reject(new Error('condition not met in time'));
-      setTimeout(check, 5);
-    };
-    check();
-  });
-}
-
-const services: SpaceLockService[] = [];
-afterEach(async () => {
-  await Promise.all(services.splice(0).map((service) => service.beforeApplicationShutdown()));
-});
-function track(service: SpaceLockService): SpaceLockService {
-  services.push(service);
-  return service;
-}
+const track = trackedServices();
 
 describe('service edge cases', () => {
   it('invariant 3: extend(shorter ttl) that the store applied but answered too late still aborts the signal before another holder gets the key', async () => {

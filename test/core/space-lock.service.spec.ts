@@ -15,20 +15,9 @@ import {
   type AcquireOutcome,
   type ExtendRequest,
   type LockBackend,
-  type LockBackendCapabilities,
-  type LockModuleOptions,
 } from '../../lib';
 import { resolveLockOptions } from '../../lib/lock-options.validation';
-
-/** A service over `backend`, as the module would build it. */
-function serviceOn(backend: LockBackend, options: LockModuleOptions = {}): SpaceLockService {
-  return new SpaceLockService(resolveLockOptions({ ...options, backend }), backend);
-}
-
-/** The memory backend as if it were a store across the network: its calls are bounded by `backendTimeoutMs`. */
-class RemoteMemoryBackend extends MemoryLockBackend {
-  override readonly capabilities: LockBackendCapabilities = { shared: false, limit: false };
-}
+import { RemoteMemoryBackend, serviceOn, trackedServices } from '../support/services';
 
 /** Memory backend whose heartbeats can be stalled or broken, to play a paused process or a dead store. */
 class StallableBackend extends RemoteMemoryBackend {
@@ -89,14 +78,7 @@ function until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
   });
 }
 
-const services: SpaceLockService[] = [];
-afterEach(async () => {
-  await Promise.all(services.splice(0).map((service) => service.beforeApplicationShutdown()));
-});
-function track(service: SpaceLockService): SpaceLockService {
-  services.push(service);
-  return service;
-}
+const track = trackedServices();
 
 describe('SpaceLockService on the memory backend', () => {
   it('runs fn under the lock and returns its result', async () => {
