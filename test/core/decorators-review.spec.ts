@@ -1,0 +1,43 @@
+import { Module, type INestApplicationContext } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { LeaderOnly, LockModule, MemoryLockStore, SpaceLockService } from '../../lib';
+import { until } from '../support/redis-server';
+
+/** A job class provided by a factory or as a value, not by `useClass`: its wrapper's metatype is no class. */
+class FactoryJobs {
+  runs = 0;
+
+  @LeaderOnly('r4review-factory')
+  tick(): void {
+    this.runs += 1;
+  }
+}
+
+describe('review r4: @LeaderOnly on providers not registered by class', () => {
+  for (const kind of ['useFactory', 'useValue'] as const) {
+    it(`runs a ${kind} provider's @LeaderOnly method only on the leader`, async () => {
+      const store = new MemoryLockStore();
+      const apps: INestApplicationContext[] = [];
+      try {
+        for (let i = 0; i < 2; i++) {
+          const provider =
+            kind === 'useFactory' ? { provide: 'JOBS', useFactory: () => new FactoryJobs() } : { provide: 'JOBS', useValue: new FactoryJobs() };
+          @Module({ imports: [LockModule.forRoot({ backend: 'memory', memory: { store } })], providers: [provider] })
+          class AppModule {}
+          const app = await NestFactory.createApplicationContext(AppModule, { logger: false });
+          await app.init();
+          apps.push(app);
+        }
+        const locks = apps.map((app) => app.get(SpaceLockService));
+        // The name is campaigned for from bootstrap, as for a useClass provider: someone leads it.
+        await until(async () => (await locks[0].leader('r4review-factory')) !== null, 1_000, 'a leader elected').catch(() => undefined);
+        const jobs = apps.map((app) => app.get<FactoryJobs>('JOBS'));
+        for (const job of jobs) for (let i = 0; i < 3; i++) job.tick();
+        // At most one replica (the leader) may run it.
+        expect(jobs.filter((job) => job.runs > 0).length).toBeLessThanOrEqual(1);
+      } finally {
+        await Promise.all(apps.map((app) => app.close()));
+      }
+    });
+  }
+});
