@@ -30,7 +30,10 @@ export class LeaderExplorer implements OnModuleInit, OnApplicationBootstrap {
       const instance = wrapper.instance as object | undefined;
       const isSingleton = !wrapper.isTransient && wrapper.isDependencyTreeStatic() && typeof instance === 'object' && instance !== null;
       // Request-scoped and transient instances come later: their guard goes on the prototype.
-      const prototype = ((wrapper.metatype as Type | undefined)?.prototype as object | undefined) ?? undefined;
+      // A singleton's own prototype: a useFactory/useValue provider's metatype is no class.
+      const prototype = isSingleton
+        ? ((Object.getPrototypeOf(instance) as object | null) ?? undefined)
+        : (((wrapper.metatype as Type | undefined)?.prototype as object | undefined) ?? undefined);
       const target = isSingleton ? (instance as object) : prototype;
       if (!target || !prototype) continue;
       for (const method of this.scanner.getAllMethodNames(prototype)) {
