@@ -1,7 +1,9 @@
 import { Module, type INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { performance } from 'node:perf_hooks';
 import { LeaderOnly, LockModule, MemoryLockStore, SpaceLockService } from '../../lib';
 import { until } from '../support/redis-server';
+import { lockApp, type LockApp } from '../redis/redis-test-app';
 
 /** A job class provided by a factory or as a value, not by `useClass`: its wrapper's metatype is no class. */
 class FactoryJobs {
@@ -40,4 +42,45 @@ describe('review r4: @LeaderOnly on providers not registered by class', () => {
       }
     });
   }
+});
+
+describe('review r4: campaign callbacks stay balanced when a callback adds a listener', () => {
+  const apps: LockApp[] = [];
+  afterEach(async () => {
+    await Promise.all(apps.splice(0).map(({ app }) => app.close()));
+  });
+
+  it('a listener added from onElected gets onElected once, not twice in a row', async () => {
+    const replica = await lockApp({ backend: 'memory' });
+    apps.push(replica);
+    const calls: string[] = [];
+    replica.locks.campaign('r4review-nested', {
+      onElected: () => {
+        replica.locks.campaign('r4review-nested', { onElected: () => calls.push('elected'), onRevoked: () => calls.push('revoked') });
+      },
+    });
+    await until(() => calls.length > 0, 2_000, 'the nested listener elected');
+    await new Promise((resolve) => setImmediate(resolve));
+    await replica.locks.campaign('r4review-nested').resign();
+    expect(calls).toEqual(['elected', 'revoked']);
+  });
+
+  it('a listener added from onRevoked (lease lost) is not revoked without being elected', async () => {
+    const replica = await lockApp({ backend: 'memory', ttlMs: 300 });
+    apps.push(replica);
+    const calls: string[] = [];
+    const handle = replica.locks.campaign('r4review-nested-lost', {
+      onRevoked: () => {
+        replica.locks.campaign('r4review-nested-lost', { onElected: () => calls.push('elected'), onRevoked: () => calls.push('revoked') });
+      },
+    });
+    await until(() => handle.isLeader, 2_000, 'elected');
+    // A synchronous pause past the lease (as in leader-election.spec): the next isLeader read ends the term.
+    const resumeAt = performance.now() + 400;
+    while (performance.now() < resumeAt) {
+      // busy
+    }
+    expect(handle.isLeader).toBe(false);
+    expect(calls).toEqual([]);
+  });
 });
