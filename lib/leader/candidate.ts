@@ -126,7 +126,9 @@ export class Candidate implements LeaderHandle {
   }
 
   private notify(which: Callback, term: LeaderTerm): void {
-    for (const listener of this.listeners) this.call(listener, which, term);
+    // A snapshot: a listener added by a callback (listen() calls its onElected already) is not
+    // reached by this round, so it never gets onElected twice or onRevoked without onElected.
+    for (const listener of [...this.listeners]) this.call(listener, which, term);
   }
 
   private call(listener: CampaignOptions, which: Callback, term: LeaderTerm): void {
