@@ -1,7 +1,8 @@
-import { Module, type INestApplicationContext } from '@nestjs/common';
+import { Controller, Get, Module, Param, type INestApplication, type INestApplicationContext } from '@nestjs/common';
+import request from 'supertest';
 import { NestFactory } from '@nestjs/core';
 import { performance } from 'node:perf_hooks';
-import { LeaderOnly, LockModule, MemoryLockStore, SpaceLockService } from '../../lib';
+import { LeaderOnly, WithLock, LockModule, MemoryLockStore, SpaceLockService } from '../../lib';
 import { until } from '../support/redis-server';
 import { lockApp, type LockApp } from '../redis/redis-test-app';
 
@@ -82,5 +83,34 @@ describe('review r4: campaign callbacks stay balanced when a callback adds a lis
     }
     expect(handle.isLeader).toBe(false);
     expect(calls).toEqual([]);
+  });
+});
+
+@Controller('r4rooms')
+class RoomsController {
+  runs = 0;
+
+  @Get(':id')
+  @WithLock('room:{params.id}')
+  join(@Param('id') id: string): { id: string } {
+    this.runs += 1;
+    return { id };
+  }
+}
+
+describe('review r4: a controller class also listed as a provider', () => {
+  it('boots, and its @WithLock route with a {params.*} key locks as a route', async () => {
+    @Module({ imports: [LockModule.forRoot({ backend: 'memory' })], controllers: [RoomsController], providers: [RoomsController] })
+    class BothModule {}
+    let app: INestApplication | undefined;
+    try {
+      app = await NestFactory.create(BothModule, { logger: false, abortOnError: false });
+      await app.init();
+      const response = await request(app.getHttpServer()).get('/r4rooms/7');
+      expect(response.status).toBe(200);
+      expect(response.body).toEqual({ id: '7' });
+    } finally {
+      await app?.close();
+    }
   });
 });
