@@ -56,12 +56,16 @@ export class LockExplorer implements OnModuleInit {
         }
       });
     }
+    // A controller class may be listed as a provider too: its routes lock as routes (above), not from arguments.
+    const controllerTypes = new Set(this.discovery.getControllers().map((wrapper) => wrapper.metatype));
     for (const wrapper of this.discovery.getProviders()) {
       const type = wrapper.metatype as Type | undefined;
-      if (typeof type === 'function' && this.reflector.get(WITH_LOCK_METADATA, type)) {
+      const isController = type !== undefined && controllerTypes.has(type);
+      if (typeof type === 'function' && !isController && this.reflector.get(WITH_LOCK_METADATA, type)) {
         throw new LockOptionsError(`@WithLock on the class ${type.name} only applies to controllers; put it on methods`);
       }
-      this.forEachLockedMethod(wrapper, undefined, (metadata, name, target) => {
+      this.forEachLockedMethod(wrapper, undefined, (metadata, name, target, method) => {
+        if (isController && typeof method === 'function' && Reflect.getMetadata(METHOD_METADATA, method) !== undefined) return;
         this.check(metadata, name, 'arguments');
         this.lockCall(target, name, metadata, 'skip');
       });
