@@ -1,5 +1,8 @@
 import { Controller, Get, Module, Param, type INestApplication, type INestApplicationContext } from '@nestjs/common';
 import request from 'supertest';
+import { MessagePattern } from '@nestjs/microservices';
+import { Observable, lastValueFrom } from 'rxjs';
+import { Gate } from '../support/gate';
 import { NestFactory } from '@nestjs/core';
 import { performance } from 'node:perf_hooks';
 import { LeaderOnly, WithLock, LockModule, MemoryLockStore, SpaceLockService } from '../../lib';
@@ -111,6 +114,54 @@ describe('review r4: a controller class also listed as a provider', () => {
       expect(response.body).toEqual({ id: '7' });
     } finally {
       await app?.close();
+    }
+  });
+});
+
+/** A streaming RPC handler: its work runs when the transport subscribes to the returned Observable. */
+@Controller()
+class StreamingConsumer {
+  active = 0;
+  maxActive = 0;
+  gate = new Gate();
+
+  @MessagePattern('r4.stream')
+  @WithLock('r4stream:{0.room}')
+  stream(_body: { room: string }): Observable<number> {
+    return new Observable<number>((subscriber) => {
+      this.active += 1;
+      this.maxActive = Math.max(this.maxActive, this.active);
+      void this.gate.open.then(() => {
+        this.active -= 1;
+        subscriber.next(1);
+        subscriber.complete();
+      });
+    });
+  }
+}
+
+describe('review r4: a microservice handler returning an Observable', () => {
+  it('keeps its lock while the stream runs: a second call for the key is refused, not run at once', async () => {
+    @Module({ imports: [LockModule.forRoot({ backend: 'memory' })], controllers: [StreamingConsumer] })
+    class StreamModule {}
+    const app = await NestFactory.createApplicationContext(StreamModule, { logger: false });
+    try {
+      await app.init();
+      const consumer = app.get(StreamingConsumer);
+      // As Nest's RPC server does: await the handler's result, subscribe to the Observable.
+      const first = lastValueFrom((await consumer.stream({ room: 'a' })) as Observable<number>);
+      const second = (async () => lastValueFrom((await consumer.stream({ room: 'a' })) as Observable<number>))();
+      const secondOutcome = second.then(
+        () => 'ran',
+        (error: unknown) => (error as Error).name,
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+      consumer.gate.release();
+      await first;
+      expect(consumer.maxActive).toBe(1);
+      expect(await secondOutcome).toBe('LockHeldError');
+    } finally {
+      await app.close();
     }
   });
 });
