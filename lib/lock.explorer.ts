@@ -52,7 +52,7 @@ export class LockExplorer implements OnModuleInit {
         } else if (classMetadata !== metadata || isOtherTransportHandler(method)) {
           // A method of its own @WithLock, or a microservice handler under the class's.
           this.check(metadata, name, 'arguments');
-          this.lockCall(target, name, metadata, 'throw');
+          this.lockCall(target, name, metadata, 'throw', isOtherTransportHandler(method));
         }
       });
     }
@@ -67,7 +67,7 @@ export class LockExplorer implements OnModuleInit {
       this.forEachLockedMethod(wrapper, undefined, (metadata, name, target, method) => {
         if (isController && typeof method === 'function' && Reflect.getMetadata(METHOD_METADATA, method) !== undefined) return;
         this.check(metadata, name, 'arguments');
-        this.lockCall(target, name, metadata, 'skip');
+        this.lockCall(target, name, metadata, 'skip', isOtherTransportHandler(method));
       });
     }
   }
@@ -141,10 +141,12 @@ export class LockExplorer implements OnModuleInit {
   }
 
   /** A method whose keys come from its arguments; `defaultOnLocked` when `@WithLock` names none. */
-  private lockCall(target: object, name: string, metadata: WithLockMetadata, defaultOnLocked: 'throw' | 'skip'): void {
+  private lockCall(target: object, name: string, metadata: WithLockMetadata, defaultOnLocked: 'throw' | 'skip', holdsStreams = false): void {
     const { callOptions } = metadata;
     const onLocked = metadata.options.onLocked ?? defaultOnLocked;
     const handlers: LockRunHandlers<undefined> = {
+      // A transport subscribes to a handler's Observable: the lock is kept while it runs, as on HTTP routes.
+      holdsStreams,
       missed: (miss) => {
         const error = miss.error();
         if (onLocked !== 'skip') throw error;
