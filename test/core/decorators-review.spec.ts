@@ -3,6 +3,9 @@ import request from 'supertest';
 import { MessagePattern } from '@nestjs/microservices';
 import { Observable, lastValueFrom } from 'rxjs';
 import { Gate } from '../support/gate';
+import { Logger } from '@nestjs/common';
+import { Candidate, type ElectionLocks } from '../../lib/leader/candidate';
+import type { HeldLock } from '../../lib/held-lock.interface';
 import { NestFactory } from '@nestjs/core';
 import { performance } from 'node:perf_hooks';
 import { LeaderOnly, WithLock, LockModule, MemoryLockStore, SpaceLockService } from '../../lib';
@@ -163,5 +166,36 @@ describe('review r4: a microservice handler returning an Observable', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('review r4: a candidate granted a lease that is already lost', () => {
+  it('does not lead on it and campaigns again (it waited on an abort that had already happened)', async () => {
+    let acquires = 0;
+    const lost = new AbortController();
+    lost.abort(new Error('lease lost'));
+    const second = new Gate();
+    const locks: ElectionLocks = {
+      whenReady: () => Promise.resolve(),
+      inspect: () => Promise.resolve(null),
+      isHeldNow: (lock) => !lock.signal.aborted,
+      acquire: () => {
+        acquires += 1;
+        if (acquires === 1) {
+          return Promise.resolve({ signal: lost.signal, fencingToken: 1, release: () => Promise.resolve() } as unknown as HeldLock);
+        }
+        second.release();
+        return new Promise<HeldLock>(() => undefined); // waits (as for the lock) until the test ends
+      },
+    };
+    const elected: number[] = [];
+    const revoked: number[] = [];
+    const candidate = new Candidate(locks, 'r4review-lost', 'leader:r4review-lost', undefined, new Logger('test'));
+    candidate.listen({ onElected: ({ term }) => elected.push(term), onRevoked: ({ term }) => revoked.push(term) });
+    await Promise.race([second.open, new Promise((resolve) => setTimeout(resolve, 500))]);
+    expect(candidate.isLeader).toBe(false);
+    expect(acquires).toBe(2);
+    expect(elected.length).toBe(revoked.length);
+    void candidate.resign();
   });
 });
