@@ -102,6 +102,8 @@ export class Candidate implements LeaderHandle {
 
   /** One term: until the lease is lost or we resign. */
   private lead(lease: HeldLock): Promise<void> {
+    // Lost before its term began (an abort listener would never fire): campaign again.
+    if (lease.signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
       const controller = new AbortController();
       const term: LeaderTerm = { term: lease.fencingToken, signal: controller.signal };
