@@ -4,6 +4,7 @@ import { MessagePattern } from '@nestjs/microservices';
 import { Observable, lastValueFrom } from 'rxjs';
 import { Gate } from '../support/gate';
 import { Logger } from '@nestjs/common';
+import { CompiledKeyTemplate, MissingLockKeyValueError } from '../../lib/lock-key.template';
 import { Candidate, type ElectionLocks } from '../../lib/leader/candidate';
 import type { HeldLock } from '../../lib/held-lock.interface';
 import { NestFactory } from '@nestjs/core';
@@ -197,5 +198,14 @@ describe('review r4: a candidate granted a lease that is already lost', () => {
     expect(acquires).toBe(2);
     expect(elected.length).toBe(revoked.length);
     void candidate.resign();
+  });
+});
+
+describe('review r4: key templates and non-finite numbers', () => {
+  it('refuses NaN and Infinity with a typed error instead of locking on "NaN" / "Infinity"', () => {
+    const template = new CompiledKeyTemplate('order:{0.id}');
+    expect(() => template.render({ '0': { id: Number('abc') } })).toThrow(MissingLockKeyValueError);
+    expect(() => template.render({ '0': { id: Infinity } })).toThrow(MissingLockKeyValueError);
+    expect(template.render({ '0': { id: 42 } })).toBe('order:42');
   });
 });
