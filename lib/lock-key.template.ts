@@ -71,7 +71,7 @@ export class CompiledKeyTemplate {
     }
   }
 
-  /** Fill the placeholders from `root`; a missing or non-scalar value is an error, never "undefined". */
+  /** Fill the placeholders from `root`; a missing, non-scalar or non-finite value is an error, never "undefined". */
   render(root: Record<string, unknown>): string {
     return this.parts
       .map((part) => {
@@ -80,7 +80,7 @@ export class CompiledKeyTemplate {
           (node, segment) => (node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[segment] : undefined),
           root,
         );
-        if ((typeof value === 'string' && value.length > 0) || typeof value === 'number' || typeof value === 'bigint') {
+        if ((typeof value === 'string' && value.length > 0) || (typeof value === 'number' && Number.isFinite(value)) || typeof value === 'bigint') {
           return String(value);
         }
         throw new MissingLockKeyValueError(this.source, `{${part.path.join('.')}} has no string or number value`);
