@@ -17,13 +17,13 @@ import { lockApp, type LockApp } from '../redis/redis-test-app';
 class FactoryJobs {
   runs = 0;
 
-  @LeaderOnly('r4review-factory')
+  @LeaderOnly('edge-factory')
   tick(): void {
     this.runs += 1;
   }
 }
 
-describe('review r4: @LeaderOnly on providers not registered by class', () => {
+describe('@LeaderOnly on providers not registered by class', () => {
   for (const kind of ['useFactory', 'useValue'] as const) {
     it(`runs a ${kind} provider's @LeaderOnly method only on the leader`, async () => {
       const store = new MemoryLockStore();
@@ -40,7 +40,7 @@ describe('review r4: @LeaderOnly on providers not registered by class', () => {
         }
         const locks = apps.map((app) => app.get(SpaceLockService));
         // The name is campaigned for from bootstrap, as for a useClass provider: someone leads it.
-        await until(async () => (await locks[0].leader('r4review-factory')) !== null, 1_000, 'a leader elected').catch(() => undefined);
+        await until(async () => (await locks[0].leader('edge-factory')) !== null, 1_000, 'a leader elected').catch(() => undefined);
         const jobs = apps.map((app) => app.get<FactoryJobs>('JOBS'));
         for (const job of jobs) for (let i = 0; i < 3; i++) job.tick();
         // At most one replica (the leader) may run it.
@@ -52,7 +52,7 @@ describe('review r4: @LeaderOnly on providers not registered by class', () => {
   }
 });
 
-describe('review r4: campaign callbacks stay balanced when a callback adds a listener', () => {
+describe('campaign callbacks stay balanced when a callback adds a listener', () => {
   const apps: LockApp[] = [];
   afterEach(async () => {
     await Promise.all(apps.splice(0).map(({ app }) => app.close()));
@@ -62,14 +62,14 @@ describe('review r4: campaign callbacks stay balanced when a callback adds a lis
     const replica = await lockApp({ backend: 'memory' });
     apps.push(replica);
     const calls: string[] = [];
-    replica.locks.campaign('r4review-nested', {
+    replica.locks.campaign('edge-nested', {
       onElected: () => {
-        replica.locks.campaign('r4review-nested', { onElected: () => calls.push('elected'), onRevoked: () => calls.push('revoked') });
+        replica.locks.campaign('edge-nested', { onElected: () => calls.push('elected'), onRevoked: () => calls.push('revoked') });
       },
     });
     await until(() => calls.length > 0, 2_000, 'the nested listener elected');
     await new Promise((resolve) => setImmediate(resolve));
-    await replica.locks.campaign('r4review-nested').resign();
+    await replica.locks.campaign('edge-nested').resign();
     expect(calls).toEqual(['elected', 'revoked']);
   });
 
@@ -77,9 +77,9 @@ describe('review r4: campaign callbacks stay balanced when a callback adds a lis
     const replica = await lockApp({ backend: 'memory', ttlMs: 300 });
     apps.push(replica);
     const calls: string[] = [];
-    const handle = replica.locks.campaign('r4review-nested-lost', {
+    const handle = replica.locks.campaign('edge-nested-lost', {
       onRevoked: () => {
-        replica.locks.campaign('r4review-nested-lost', { onElected: () => calls.push('elected'), onRevoked: () => calls.push('revoked') });
+        replica.locks.campaign('edge-nested-lost', { onElected: () => calls.push('elected'), onRevoked: () => calls.push('revoked') });
       },
     });
     await until(() => handle.isLeader, 2_000, 'elected');
@@ -105,7 +105,7 @@ class RoomsController {
   }
 }
 
-describe('review r4: a controller class also listed as a provider', () => {
+describe('a controller class also listed as a provider', () => {
   it('boots, and its @WithLock route with a {params.*} key locks as a route', async () => {
     @Module({ imports: [LockModule.forRoot({ backend: 'memory' })], controllers: [RoomsController], providers: [RoomsController] })
     class BothModule {}
@@ -144,7 +144,7 @@ class StreamingConsumer {
   }
 }
 
-describe('review r4: a microservice handler returning an Observable', () => {
+describe('a microservice handler returning an Observable', () => {
   it('keeps its lock while the stream runs: a second call for the key is refused, not run at once', async () => {
     @Module({ imports: [LockModule.forRoot({ backend: 'memory' })], controllers: [StreamingConsumer] })
     class StreamModule {}
@@ -170,7 +170,7 @@ describe('review r4: a microservice handler returning an Observable', () => {
   });
 });
 
-describe('review r4: a candidate granted a lease that is already lost', () => {
+describe('a candidate granted a lease that is already lost', () => {
   it('does not lead on it and campaigns again (it waited on an abort that had already happened)', async () => {
     let acquires = 0;
     const lost = new AbortController();
@@ -191,7 +191,7 @@ describe('review r4: a candidate granted a lease that is already lost', () => {
     };
     const elected: number[] = [];
     const revoked: number[] = [];
-    const candidate = new Candidate(locks, 'r4review-lost', 'leader:r4review-lost', undefined, new Logger('test'));
+    const candidate = new Candidate(locks, 'edge-lost', 'leader:edge-lost', undefined, new Logger('test'));
     candidate.listen({ onElected: ({ term }) => elected.push(term), onRevoked: ({ term }) => revoked.push(term) });
     await Promise.race([second.open, new Promise((resolve) => setTimeout(resolve, 500))]);
     expect(candidate.isLeader).toBe(false);
@@ -201,7 +201,7 @@ describe('review r4: a candidate granted a lease that is already lost', () => {
   });
 });
 
-describe('review r4: key templates and non-finite numbers', () => {
+describe('key templates and non-finite numbers', () => {
   it('refuses NaN and Infinity with a typed error instead of locking on "NaN" / "Infinity"', () => {
     const template = new CompiledKeyTemplate('order:{0.id}');
     expect(() => template.render({ '0': { id: Number('abc') } })).toThrow(MissingLockKeyValueError);
