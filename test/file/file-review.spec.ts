@@ -1,0 +1,71 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ExclusiveCreateMechanism } from '../../lib/backends/file/exclusive-create.mechanism';
+import { keyFiles } from '../../lib/backends/file/lock-file-names';
+import { newRecord } from '../../lib/backends/file/stale-holders';
+import type { StoredRecord } from '../../lib/backends/file/holder-record-format';
+
+function record(key: string, ttlMs: number, pid: number): StoredRecord {
+  const r = newRecord({
+    key,
+    token: `t-${pid}`,
+    ttlMs,
+    mode: 'exclusive',
+    owner: { ownerId: `o-${pid}`, instanceId: `i-${pid}`, hostname: 'h', pid },
+  });
+  return r;
+}
+
+// The module object itself (a namespace import is a frozen copy), as the backend's compiled code calls it.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const fsp = require('node:fs/promises') as typeof import('node:fs/promises');
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('file backend review (r3)', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'file-review-'));
+  });
+  afterEach(() => {
+    jest.restoreAllMocks();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('exclusive-create: a heartbeat arriving after the claim expired must not keep the lock while a contender takes it over', async () => {
+    const files = keyFiles(dir, 'k');
+    const a = new ExclusiveCreateMechanism();
+    const c = new ExclusiveCreateMechanism();
+    const first = await a.claim(files, 'exclusive', record('k', 100, 1));
+    expect(first.claim).not.toBeNull();
+    await sleep(200); // A's lease ran out (its heartbeat is late)
+
+    // Contender C reads A's expired claim; A's late heartbeat lands right after that read.
+    const realStat = fsp.stat;
+    let aRefreshed: boolean | undefined;
+    jest.spyOn(fsp, 'stat').mockImplementation((async (...args: Parameters<typeof fsp.stat>) => {
+      const info = await realStat(...args);
+      if (aRefreshed === undefined && String(args[0]).endsWith(`${join(files.anchor, 'g1')}`)) {
+        aRefreshed = false;
+        jest.restoreAllMocks();
+        aRefreshed = await first.claim!.refresh(100);
+      }
+      return info;
+    }) as typeof fsp.stat);
+    const second = await c.claim(files, 'exclusive', record('k', 100, 2));
+
+    // Never both: either A's heartbeat fails, or C is refused.
+    expect(aRefreshed !== undefined).toBe(true);
+    expect(aRefreshed && second.claim !== null).toBe(false);
+  });
+
+  it('exclusive-create: refreshing a claim whose TTL already ran out reports it lost', async () => {
+    const files = keyFiles(dir, 'k2');
+    const a = new ExclusiveCreateMechanism();
+    const first = await a.claim(files, 'exclusive', record('k2', 100, 1));
+    await sleep(200);
+    // Any contender may already be taking it over (it decided on the same expired mtime).
+    expect(await first.claim!.refresh(100)).toBe(false);
+  });
+});
