@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ExclusiveCreateMechanism } from '../../lib/backends/file/exclusive-create.mechanism';
+import { FileLockBackend } from '../../lib/backends/file/file-lock.backend';
 import { keyFiles } from '../../lib/backends/file/lock-file-names';
 import { newRecord } from '../../lib/backends/file/stale-holders';
 import type { StoredRecord } from '../../lib/backends/file/holder-record-format';
@@ -67,5 +68,23 @@ describe('file backend review (r3)', () => {
     await sleep(200);
     // Any contender may already be taking it over (it decided on the same expired mtime).
     expect(await first.claim!.refresh(100)).toBe(false);
+  });
+
+  it('exclusive-create: a shared request of this process does not join a claim another process already took over', async () => {
+    const backend = new FileLockBackend({ dir, mechanism: 'exclusive-create' });
+    try {
+      const owner = { ownerId: 'p', instanceId: 'i', hostname: 'h', pid: process.pid };
+      const first = await backend.tryAcquire({ key: 'k3', token: 'reader-1', ttlMs: 150, mode: 'shared', owner });
+      expect(first.acquired).toBe(true);
+      await sleep(300); // reader-1's heartbeat is late: its claim expired
+      // Another process (a bare mechanism here: it bypasses this process's lock table) takes the key over.
+      const other = await new ExclusiveCreateMechanism().claim(keyFiles(await backend.directory(), 'k3'), 'exclusive', record('k3', 60_000, 2));
+      expect(other.claim).not.toBeNull();
+      // A new reader here must not be let in beside that writer (with an older fencing token).
+      const second = await backend.tryAcquire({ key: 'k3', token: 'reader-2', ttlMs: 150, mode: 'shared', owner });
+      expect(second.acquired).toBe(false);
+    } finally {
+      await backend.close();
+    }
   });
 });
