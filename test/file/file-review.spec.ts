@@ -87,4 +87,31 @@ describe('file backend review (r3)', () => {
       await backend.close();
     }
   });
+
+  it('no directory watch is left open by a waitForRelease that comes after close()', async () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const fs = require('node:fs') as typeof import('node:fs');
+    const realWatch = fs.watch;
+    const open = new Set<import('node:fs').FSWatcher>();
+    jest.spyOn(fs, 'watch').mockImplementation(((...args: Parameters<typeof fs.watch>) => {
+      const watcher = (realWatch as (...a: unknown[]) => import('node:fs').FSWatcher)(...args);
+      open.add(watcher);
+      const close = watcher.close.bind(watcher);
+      watcher.close = () => {
+        open.delete(watcher);
+        close();
+      };
+      return watcher;
+    }) as typeof fs.watch);
+    const backend = new FileLockBackend({ dir });
+    const controller = new AbortController();
+    await backend.waitForRelease('k4', 50, controller.signal); // starts the watch
+    await backend.close();
+    expect(open.size).toBe(0);
+    // A waiter that was woken by close() and retries (or any late caller) must not re-open it.
+    await backend.waitForRelease('k4', 50, controller.signal);
+    const leaked = open.size;
+    for (const watcher of [...open]) watcher.close();
+    expect(leaked).toBe(0);
+  });
 });
