@@ -107,6 +107,9 @@ class ExclusiveCreateClaim implements Claim {
     if (this.released) return false;
     const own = join(this.dir, `g${this.fencingToken}`);
     try {
+      // Past its TTL the claim is up for grabs: a contender may have judged it expired already
+      // and be creating the next generation, so touching it now would leave two holders.
+      if (Date.now() - (await stat(own)).mtimeMs >= this.identity.ttlMs) return false;
       if (ttlMs !== this.identity.ttlMs) {
         // Checked first: rewriting a claim a newer holder already cleaned up would resurrect it.
         if (await this.superseded()) return false;

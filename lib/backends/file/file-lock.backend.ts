@@ -323,6 +323,12 @@ export class FileLockBackend implements LockBackend {
   /** Another module instance of this process has it: join a shared hold, never wait on ourselves. */
   private async join(held: HeldFile, files: KeyFiles, request: LockRequest, record: StoredRecord): Promise<Outcome> {
     if (held.mode !== 'shared' || request.mode !== 'shared') return { acquired: false, retryAfterMs: held.claim.expiresInMs() };
+    // A degraded claim may have run out and been taken over by another process: renew it (which
+    // fails once it is lost) before letting anyone join it. Kernel locks cannot be lost.
+    if (held.claim.expiresInMs() !== null) {
+      const ttlMs = Math.max(request.ttlMs, ...[...held.holders.values()].map((other) => other.record.ttlMs));
+      if (!(await held.claim.refresh(ttlMs))) return { acquired: false, retryAfterMs: null };
+    }
     record.fencingToken = held.claim.fencingToken;
     held.holders.set(request.token, await this.addHolder(files, request.token, record));
     return { acquired: true, fencingToken: held.claim.fencingToken };

@@ -18,6 +18,8 @@ const MAX_TRACKED = 10_000;
 export class ReleaseWatcher {
   private watcher: FSWatcher | undefined;
   private failed = false;
+  /** After `close`: later waits fall back to the timer instead of opening a watch nothing would close. */
+  private closed = false;
   /** Events seen per anchor name, so a release between a failed attempt and the wait is not missed. */
   private readonly seen = new Map<string, number>();
   private readonly waiters = new Map<string, Set<() => void>>();
@@ -92,6 +94,7 @@ export class ReleaseWatcher {
   }
 
   close(): void {
+    this.closed = true;
     this.watcher?.close();
     this.watcher = undefined;
     for (const set of this.waiters.values()) for (const wake of [...set]) wake();
@@ -100,7 +103,7 @@ export class ReleaseWatcher {
 
   /** `true` when the watch began just now. */
   private start(): boolean {
-    if (this.watcher || this.failed) return false;
+    if (this.watcher || this.failed || this.closed) return false;
     try {
       // Not persistent: a watch must never keep the process alive on its own.
       this.watcher = watch(this.dir, { persistent: false }, (_event, filename) => {
