@@ -24,10 +24,10 @@ const fsp = require('node:fs/promises') as typeof import('node:fs/promises');
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe('file backend review (r3)', () => {
+describe('file backend edge cases', () => {
   let dir: string;
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'file-review-'));
+    dir = mkdtempSync(join(tmpdir(), 'file-edge-'));
   });
   afterEach(() => {
     jest.restoreAllMocks();
