@@ -1,0 +1,89 @@
+import 'reflect-metadata';
+import { CanActivate, Injectable, INestApplication } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import { Redis } from 'ioredis';
+import request from 'supertest';
+import { LockAdminModule, LockModule, SpaceLockService } from '../../lib';
+import { runCli } from '../../lib/cli/run';
+import { recordingIo } from './ops-support';
+
+const REDIS_URL = 'redis://127.0.0.1:6379';
+
+@Injectable()
+class AllowAll implements CanActivate {
+  canActivate(): boolean {
+    return true;
+  }
+}
+
+/** Rewrites every holder record under `match` with `edit` (what another process could have written). */
+async function rewriteHolders(redis: Redis, match: string, edit: (value: string) => string): Promise<number> {
+  let cursor = '0';
+  let count = 0;
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+    cursor = next;
+    for (const key of keys) {
+      if (!key.endsWith(':holder')) continue;
+      const value = await redis.get(key);
+      if (value === null) continue;
+      await redis.set(key, edit(value), 'KEEPTTL');
+      count += 1;
+    }
+  } while (cursor !== '0');
+  return count;
+}
+
+describe('admin page: holder records written by another process (Redis)', () => {
+  const keyPrefix = `r5edge:${process.pid}:page:`;
+  let app: INestApplication;
+  let locks: SpaceLockService;
+  let redis: Redis;
+
+  beforeAll(async () => {
+    redis = new Redis(REDIS_URL);
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        LockModule.forRoot({ isGlobal: true, backend: 'redis', redis: { url: REDIS_URL }, keyPrefix, ownerId: 'edge-app' }),
+        LockAdminModule.forRoot({ guards: [AllowAll] }),
+      ],
+    }).compile();
+    moduleRef.useLogger(false);
+    app = moduleRef.createNestApplication();
+    await app.init();
+    locks = app.get(SpaceLockService);
+  });
+  afterAll(async () => {
+    await app?.close();
+    redis?.disconnect();
+  });
+
+  it('GET /ui answers 200 (not 500) when a holder record carries an acquiredAt outside the Date range', async () => {
+    const held = await locks.acquire('odd-clock', { ttlMs: 20_000 });
+    try {
+      // Record: ttlMs \n token \n fencingToken \n acquiredAt \n owner — a finite, but not a valid date.
+      const edited = await rewriteHolders(redis, `*${keyPrefix}odd-clock*`, (value) => {
+        const fields = value.split('\n');
+        fields[3] = '1e20';
+        return fields.join('\n');
+      });
+      expect(edited).toBe(1);
+      const page = await request(app.getHttpServer()).get('/admin/locks/ui');
+      expect(page.status).toBe(200);
+      expect(page.text).toContain('odd-clock');
+      const rows = await request(app.getHttpServer()).get('/admin/locks/ui/rows');
+      expect(rows.status).toBe(200);
+    } finally {
+      await held.release().catch(() => undefined);
+    }
+  });
+});
+
+describe('CLI: --timeout beyond what a timer can wait', () => {
+  it('is a usage error (exit 1), not "Redis did not answer" (exit 2)', async () => {
+    const io = recordingIo();
+    const code = await runCli(['list', '--redis', REDIS_URL, '--key-prefix', `r5edge:${process.pid}:cli:`, '--timeout', '3000000000'], io);
+    expect(io.stderr).not.toMatch(/no answer within/);
+    expect(code).toBe(1);
+  });
+});
