@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { DEFAULT_KEY_PREFIX } from '../lock.constants';
+import { DEFAULT_KEY_PREFIX, MAX_TIMER_MS } from '../lock.constants';
 import { errorMessage } from '../lock.errors';
 import { CliError, ExitCode } from './exit-codes';
 
@@ -81,17 +81,18 @@ export function commonArgs(line: ParsedCommandLine, env: NodeJS.ProcessEnv): Com
   return {
     store,
     keyPrefix: values['key-prefix'] ?? DEFAULT_KEY_PREFIX,
-    timeoutMs: integerOption('timeout', values.timeout, 1) ?? DEFAULT_TIMEOUT_MS,
+    timeoutMs: integerOption('timeout', values.timeout, 1, MAX_TIMER_MS) ?? DEFAULT_TIMEOUT_MS,
     json: values.json ?? false,
   };
 }
 
 /** A whole number option at least `min`, or `undefined` when absent. */
-export function integerOption(name: OptionName, raw: string | undefined, min: number): number | undefined {
+export function integerOption(name: OptionName, raw: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (raw === undefined) return undefined;
   const value = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value < min) {
-    throw new CliError(ExitCode.Usage, `--${name} must be a whole number ≥ ${min}, got "${raw}"`);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `from ${min} to ${max}`;
+    throw new CliError(ExitCode.Usage, `--${name} must be a whole number ${range}, got "${raw}"`);
   }
   return value;
 }
