@@ -77,6 +77,25 @@ describe('admin page: holder records written by another process (Redis)', () => 
       await held.release().catch(() => undefined);
     }
   });
+
+  it('CLI leader NAME prints the leader (exit 0, not a crash as exit 2) when its record has an acquiredAt outside the Date range', async () => {
+    const held = await locks.acquire('leader:odd-clock', { ttlMs: 20_000 });
+    try {
+      const edited = await rewriteHolders(redis, `*${keyPrefix}leader:odd-clock*`, (value) => {
+        const fields = value.split('\n');
+        fields[3] = '1e20';
+        return fields.join('\n');
+      });
+      expect(edited).toBe(1);
+      const io = recordingIo();
+      const code = await runCli(['leader', 'odd-clock', '--redis', REDIS_URL, '--key-prefix', keyPrefix], io);
+      expect(io.stderr).toBe('');
+      expect(code).toBe(0);
+      expect(io.stdout).toContain('"odd-clock" is led by edge-app');
+    } finally {
+      await held.release().catch(() => undefined);
+    }
+  });
 });
 
 describe('CLI: --timeout beyond what a timer can wait', () => {
