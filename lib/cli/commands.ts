@@ -142,7 +142,7 @@ const leader: Command = {
       for (const { name, leader: record } of records) {
         io.out(
           record
-            ? `"${name}" is led by ${record.owner} (pid ${record.pid} on ${record.hostname}) since ${new Date(record.since).toISOString()}, term ${record.term}.\n`
+            ? `"${name}" is led by ${record.owner} (pid ${record.pid} on ${record.hostname}) since ${isoTime(record.since)}, term ${record.term}.\n`
             : `"${name}" has no leader.\n`,
         );
       }
@@ -190,6 +190,12 @@ function byKey(a: HolderView, b: HolderView): number {
 function validKey(key: string): string {
   assertValidKey(key);
   return key;
+}
+
+/** A record's clock as ISO text; another process wrote it, so it may lie outside what a Date can hold. */
+function isoTime(ms: number): string {
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? 'an unknown time' : date.toISOString();
 }
 
 function asJson(value: unknown): string {
