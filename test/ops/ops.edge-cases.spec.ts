@@ -106,3 +106,42 @@ describe('CLI: --timeout beyond what a timer can wait', () => {
     expect(code).toBe(1);
   });
 });
+
+describe('CLI list: holder records written by another process (Redis)', () => {
+  const keyPrefix = `r5edge:${process.pid}:ansi:`;
+  let app: INestApplication;
+  let redis: Redis;
+
+  beforeAll(async () => {
+    redis = new Redis(REDIS_URL);
+    const moduleRef = await Test.createTestingModule({
+      imports: [LockModule.forRoot({ isGlobal: true, backend: 'redis', redis: { url: REDIS_URL }, keyPrefix, ownerId: 'edge-app' })],
+    }).compile();
+    moduleRef.useLogger(false);
+    app = moduleRef.createNestApplication();
+    await app.init();
+  });
+  afterAll(async () => {
+    await app?.close();
+    redis?.disconnect();
+  });
+
+  it('prints no terminal control sequences from an owner or hostname in a foreign record', async () => {
+    const held = await app.get(SpaceLockService).acquire('ansi', { ttlMs: 20_000 });
+    try {
+      const hostile = { ownerId: 'evil\u001b]0;pwned\u0007\u001b[2J', instanceId: 'x', hostname: 'host\r\nFAKE ROW', pid: 1 };
+      const edited = await rewriteHolders(redis, `*${keyPrefix}ansi*`, (value) => {
+        const fields = value.split('\n');
+        return [...fields.slice(0, 4), JSON.stringify(hostile)].join('\n');
+      });
+      expect(edited).toBe(1);
+      const io = recordingIo();
+      expect(await runCli(['list', '--redis', REDIS_URL, '--key-prefix', keyPrefix], io)).toBe(0);
+      expect(io.stdout).toContain('evil');
+      // eslint-disable-next-line no-control-regex
+      expect(io.stdout.replace(/\n/g, '')).not.toMatch(/[\u0000-\u001f\u007f]/);
+    } finally {
+      await held.release().catch(() => undefined);
+    }
+  });
+});
