@@ -3,7 +3,7 @@ import { assertValidKey } from '../lock-options.validation';
 import type { SpaceLockService } from '../space-lock.service';
 import { integerOption, type CommonArgs, type OptionName, type ParsedCommandLine } from './args';
 import { CliError, ExitCode } from './exit-codes';
-import { formatTable, toView, type HolderView } from './format';
+import { formatTable, printable, toView, type HolderView } from './format';
 
 /** What the CLI talks to the outside world through; tests pass their own. */
 export interface CliIo {
@@ -142,7 +142,7 @@ const leader: Command = {
       for (const { name, leader: record } of records) {
         io.out(
           record
-            ? `"${name}" is led by ${record.owner} (pid ${record.pid} on ${record.hostname}) since ${isoTime(record.since)}, term ${record.term}.\n`
+            ? `"${name}" is led by ${printable(record.owner)} (pid ${record.pid} on ${printable(record.hostname)}) since ${isoTime(record.since)}, term ${record.term}.\n`
             : `"${name}" has no leader.\n`,
         );
       }
@@ -173,14 +173,14 @@ function describeReap(key: string, outcome: ForceReleaseOutcome): string {
         : `"${key}" changed hands and is free now; not reaped.\n`;
     case 'held-by-live-process':
       return (
-        `"${key}" is held by live process ${outcome.pid} on ${outcome.hostname}; not reaped. ` +
+        `"${key}" is held by live process ${outcome.pid} on ${printable(outcome.hostname)}; not reaped. ` +
         'A kernel file lock cannot be taken from a running process: stop that process and the lock goes with it.\n'
       );
   }
 }
 
 function holderText(holder: Pick<LockRecord, 'ownerId' | 'pid' | 'hostname' | 'fencingToken'>): string {
-  return `${holder.ownerId} (pid ${holder.pid} on ${holder.hostname}, fencing token ${holder.fencingToken})`;
+  return printable(`${holder.ownerId} (pid ${holder.pid} on ${holder.hostname}, fencing token ${holder.fencingToken})`);
 }
 
 function byKey(a: HolderView, b: HolderView): number {

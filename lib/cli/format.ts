@@ -53,9 +53,18 @@ const COLUMNS: readonly [header: string, cell: (view: HolderView) => string][] =
 ];
 
 export function formatTable(views: readonly HolderView[]): string {
-  const rows = [COLUMNS.map(([header]) => header), ...views.map((view) => COLUMNS.map(([, cell]) => cell(view)))];
+  const rows = [COLUMNS.map(([header]) => header), ...views.map((view) => COLUMNS.map(([, cell]) => printable(cell(view))))];
   const widths = COLUMNS.map((_, column) => Math.max(...rows.map((row) => row[column].length)));
   return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+/**
+ * Text from the store made safe for a terminal: owners and hosts were written by other processes,
+ * so control characters (escape sequences, carriage returns) are shown as `\xNN`, never sent.
+ */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (char) => `\\x${char.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 /** Two most significant units: enough to tell "just now" from "stuck since yesterday". */
