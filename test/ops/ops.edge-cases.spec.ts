@@ -145,3 +145,37 @@ describe('CLI list: holder records written by another process (Redis)', () => {
     }
   });
 });
+
+describe('reap route: holders in the answer are named like everywhere else (without keyPrefix)', () => {
+  let app: INestApplication;
+  let locks: SpaceLockService;
+
+  beforeAll(async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [LockModule.forRoot({ isGlobal: true, keyPrefix: 'r5edge-mem:' }), LockAdminModule.forRoot({ guards: [AllowAll] })],
+    }).compile();
+    moduleRef.useLogger(false);
+    app = moduleRef.createNestApplication();
+    await app.init();
+    locks = app.get(SpaceLockService);
+  });
+  afterAll(() => app?.close());
+
+  it('409 changed-hands and 200 released carry the key as listed, not the store key', async () => {
+    await locks.acquire('job', { ttlMs: 60_000 });
+    const [listed] = await locks.list();
+    expect(listed.key).toBe('job');
+    const refused = await request(app.getHttpServer())
+      .post('/admin/locks/reap')
+      .set('content-type', 'application/json')
+      .send({ key: 'job', reason: 'edge', expectFencingToken: listed.fencingToken + 1 });
+    expect(refused.status).toBe(409);
+    expect(refused.body.current.key).toBe('job');
+    const reaped = await request(app.getHttpServer())
+      .post('/admin/locks/reap')
+      .set('content-type', 'application/json')
+      .send({ key: 'job', reason: 'edge' });
+    expect(reaped.status).toBe(200);
+    expect(reaped.body.previous.key).toBe('job');
+  });
+});
