@@ -92,13 +92,20 @@ export class LockOperations {
       throw new LockOptionsError(`forceRelease expectFencingToken must be a non-negative integer, got ${String(expected)}`);
     }
     const caller = options.caller ?? this.options.ownerId;
-    const outcome = await this.calls.call('forceRelease', () =>
+    const stored = await this.calls.call('forceRelease', () =>
       this.backend.forceRelease({
         key: this.storeKey(key),
         reason: options.reason,
         expectFencingToken: options.expectFencingToken,
       }),
     );
+    // The holder records carry the store key; callers know keys without the keyPrefix (as `list` shows them).
+    const outcome: ForceReleaseOutcome =
+      stored.outcome === 'released' && stored.previous
+        ? { ...stored, previous: this.withoutPrefix(stored.previous) }
+        : stored.outcome === 'changed-hands' && stored.current
+          ? { ...stored, current: this.withoutPrefix(stored.current) }
+          : stored;
     this.logger.warn(
       `forceRelease "${key}" by ${caller} (reason: ${options.reason}): ${outcome.outcome}` +
         ('previous' in outcome && outcome.previous
@@ -119,6 +126,11 @@ export class LockOperations {
       local: record.instanceId === this.instanceId,
       holderCount,
     };
+  }
+
+  private withoutPrefix(record: LockRecord): LockRecord {
+    const { keyPrefix } = this.options;
+    return record.key.startsWith(keyPrefix) ? { ...record, key: record.key.slice(keyPrefix.length) } : record;
   }
 
   private storeKey(key: string): string {
