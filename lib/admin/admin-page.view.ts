@@ -1,3 +1,4 @@
+import { recordTime } from '../backends/holder-record';
 import type { LockWaiters } from '../held-lock.interface';
 import { formatDuration, type HolderView } from '../cli/format';
 
@@ -105,19 +106,13 @@ function renderRow(row: HolderRow): string {
   return `<tr class="holder${row.stale ? ' stale' : ''}">
 <td class="key"><code>${key}</code>${mode}</td>
 <td class="owner">${owner}${here}<small>${escapeHtml(row.hostname)} · pid ${escapeHtml(row.pid)}${aliveText(row.alive)}</small></td>
-<td class="age" title="since ${escapeHtml(isoTime(row.acquiredAt))}">${escapeHtml(formatDuration(row.ageMs))}</td>
+<td class="age" title="since ${escapeHtml(recordTime(row.acquiredAt))}">${escapeHtml(formatDuration(row.ageMs))}</td>
 <td class="lease">${leaseCell(row)}</td>
 <td class="fence">${escapeHtml(row.fencingToken)}</td>
 <td class="waiters">${waitersCell(row.waiters)}</td>
 <td class="state">${row.stale ? `<span class="badge stale">stale</span><small>${escapeHtml(row.stale)}</small>` : 'held'}</td>
 <td class="act"><button type="button" class="reap" data-key="${key}" data-fence="${escapeHtml(row.fencingToken)}" data-owner="${owner}">Reap…</button></td>
 </tr>`;
-}
-
-/** A record's clock as ISO text; another process wrote it, so it may lie outside what a Date can hold. */
-function isoTime(ms: number): string {
-  const date = new Date(ms);
-  return Number.isNaN(date.getTime()) ? 'an unknown time' : date.toISOString();
 }
 
 function aliveText(alive: boolean | null): string {

@@ -17,3 +17,12 @@ export function holderRecord(request: LockRequest, fencingToken: number): LockRe
   if (request.limit !== undefined) record.limit = request.limit;
   return record;
 }
+
+/**
+ * A record's clock (`acquiredAt`, a leader's `since`) as ISO text. Records are written by other
+ * processes, so the number may lie outside what a Date can hold: then it reads "an unknown time".
+ */
+export function recordTime(epochMs: number): string {
+  const date = new Date(epochMs);
+  return Number.isNaN(date.getTime()) ? 'an unknown time' : date.toISOString();
+}

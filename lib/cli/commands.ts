@@ -1,4 +1,5 @@
 import type { ForceReleaseOutcome, LockRecord } from '../lock-backend.interface';
+import { recordTime } from '../backends/holder-record';
 import { assertValidKey } from '../lock-options.validation';
 import type { SpaceLockService } from '../space-lock.service';
 import { integerOption, type CommonArgs, type OptionName, type ParsedCommandLine } from './args';
@@ -142,7 +143,7 @@ const leader: Command = {
       for (const { name, leader: record } of records) {
         io.out(
           record
-            ? `"${name}" is led by ${printable(record.owner)} (pid ${record.pid} on ${printable(record.hostname)}) since ${isoTime(record.since)}, term ${record.term}.\n`
+            ? `"${name}" is led by ${printable(record.owner)} (pid ${record.pid} on ${printable(record.hostname)}) since ${recordTime(record.since)}, term ${record.term}.\n`
             : `"${name}" has no leader.\n`,
         );
       }
@@ -190,12 +191,6 @@ function byKey(a: HolderView, b: HolderView): number {
 function validKey(key: string): string {
   assertValidKey(key);
   return key;
-}
-
-/** A record's clock as ISO text; another process wrote it, so it may lie outside what a Date can hold. */
-function isoTime(ms: number): string {
-  const date = new Date(ms);
-  return Number.isNaN(date.getTime()) ? 'an unknown time' : date.toISOString();
 }
 
 function asJson(value: unknown): string {

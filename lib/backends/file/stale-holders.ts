@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import { basename } from 'node:path';
 import type { LockRecord, LockRequest } from '../../lock-backend.interface';
 import { errorMessage } from '../../lock.errors';
-import { holderRecord } from '../holder-record';
+import { holderRecord, recordTime } from '../holder-record';
 import { removeQuietly } from './atomic-files';
 import type { FileBackendOptions, FileStaleRecord } from './file-backend-options.interface';
 import { toLockRecord, type FoundRecord, type StoredRecord } from './holder-record-format';
@@ -129,7 +129,7 @@ export class StaleHolders {
     this.logger.warn(
       `Stale holder of lock "${record.key}" (${detectedBy}): ${reason}; it was ${record.ownerId} ` +
         `(pid ${record.pid} on ${record.hostname}, ${record.mode}, fencing token ${record.fencingToken}, ` +
-        `since ${new Date(record.acquiredAt).toISOString()})`,
+        `since ${recordTime(record.acquiredAt)})`,
     );
     if (this.onStale) {
       try {
